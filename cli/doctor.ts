@@ -1,0 +1,90 @@
+/**
+ * `keel doctor`: is every service Keel needs there, and if not, what fixes it.
+ */
+import { imageExists, defaultImageTag } from '../activities/sandbox';
+import type { KeelConfig } from '../workers/config';
+import { resolveTemporalCli } from '../workers/dev-server';
+import { ServiceError, connectDatabase, connectDocker, connectTemporalClient } from '../workers/services';
+
+export interface Check {
+  name: string;
+  ok: boolean;
+  /** `warn` checks do not fail `keel doctor`. */
+  level: 'ok' | 'warn' | 'error';
+  detail: string;
+  fix?: string;
+}
+
+async function check(name: string, fn: () => Promise<string>): Promise<Check> {
+  try {
+    return { name, ok: true, level: 'ok', detail: await fn() };
+  } catch (err) {
+    if (err instanceof ServiceError) return { name, ok: false, level: 'error', detail: err.message.replace(`${err.service}: `, '').replace(/\. Fix: .*$/, ''), fix: err.fix };
+    return { name, ok: false, level: 'error', detail: (err as Error).message };
+  }
+}
+
+export async function runDoctor(config: KeelConfig): Promise<Check[]> {
+  const checks: Check[] = [];
+  checks.push(
+    await check('Temporal', async () => {
+      const conn = await connectTemporalClient(config);
+      await conn.close();
+      return `reachable at ${config.temporalAddress}, namespace ${config.temporalNamespace}`;
+    }),
+  );
+  checks.push(await check('Temporal CLI', async () => resolveTemporalCli(config)));
+  checks.push(
+    await check('Postgres', async () => {
+      const sql = await connectDatabase(config);
+      const [row] = await sql<{ v: number }[]>`select max(version)::int as v from schema_migrations`;
+      await sql.end({ timeout: 2 });
+      return `reachable, schema version ${row?.v}`;
+    }),
+  );
+  let docker: Awaited<ReturnType<typeof connectDocker>> | undefined;
+  checks.push(
+    await check('Docker', async () => {
+      docker = await connectDocker(config);
+      const v = await docker.version();
+      return `Engine ${v.Version} (API ${v.ApiVersion})`;
+    }),
+  );
+  const tag = config.sandboxImage ?? defaultImageTag();
+  if (docker) {
+    const present = await imageExists(docker, tag).catch(() => false);
+    checks.push(
+      present
+        ? { name: 'Sandbox image', ok: true, level: 'ok', detail: tag }
+        : { name: 'Sandbox image', ok: false, level: 'error', detail: `${tag} is not built`, fix: `npx keel image --build (or bash sandbox/build.sh ${tag})` },
+    );
+  } else {
+    checks.push({ name: 'Sandbox image', ok: false, level: 'error', detail: 'cannot check without Docker', fix: 'fix Docker first' });
+  }
+  const env = config.env;
+  const providers = [
+    env.ANTHROPIC_API_KEY ? 'anthropic' : undefined,
+    env.OPENAI_API_KEY ? 'openai' : undefined,
+    env.OPENAI_COMPATIBLE_BASE_URL ? `openai-compatible (${env.OPENAI_COMPATIBLE_BASE_URL})` : undefined,
+  ].filter(Boolean);
+  checks.push(
+    providers.length
+      ? { name: 'Model', ok: true, level: 'ok', detail: `configured: scripted, ${providers.join(', ')}` }
+      : {
+          name: 'Model',
+          ok: true,
+          level: 'warn',
+          detail: 'only the scripted model is available',
+          fix: 'set ANTHROPIC_API_KEY, OPENAI_API_KEY or OPENAI_COMPATIBLE_BASE_URL for the worker',
+        },
+  );
+  return checks;
+}
+
+export function printChecks(checks: Check[]): void {
+  for (const c of checks) {
+    const mark = c.level === 'ok' ? 'ok  ' : c.level === 'warn' ? 'warn' : 'FAIL';
+    console.log(`${mark}  ${c.name.padEnd(14)} ${c.detail}`);
+    if (c.fix) console.log(`      ${''.padEnd(14)} fix: ${c.fix}`);
+  }
+}

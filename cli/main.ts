@@ -1,0 +1,231 @@
+/**
+ * The `keel` command line. Every command that cannot reach a service fails in
+ * one line that names it and the fix; `KEEL_DEBUG=1` shows stack traces.
+ */
+import { existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { Command } from 'commander';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { KeelClient, SessionError } from '../client';
+import { getEvents, getSession, listSessions } from '../activities/store';
+import { defaultImageTag, ensureImage } from '../activities/sandbox';
+import { loadConfig, type KeelConfig } from '../workers/config';
+import { devServerFiles, resolveTemporalCli, startDevServer, waitForPort } from '../workers/dev-server';
+import { ServiceError, connectDatabase, connectDocker } from '../workers/services';
+import { createWorkers } from '../workers/worker';
+import { printChecks, runDoctor } from './doctor';
+import { demoSpec, exitCodeFor, runSession, runSpec } from './sessions';
+import { formatTimeline, stepsOf, type EventRow } from './timeline';
+
+const program = new Command('keel')
+  .description('Durable, sandboxed AI agent sessions on Temporal, Docker and Postgres.')
+  .showHelpAfterError();
+
+const config = (): KeelConfig => loadConfig();
+
+program
+  .command('demo')
+  .description('run a scripted coding session in a real sandbox and show its timeline')
+  .option('--json', 'print one JSON object instead of progress')
+  .option('--no-worker', 'do not run a worker in this process (a `keel worker` must be running)')
+  .action(async (o: { json?: boolean; worker: boolean }) => {
+    process.exitCode = await runSession(config(), demoSpec(), { json: o.json, worker: o.worker });
+  });
+
+program
+  .command('run')
+  .description('start a session with a real or scripted model')
+  .argument('<task>', 'what the agent should do')
+  .option('--model <provider:model>', 'anthropic:…, openai:… or openai-compatible:…')
+  .option('--script <file>', 'a JSON array of scripted turns instead of a real model')
+  .option('--base-url <url>', 'base URL for an OpenAI-compatible server (vLLM, Ollama, llama.cpp)')
+  .option('--max-steps <n>', 'model turns before the session stops', undefined)
+  .option('--id <sessionId>', 'session id (default: generated)')
+  .option('--detach', 'print the session id and return at once (needs a running `keel worker`)')
+  .option('--json', 'print one JSON object instead of progress')
+  .option('--no-worker', 'do not run a worker in this process (a `keel worker` must be running)')
+  .action(async (task: string, o: Record<string, string | boolean | undefined>) => {
+    const spec = runSpec(task, {
+      model: o.model as string | undefined,
+      script: o.script as string | undefined,
+      baseUrl: o.baseUrl as string | undefined,
+      maxSteps: o.maxSteps as string | undefined,
+    });
+    process.exitCode = await runSession(config(), spec, {
+      json: Boolean(o.json),
+      worker: Boolean(o.worker),
+      detach: Boolean(o.detach),
+      sessionId: o.id as string | undefined,
+    });
+  });
+
+program
+  .command('worker')
+  .description('poll Temporal and run sessions (role from KEEL_WORKER_ROLE: all, session or sandbox)')
+  .option('--role <role>', 'all, session or sandbox (overrides KEEL_WORKER_ROLE)')
+  .action(async (o: { role?: string }) => {
+    const cfg = loadConfig({ ...process.env, ...(o.role ? { KEEL_WORKER_ROLE: o.role } : {}) });
+    const workers = await createWorkers(cfg);
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void workers.shutdown());
+    console.log(`keel worker (${cfg.workerRole}) polling ${cfg.temporalAddress}${workers.hostQueue ? `; host queue ${workers.hostQueue}` : ''}`);
+    await workers.run();
+  });
+
+program
+  .command('dev')
+  .description('start a local Temporal dev server whose state survives restarts (.keel/temporal.db)')
+  .option('--detach', 'run in the background; logs in .keel/temporal.log')
+  .option('--port <port>', 'frontend port', '7233')
+  .action(async (o: { detach?: boolean; port: string }) => {
+    const cfg = config();
+    const files = devServerFiles(cfg.stateDir);
+    const port = Number(o.port);
+    const child = startDevServer({
+      cli: resolveTemporalCli(cfg),
+      dbFile: files.dbFile,
+      port,
+      detached: o.detach,
+      logFile: o.detach ? files.logFile : undefined,
+    });
+    if (o.detach) {
+      writeFileSync(files.pidFile, String(child.pid));
+      await waitForPort('127.0.0.1', port);
+      console.log(`Temporal dev server on 127.0.0.1:${port} (UI http://localhost:${port + 1000}), pid ${child.pid}, state ${files.dbFile}`);
+      return;
+    }
+    await new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  });
+
+program
+  .command('list')
+  .description('recent sessions, newest first')
+  .option('--limit <n>', 'how many', '20')
+  .option('--json', 'print JSON')
+  .action(async (o: { limit: string; json?: boolean }) => {
+    const sql = await connectDatabase(config());
+    try {
+      const rows = await listSessions(sql, { limit: Number(o.limit) });
+      if (o.json) return console.log(JSON.stringify(rows));
+      if (rows.length === 0) return console.log('no sessions yet: try `npx keel demo`');
+      for (const r of rows) {
+        console.log(`${r.id.padEnd(30)} ${String(r.status).padEnd(10)} ${new Date(r.created_at).toISOString()}  ${r.task.replace(/\s+/g, ' ').slice(0, 60)}`);
+      }
+    } finally {
+      await sql.end({ timeout: 2 });
+    }
+  });
+
+program
+  .command('show')
+  .description("a session's timeline from Postgres")
+  .argument('<sessionId>')
+  .option('--json', 'print the session and all its events as JSON')
+  .action(async (id: string, o: { json?: boolean }) => {
+    const sql = await connectDatabase(config());
+    try {
+      const session = await getSession(sql, id);
+      if (!session) throw new SessionError(`no session ${id} in ${'the event log'}`);
+      const events = (await getEvents(sql, id)) as EventRow[];
+      if (o.json) return console.log(JSON.stringify({ session, steps: stepsOf(events), events }));
+      console.log(`${session.id}  ${session.status}  ${session.model}\ntask: ${session.task}\n`);
+      for (const line of formatTimeline(events)) console.log(line);
+    } finally {
+      await sql.end({ timeout: 2 });
+    }
+  });
+
+program
+  .command('wait')
+  .description('block until the session ends; exit 0 completed, 1 failed, 3 step limit, 4 cancelled')
+  .argument('<sessionId>')
+  .option('--json', 'print the result as JSON')
+  .action(async (id: string, o: { json?: boolean }) => {
+    const client = await KeelClient.connect(config());
+    try {
+      const result = await client.result(id);
+      console.log(o.json ? JSON.stringify(result) : `${id} ${result.status}${result.summary ? `: ${result.summary}` : ''}`);
+      process.exitCode = exitCodeFor(result.status);
+    } finally {
+      await client.close();
+    }
+  });
+
+program
+  .command('message')
+  .description('add a user message to a running session')
+  .argument('<sessionId>')
+  .argument('<text>')
+  .action(async (id: string, text: string) => {
+    const client = await KeelClient.connect(config());
+    try {
+      await client.message(id, text);
+      console.log(`message sent to ${id}`);
+    } finally {
+      await client.close();
+    }
+  });
+
+program
+  .command('cancel')
+  .description('stop a session: its container is removed and the reason recorded')
+  .argument('<sessionId>')
+  .option('--reason <text>', 'recorded in the event log', 'cancelled by user')
+  .action(async (id: string, o: { reason: string }) => {
+    const client = await KeelClient.connect(config());
+    try {
+      await client.cancel(id, o.reason);
+      console.log(`cancel requested for ${id}; \`npx keel wait ${id}\` returns when it has stopped`);
+    } finally {
+      await client.close();
+    }
+  });
+
+program
+  .command('doctor')
+  .description('check Temporal, Docker, Postgres, the sandbox image and model configuration')
+  .option('--json', 'print JSON')
+  .action(async (o: { json?: boolean }) => {
+    const checks = await runDoctor(config());
+    if (o.json) console.log(JSON.stringify({ ok: checks.every((c) => c.level !== 'error'), checks }));
+    else printChecks(checks);
+    process.exitCode = checks.some((c) => c.level === 'error') ? 1 : 0;
+  });
+
+program
+  .command('image')
+  .description('print the sandbox image tag; --build builds it when missing')
+  .option('--build', 'build the image if it is not there')
+  .action(async (o: { build?: boolean }) => {
+    const cfg = config();
+    const tag = cfg.sandboxImage ?? defaultImageTag();
+    if (o.build) await ensureImage(await connectDocker(cfg), tag, (line) => console.error(line));
+    console.log(tag);
+  });
+
+program
+  .command('stop-dev')
+  .description('stop a dev server started with `keel dev --detach`')
+  .action(() => {
+    const files = devServerFiles(config().stateDir);
+    if (!existsSync(files.pidFile)) return console.log('no detached dev server recorded');
+    const pid = Number(readFileSync(files.pidFile, 'utf8'));
+    try {
+      process.kill(pid, 'SIGTERM');
+      console.log(`stopped Temporal dev server (pid ${pid})`);
+    } catch {
+      console.log(`Temporal dev server (pid ${pid}) was not running`);
+    }
+    unlinkSync(files.pidFile);
+  });
+
+export async function main(argv = process.argv): Promise<void> {
+  // The SDK's own INFO logs would drown the progress output.
+  Runtime.install({ logger: new DefaultLogger(process.env.KEEL_DEBUG ? 'INFO' : 'WARN') });
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    process.exitCode = 2;
+    if (process.env.KEEL_DEBUG) console.error(err);
+    else if (err instanceof ServiceError || err instanceof SessionError) console.error(`keel: ${err.message}`);
+    else console.error(`keel: ${(err as Error).message?.split('\n')[0] ?? String(err)} (KEEL_DEBUG=1 for details)`);
+  }
+}

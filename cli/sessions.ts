@@ -1,0 +1,120 @@
+/**
+ * `keel demo` and `keel run`: start a session, show its steps as they happen,
+ * then its timeline from Postgres and where to look next.
+ */
+import { readFileSync } from 'node:fs';
+import type { SessionResult, SessionSpec, ScriptTurn } from '../common/types';
+import { KeelClient, SessionError, parseModel } from '../client';
+import { getEvents } from '../activities/store';
+import type { KeelConfig } from '../workers/config';
+import { connectDatabase } from '../workers/services';
+import { createWorkers, type KeelWorkers } from '../workers/worker';
+import { DEMO_TASK, demoScript } from './demo-script';
+import { follow, formatStep, formatTimeline, stepsOf, type EventRow } from './timeline';
+
+export interface RunOptions {
+  json?: boolean;
+  /** Run a worker in this process for the session's lifetime. */
+  worker?: boolean;
+  detach?: boolean;
+  sessionId?: string;
+}
+
+export function demoSpec(): SessionSpec {
+  return { task: DEMO_TASK, model: { provider: 'scripted', model: 'demo', script: demoScript }, maxSteps: 20 };
+}
+
+export function runSpec(
+  task: string,
+  opts: { model?: string; script?: string; baseUrl?: string; maxSteps?: string },
+): SessionSpec {
+  let model: SessionSpec['model'];
+  if (opts.script) {
+    let script: ScriptTurn[];
+    try {
+      script = JSON.parse(readFileSync(opts.script, 'utf8')) as ScriptTurn[];
+    } catch (err) {
+      throw new SessionError(`cannot read script ${opts.script}: ${(err as Error).message}`);
+    }
+    if (!Array.isArray(script)) throw new SessionError(`script ${opts.script} must be a JSON array of turns`);
+    model = { provider: 'scripted', model: opts.script, script };
+  } else if (opts.model) {
+    model = { ...parseModel(opts.model), ...(opts.baseUrl ? { baseURL: opts.baseUrl } : {}) };
+  } else {
+    throw new SessionError('say which model drives the session: --model provider:model, or --script file.json');
+  }
+  const maxSteps = opts.maxSteps === undefined ? undefined : Number(opts.maxSteps);
+  return { task, model, ...(maxSteps !== undefined ? { maxSteps } : {}) };
+}
+
+/** Start a session and, unless detached, follow it to the end. Returns the process exit code. */
+export async function runSession(config: KeelConfig, spec: SessionSpec, opts: RunOptions): Promise<number> {
+  const client = await KeelClient.connect(config);
+  let workers: KeelWorkers | undefined;
+  let running: Promise<void> | undefined;
+  const sql = opts.detach ? undefined : await connectDatabase(config);
+  try {
+    if (opts.worker && !opts.detach) {
+      workers = await createWorkers(config, { role: 'all' });
+      running = workers.run();
+    }
+    const sessionId = await client.start(spec, { sessionId: opts.sessionId });
+    const ui = `${config.temporalUi}/namespaces/${config.temporalNamespace}/workflows/${sessionId}`;
+    if (opts.detach) {
+      console.log(opts.json ? JSON.stringify({ sessionId, status: 'running', temporalUi: ui }) : sessionId);
+      return 0;
+    }
+    if (!opts.json) {
+      console.log(`session ${sessionId} started`);
+      console.log(`  task: ${spec.task}`);
+      console.log(`  model: ${spec.model.provider}:${spec.model.model}\n`);
+    }
+    const resultP = client.result(sessionId);
+    await follow(sql!, sessionId, progressPrinter(opts.json ?? false), { stop: resultP });
+    const result = await resultP;
+    const events = (await getEvents(sql!, sessionId)) as EventRow[];
+    if (opts.json) {
+      console.log(JSON.stringify({ ...result, steps: stepsOf(events), modelTurns: result.steps, events: events.length, temporalUi: ui }));
+    } else {
+      printEnd(result, events, ui);
+    }
+    return exitCodeFor(result.status);
+  } finally {
+    if (workers) {
+      await workers.shutdown();
+      await running;
+    }
+    await sql?.end({ timeout: 5 });
+    await client.close();
+  }
+}
+
+/** Prints each tool step as its result is recorded, with the arguments of its call. */
+function progressPrinter(json: boolean): (e: EventRow) => void {
+  const calls = new Map<string, EventRow>();
+  return (e) => {
+    if (json) return;
+    if (e.type === 'model.call' && typeof e.data.text === 'string' && e.data.text) console.log(`  · ${e.data.text}`);
+    if (e.type === 'tool.call') calls.set(String(e.data.callId), e);
+    if (e.type === 'tool.result') {
+      const call = calls.get(String(e.data.callId));
+      for (const step of stepsOf(call ? [call, e] : [e])) console.log(formatStep(step));
+    }
+  };
+}
+
+function printEnd(result: SessionResult, events: EventRow[], ui: string): void {
+  console.log(`\nsession ${result.sessionId} ${result.status}: ${result.steps} model turns, ${result.toolCalls} tool calls, ` +
+    `${result.usage.inputTokens} in / ${result.usage.outputTokens} out tokens`);
+  if (result.summary) console.log(`\n${result.summary}`);
+  if (result.error) console.log(`\nerror: ${result.error}`);
+  console.log('\ntimeline (from Postgres):');
+  for (const line of formatTimeline(events)) console.log(line);
+  console.log(`\nnext:\n  npx keel show ${result.sessionId}     the timeline again (--json for all of it)`);
+  console.log(`  ${ui}   the workflow in the Temporal UI`);
+}
+
+/** `keel wait` and `keel run` exit codes: 0 completed, 1 failed, 3 step limit, 4 cancelled. */
+export function exitCodeFor(status: SessionResult['status']): number {
+  return { completed: 0, failed: 1, step_limit: 3, cancelled: 4, running: 5 }[status];
+}

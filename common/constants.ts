@@ -1,0 +1,18 @@
+/** Task queue the session workflows, model and store activities poll. */
+export const SESSION_QUEUE = 'keel-sessions';
+/** Shared queue every sandbox-host worker polls for provisioning; later calls go to the host's own queue. */
+export const SANDBOX_QUEUE = 'keel-sandbox';
+/** Signal names, query names and the workflow type, as clients see them. */
+export const WORKFLOW_TYPE = 'agentSession';
+export const MESSAGE_SIGNAL = 'message';
+export const CANCEL_SIGNAL = 'cancel';
+export const STATUS_QUERY = 'status';
+
+export const DEFAULT_MAX_STEPS = 50;
+
+export const DEFAULT_SYSTEM_PROMPT = [
+  'You are an autonomous software engineer working inside a sandboxed Linux container (Debian, bash, python3, git).',
+  'Your working directory is /workspace. The sandbox has no network access.',
+  'Use the tools to inspect and change files and to run commands. Verify your work by running it.',
+  'When the task is done, reply with a short summary of what you did and call no tool.',
+].join('\n');

@@ -1,0 +1,110 @@
+/**
+ * The tools a Keel agent can call, as zod schemas.
+ *
+ * The workflow validates every call with these before it reaches a sandbox;
+ * the model activity hands the same schemas to the model as JSON Schema.
+ * Pure code: safe to import from workflows.
+ */
+import { z } from 'zod';
+
+const path = z.string().min(1).describe('Path, relative to /workspace or absolute.');
+
+export const toolSchemas = {
+  shell: z
+    .object({
+      command: z.string().min(1).describe('A bash command. Working directory and exported variables persist between calls.'),
+      timeoutSec: z.number().int().positive().max(3600).optional().describe('Kill the command after this many seconds. Default 120.'),
+    })
+    .strict(),
+  read_file: z
+    .object({
+      path,
+      offset: z.number().int().min(1).optional().describe('First line to return, 1-based.'),
+      limit: z.number().int().positive().optional().describe('How many lines to return.'),
+    })
+    .strict(),
+  write_file: z
+    .object({
+      path,
+      content: z.string().describe('The whole new content of the file. Parent folders are created.'),
+    })
+    .strict(),
+  edit_file: z
+    .object({
+      path,
+      old_string: z.string().min(1).describe('Exact text to replace; must occur exactly once.'),
+      new_string: z.string().describe('Replacement text.'),
+    })
+    .strict(),
+  list_files: z
+    .object({
+      path: z.string().optional().describe('Folder to list. Default /workspace.'),
+      recursive: z.boolean().optional().describe('List sub-folders too (at most 1000 entries).'),
+    })
+    .strict(),
+} as const;
+
+export type ToolName = keyof typeof toolSchemas;
+export type ToolInput<N extends ToolName> = z.infer<(typeof toolSchemas)[N]>;
+
+export const toolDescriptions: Record<ToolName, string> = {
+  shell: 'Run a bash command in the sandbox. Returns combined stdout and stderr and the exit code.',
+  read_file: 'Read a text file from the sandbox, with line numbers.',
+  write_file: 'Create or overwrite a file in the sandbox.',
+  edit_file: 'Replace one exact occurrence of old_string with new_string in a file.',
+  list_files: 'List files in a folder of the sandbox.',
+};
+
+export const toolNames = Object.keys(toolSchemas) as ToolName[];
+
+export function isToolName(name: string): name is ToolName {
+  return Object.prototype.hasOwnProperty.call(toolSchemas, name);
+}
+
+export type Validation =
+  | { ok: true; name: ToolName; input: ToolInput<ToolName> }
+  | { ok: false; error: 'UnknownTool' | 'InvalidArguments'; message: string };
+
+/** Validate a tool call from the model. Never throws: a bad call becomes an error result for the model. */
+export function validateToolCall(name: string, input: unknown): Validation {
+  if (!isToolName(name)) {
+    return { ok: false, error: 'UnknownTool', message: `Unknown tool "${name}". Available tools: ${toolNames.join(', ')}.` };
+  }
+  const parsed = toolSchemas[name].safeParse(input);
+  if (!parsed.success) {
+    const issues = parsed.error.issues
+      .map((i) => `${i.path.length ? i.path.join('.') : '(arguments)'}: ${i.message}`)
+      .join('; ');
+    return { ok: false, error: 'InvalidArguments', message: `Invalid arguments for ${name}: ${issues}` };
+  }
+  return { ok: true, name, input: parsed.data };
+}
+
+/** JSON Schema of every tool, for model providers. */
+export function toolJsonSchemas(): Record<ToolName, { description: string; parameters: Record<string, unknown> }> {
+  const out = {} as Record<ToolName, { description: string; parameters: Record<string, unknown> }>;
+  for (const name of toolNames) {
+    out[name] = { description: toolDescriptions[name], parameters: z.toJSONSchema(toolSchemas[name]) as Record<string, unknown> };
+  }
+  return out;
+}
+
+/**
+ * Cap text at `max` characters, keeping the head and the tail (where errors usually are),
+ * and say how much was cut so the model knows it is not seeing everything.
+ */
+export function capOutput(text: string, max: number): string {
+  if (text.length <= max) return text;
+  const head = Math.floor(max * 0.4);
+  const tail = max - head;
+  const cut = text.length - head - tail;
+  return `${text.slice(0, head)}\n[... ${cut} characters cut; ${text.length} in total ...]\n${text.slice(text.length - tail)}`;
+}
+
+/** One short line describing a tool call, for progress output. */
+export function describeCall(name: string, input: unknown): string {
+  const i = (input ?? {}) as Record<string, unknown>;
+  const pick = typeof i.command === 'string' ? i.command : typeof i.path === 'string' ? i.path : JSON.stringify(input);
+  const one = String(pick).replace(/\s+/g, ' ').trim();
+  return one.length > 60 ? `${one.slice(0, 57)}...` : one;
+}

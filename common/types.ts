@@ -1,0 +1,145 @@
+/**
+ * Types shared by workflows, activities, workers and the CLI.
+ *
+ * This folder (`common/`) imports nothing from Node: workflow code runs in
+ * Temporal's deterministic V8 sandbox and may import it.
+ */
+
+/** Which model drives a session. API keys never appear here: workers read them from their environment. */
+export interface ModelSpec {
+  /** `scripted`, `anthropic`, `openai` or `openai-compatible`. */
+  provider: 'scripted' | 'anthropic' | 'openai' | 'openai-compatible';
+  /** Model name as the provider knows it, e.g. `claude-sonnet-4-5`, `gpt-4o`, `llama3.1`. For `scripted`, a label. */
+  model: string;
+  /** Base URL for `openai-compatible` (vLLM, Ollama, llama.cpp); optional override for the others. */
+  baseURL?: string;
+  /** The turns a `scripted` model plays, in order. Required for `scripted`, ignored otherwise. */
+  script?: ScriptTurn[];
+  /** @default 4096 */
+  maxOutputTokens?: number;
+}
+
+/** One turn of a scripted model: what the "model" says and which tools it calls. */
+export interface ScriptTurn {
+  text?: string;
+  toolCalls?: Array<{ name: string; input: unknown }>;
+}
+
+/** Resource limits and image for a session's sandbox container. Every field has a safe default. */
+export interface SandboxSpec {
+  /** @default the image built by `scripts/build-image.sh` (`keel-sandbox:<recipe hash>`) */
+  image?: string;
+  /** @default 1024 */
+  memoryMb?: number;
+  /** @default 1 */
+  cpus?: number;
+  /** @default 256 */
+  pidsLimit?: number;
+}
+
+/** Everything needed to start a session. The workflow id is the session id. */
+export interface SessionSpec {
+  task: string;
+  model: ModelSpec;
+  sandbox?: SandboxSpec;
+  /** Model turns before the session stops with status `step_limit`. @default 50 */
+  maxSteps?: number;
+  /** @default 'default' */
+  tenant?: string;
+  /** Replaces the built-in system prompt. */
+  systemPrompt?: string;
+}
+
+export interface ToolCall {
+  /** Unique within the session (the model's own id, or one the workflow assigns). */
+  id: string;
+  name: string;
+  input: unknown;
+}
+
+export interface ToolResult {
+  callId: string;
+  name: string;
+  /** false when the arguments were invalid, the tool failed, or the command exited non-zero. */
+  ok: boolean;
+  /** What the model sees. Already capped; says how much was cut. */
+  output: string;
+  exitCode?: number;
+  durationMs?: number;
+  /** Machine-readable reason when the tool itself failed, e.g. `InvalidArguments`, `UnknownTool`, `Timeout`, `NotFound`. */
+  error?: string;
+}
+
+export type Message =
+  | { role: 'user'; text: string }
+  | { role: 'assistant'; text?: string; toolCalls: ToolCall[] }
+  | { role: 'tool'; results: ToolResult[] };
+
+export interface TokenUsage {
+  inputTokens: number;
+  outputTokens: number;
+}
+
+/** What the model activity returns for one call. */
+export interface ModelTurn {
+  text?: string;
+  toolCalls: ToolCall[];
+  finishReason: string;
+  usage: TokenUsage;
+  durationMs: number;
+}
+
+/** Where a session's sandbox lives; later sandbox activities go to `hostQueue` (host affinity). */
+export interface SandboxHandle {
+  containerId: string;
+  hostQueue: string;
+  hostId: string;
+  image: string;
+}
+
+export type SessionStatus =
+  | 'running'
+  | 'completed'
+  | 'step_limit'
+  | 'cancelled'
+  | 'failed';
+
+/** Event types recorded in Postgres. Every step of a session is one or more of these. */
+export type EventType =
+  | 'session.started'
+  | 'session.status'
+  | 'sandbox.provisioned'
+  | 'sandbox.removed'
+  | 'model.call'
+  | 'tool.call'
+  | 'tool.result'
+  | 'message.user'
+  | 'session.error'
+  | 'session.ended';
+
+/** An event as the workflow emits it. `seq` is assigned by the workflow, so a retried write is a no-op. */
+export interface SessionEvent {
+  seq: number;
+  type: EventType;
+  data: Record<string, unknown>;
+}
+
+/** Returned by the `status` query. */
+export interface SessionState {
+  status: SessionStatus;
+  step: number;
+  toolCalls: number;
+  lastTool?: string;
+  cancelReason?: string;
+}
+
+/** The workflow's result. */
+export interface SessionResult {
+  sessionId: string;
+  status: SessionStatus;
+  steps: number;
+  toolCalls: number;
+  summary?: string;
+  usage: TokenUsage;
+  error?: string;
+}

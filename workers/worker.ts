@@ -1,0 +1,99 @@
+/**
+ * Builds Keel's workers from config. One process can run every role (local use)
+ * or one role each (production): a session worker (workflows, model and store
+ * activities) and a sandbox-host worker per Docker host.
+ */
+import { Worker, type NativeConnection } from '@temporalio/worker';
+import type { Sql } from 'postgres';
+import type Docker from 'dockerode';
+import { SANDBOX_QUEUE, SESSION_QUEUE } from '../common/constants';
+import { createModelActivities, resolveModelConfig } from '../activities/model';
+import { createSandboxActivities, defaultImageTag, resolveSandboxConfig, SandboxRuntime } from '../activities/sandbox';
+import { createStoreActivities } from '../activities/store';
+import type { KeelConfig } from './config';
+import { connectDatabase, connectDocker, connectTemporalWorker } from './services';
+
+export interface KeelWorkers {
+  /** Resolves when every worker has stopped. */
+  run(): Promise<void>;
+  /** Stop polling, finish in-flight tasks, close connections. */
+  shutdown(): Promise<void>;
+  /** The queue this process's sandbox-host worker owns, if it runs one. */
+  hostQueue?: string;
+}
+
+export function hostQueueFor(hostId: string): string {
+  return `${SANDBOX_QUEUE}-${hostId}`;
+}
+
+export interface WorkerOptions {
+  role?: KeelConfig['workerRole'];
+  /** Pre-bundled workflow code (tests and benchmarks bundle once). @default bundles `workflows/` at start */
+  workflowBundle?: { code: string };
+}
+
+export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}): Promise<KeelWorkers> {
+  const role = opts.role ?? config.workerRole;
+  const connection: NativeConnection = await connectTemporalWorker(config);
+  const workers: Worker[] = [];
+  let sql: Sql | undefined;
+  let runtime: SandboxRuntime | undefined;
+  let hostQueue: string | undefined;
+  const base = { connection, namespace: config.temporalNamespace };
+
+  if (role === 'all' || role === 'session') {
+    sql = await connectDatabase(config);
+    const activities = {
+      ...createModelActivities({ config: resolveModelConfig(config.env) }),
+      ...createStoreActivities({ sql }),
+    };
+    workers.push(
+      await Worker.create({
+        ...base,
+        taskQueue: SESSION_QUEUE,
+        ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: require.resolve('../workflows') }),
+        activities,
+      }),
+    );
+  }
+
+  if (role === 'all' || role === 'sandbox') {
+    const docker: Docker = await connectDocker(config);
+    hostQueue = hostQueueFor(config.hostId);
+    runtime = new SandboxRuntime(docker);
+    const activities = createSandboxActivities({
+      runtime,
+      config: resolveSandboxConfig({
+        hostId: config.hostId,
+        hostQueue,
+        defaultImage: config.sandboxImage ?? defaultImageTag(),
+      }),
+    });
+    // The shared queue takes provisioning; the host's own queue takes everything after (host affinity).
+    for (const taskQueue of [SANDBOX_QUEUE, hostQueue]) {
+      workers.push(await Worker.create({ ...base, taskQueue, activities }));
+    }
+  }
+
+  let closed: Promise<void> | undefined;
+  const close = () =>
+    (closed ??= (async () => {
+      await runtime?.close();
+      await sql?.end({ timeout: 5 });
+      await connection.close();
+    })());
+
+  return {
+    hostQueue,
+    async run() {
+      try {
+        await Promise.all(workers.map((w) => w.run()));
+      } finally {
+        await close();
+      }
+    },
+    async shutdown() {
+      for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
+    },
+  };
+}
