@@ -107,7 +107,7 @@ program
       if (o.json) return console.log(JSON.stringify(rows));
       if (rows.length === 0) return console.log('no sessions yet: try `npx keel demo`');
       for (const r of rows) {
-        console.log(`${r.id.padEnd(30)} ${String(r.status).padEnd(10)} ${new Date(r.created_at).toISOString()}  ${r.task.replace(/\s+/g, ' ').slice(0, 60)}`);
+        console.log(`${r.id.padEnd(30)} ${String(r.status).padEnd(10)} ${r.createdAt.toISOString()}  ${r.task.replace(/\s+/g, ' ').slice(0, 60)}`);
       }
     } finally {
       await sql.end({ timeout: 2 });
@@ -124,7 +124,7 @@ program
     try {
       const session = await getSession(sql, id);
       if (!session) throw new SessionError(`no session ${id} in ${'the event log'}`);
-      const events = (await getEvents(sql, id)) as EventRow[];
+      const events = await getEvents(sql, id);
       if (o.json) return console.log(JSON.stringify({ session, steps: stepsOf(events), events }));
       console.log(`${session.id}  ${session.status}  ${session.model}\ntask: ${session.task}\n`);
       for (const line of formatTimeline(events)) console.log(line);

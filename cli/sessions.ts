@@ -72,7 +72,7 @@ export async function runSession(config: KeelConfig, spec: SessionSpec, opts: Ru
     const resultP = client.result(sessionId);
     await follow(sql!, sessionId, progressPrinter(opts.json ?? false), { stop: resultP });
     const result = await resultP;
-    const events = (await getEvents(sql!, sessionId)) as EventRow[];
+    const events = await getEvents(sql!, sessionId);
     if (opts.json) {
       console.log(JSON.stringify({ ...result, steps: stepsOf(events), modelTurns: result.steps, events: events.length, temporalUi: ui }));
     } else {

@@ -4,15 +4,10 @@
  * was recorded, which is what an auditor sees.
  */
 import type { Sql } from 'postgres';
-import { getEvents } from '../activities/store';
+import { getEvents, type EventRow } from '../activities/store';
 import { describeCall } from '../common/tools';
 
-export interface EventRow {
-  seq: number;
-  type: string;
-  at: Date;
-  data: Record<string, unknown>;
-}
+export type { EventRow };
 
 /** One tool step, as `--json` and the progress lines show it. */
 export interface StepSummary {
@@ -113,7 +108,7 @@ export async function follow(
   let stopped = false;
   void opts.stop?.finally(() => (stopped = true));
   for (;;) {
-    const rows = (await getEvents(sql, sessionId, { afterSeq: after })) as EventRow[];
+    const rows = await getEvents(sql, sessionId, { afterSeq: after });
     for (const e of rows) {
       after = e.seq;
       onEvent(e);

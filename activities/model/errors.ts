@@ -1,0 +1,131 @@
+import { APICallError } from '@ai-sdk/provider';
+import { ApplicationFailure } from '@temporalio/common';
+import { RetryError } from 'ai';
+
+/** Failure types thrown by the model activity. */
+export const ModelFailure = {
+  RateLimit: 'Model.RateLimit',
+  Auth: 'Model.Auth',
+  BadRequest: 'Model.BadRequest',
+  Unavailable: 'Model.Unavailable',
+  NotConfigured: 'Model.NotConfigured',
+  ScriptExhausted: 'Model.ScriptExhausted',
+} as const;
+
+/** What the classifier needs to know about the call that failed. */
+export interface FailureContext {
+  /** e.g. `anthropic:claude-sonnet-4-5`, for messages. */
+  label: string;
+  /** Strings to scrub from messages (API keys): secrets must never reach workflow history. */
+  secrets: readonly string[];
+  /** Set when our own request timeout fired. */
+  timedOutAfterMs?: number;
+}
+
+const MAX_DETAIL = 500;
+
+/** Remove every secret from `text` and cap it. */
+export function redact(text: string, secrets: readonly string[]): string {
+  let out = text;
+  for (const s of secrets) if (s) out = out.split(s).join('[redacted]');
+  return out.length > MAX_DETAIL ? `${out.slice(0, MAX_DETAIL)}...` : out;
+}
+
+/**
+ * Milliseconds to wait from `retry-after-ms` or `retry-after` (delta seconds or
+ * an HTTP date), or undefined when absent or unusable.
+ */
+export function retryAfterMs(headers: Record<string, string> | undefined, now = Date.now()): number | undefined {
+  if (!headers) return undefined;
+  const get = (name: string) => Object.entries(headers).find(([k]) => k.toLowerCase() === name)?.[1]?.trim();
+  const ms = get('retry-after-ms');
+  if (ms && /^\d+(\.\d+)?$/.test(ms)) return Math.ceil(Number(ms));
+  const ra = get('retry-after');
+  if (!ra) return undefined;
+  if (/^\d+(\.\d+)?$/.test(ra)) return Math.ceil(Number(ra) * 1000);
+  const at = Date.parse(ra);
+  if (Number.isNaN(at)) return undefined;
+  return Math.max(0, at - now);
+}
+
+function findApiCallError(err: unknown): APICallError | undefined {
+  let e: unknown = err;
+  for (let depth = 0; depth < 5 && e; depth++) {
+    if (APICallError.isInstance(e)) return e;
+    e = RetryError.isInstance(e) ? e.lastError : (e as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+function isAbort(err: unknown): boolean {
+  const name = (err as { name?: unknown } | null)?.name;
+  return name === 'AbortError' || name === 'TimeoutError';
+}
+
+/**
+ * Turn a failed model call into the ApplicationFailure the workflow's retry
+ * policy understands. Returns the error to throw; never includes the request
+ * body (it is the whole transcript) or any secret.
+ *
+ * - 429: retryable `Model.RateLimit`, `nextRetryDelay` from `retry-after`.
+ * - 401 / 403: non-retryable `Model.Auth`.
+ * - 408, 5xx, network errors, our timeout: retryable `Model.Unavailable`.
+ * - other 4xx: non-retryable `Model.BadRequest`.
+ * - ApplicationFailures (from the scripted model or provider setup) and
+ *   aborts caused by activity cancellation pass through unchanged, as does
+ *   anything else (an unexpected bug is not disguised as an outage), except
+ *   that an error whose message contains a secret is replaced by a scrubbed one.
+ */
+export function classifyModelError(err: unknown, ctx: FailureContext): unknown {
+  if (err instanceof ApplicationFailure) return err;
+  const api = findApiCallError(err);
+  if (api) {
+    const status = api.statusCode;
+    const detail = redact(api.message, ctx.secrets);
+    const details = [{ statusCode: status ?? null }];
+    if (status === 429) {
+      const delay = retryAfterMs(api.responseHeaders);
+      return ApplicationFailure.create({
+        type: ModelFailure.RateLimit,
+        message: `${ctx.label} is rate limited (HTTP 429${delay !== undefined ? `, retry after ${delay} ms` : ''}): ${detail}`,
+        nonRetryable: false,
+        details,
+        ...(delay !== undefined && delay > 0 ? { nextRetryDelay: delay } : {}),
+      });
+    }
+    if (status === 401 || status === 403) {
+      return ApplicationFailure.create({
+        type: ModelFailure.Auth,
+        message: `${ctx.label} refused the credentials (HTTP ${status}): ${detail}. Check the API key the worker was given.`,
+        nonRetryable: true,
+        details,
+      });
+    }
+    if (status !== undefined && status >= 400 && status < 500 && status !== 408) {
+      return ApplicationFailure.create({
+        type: ModelFailure.BadRequest,
+        message: `${ctx.label} rejected the request (HTTP ${status}): ${detail}`,
+        nonRetryable: true,
+        details,
+      });
+    }
+    return ApplicationFailure.create({
+      type: ModelFailure.Unavailable,
+      message: `${ctx.label} is unavailable (${status !== undefined ? `HTTP ${status}` : 'network error'}): ${detail}`,
+      nonRetryable: false,
+      details,
+    });
+  }
+  if (ctx.timedOutAfterMs !== undefined && isAbort(err)) {
+    return ApplicationFailure.create({
+      type: ModelFailure.Unavailable,
+      message: `${ctx.label} did not answer within ${ctx.timedOutAfterMs} ms`,
+      nonRetryable: false,
+    });
+  }
+  if (err instanceof Error && ctx.secrets.some((s) => s && err.message.includes(s))) {
+    // A fresh error: the original's stack and cause would carry the secret too.
+    return new Error(redact(err.message, ctx.secrets));
+  }
+  return err;
+}

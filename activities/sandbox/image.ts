@@ -1,0 +1,82 @@
+/**
+ * The sandbox image: its tag is derived from the recipe in `sandbox/`, so a
+ * changed recipe means a new tag and a rebuild.
+ */
+import { createHash } from 'node:crypto';
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import type Docker from 'dockerode';
+
+/** The recipe files, in hashing order. `sandbox/build.sh` labels images with the same hash. */
+export const RECIPE_FILES = ['Dockerfile', 'executor.py', 'build.sh', 'build-rootfs.sh'] as const;
+
+/**
+ * The repository root: the nearest folder above this file holding package.json
+ * (works from `activities/sandbox/*.ts` under tsx and from `dist/activities/sandbox/*.js`).
+ */
+export function repoRoot(from: string = __dirname): string {
+  let dir = from;
+  for (;;) {
+    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'sandbox', 'executor.py'))) return dir;
+    const up = dirname(dir);
+    if (up === dir) throw new Error(`no Keel checkout (package.json with sandbox/) above ${from}`);
+    dir = up;
+  }
+}
+
+/** The folder holding the image recipe. */
+export function sandboxDir(): string {
+  return join(repoRoot(), 'sandbox');
+}
+
+/** First 12 hex digits of sha256 over the recipe files' contents, concatenated in {@link RECIPE_FILES} order. */
+export function recipeHash(dir: string = sandboxDir()): string {
+  const hash = createHash('sha256');
+  for (const file of RECIPE_FILES) hash.update(readFileSync(join(dir, file)));
+  return hash.digest('hex').slice(0, 12);
+}
+
+/** `keel-sandbox:<recipe hash>`. */
+export function defaultImageTag(dir?: string): string {
+  return `keel-sandbox:${recipeHash(dir)}`;
+}
+
+/** Whether the Docker host has an image with this tag. */
+export async function imageExists(docker: Docker, tag: string): Promise<boolean> {
+  try {
+    await docker.getImage(tag).inspect();
+    return true;
+  } catch (err) {
+    if ((err as { statusCode?: number }).statusCode === 404) return false;
+    throw err;
+  }
+}
+
+/**
+ * Build the image with `bash sandbox/build.sh <tag>` unless it already exists.
+ * Build output goes to `log` line by line. Resolves to true when it built.
+ */
+export async function ensureImage(docker: Docker, tag: string, log: (line: string) => void = () => {}): Promise<boolean> {
+  if (await imageExists(docker, tag)) return false;
+  const dir = sandboxDir();
+  log(`building sandbox image ${tag} (bash sandbox/build.sh ${tag})`);
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn('bash', [join(dir, 'build.sh'), tag], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let tail = '';
+    const onData = (chunk: Buffer): void => {
+      const text = chunk.toString();
+      tail = (tail + text).slice(-4000);
+      for (const line of text.split('\n')) if (line.trim()) log(line);
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      if (code === 0) resolve();
+      else reject(new Error(`sandbox image build failed (exit ${code}):\n${tail}`));
+    });
+  });
+  if (!(await imageExists(docker, tag))) throw new Error(`sandbox/build.sh finished but image ${tag} is missing`);
+  return true;
+}

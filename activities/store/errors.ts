@@ -1,0 +1,55 @@
+import { ApplicationFailure } from '@temporalio/common';
+
+/** Node / postgres.js error codes that mean "the database is not reachable right now". */
+const UNREACHABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ETIMEDOUT',
+  'EPIPE',
+  'CONNECT_TIMEOUT',
+  'CONNECTION_CLOSED',
+  'CONNECTION_ENDED',
+  'CONNECTION_DESTROYED',
+  // SQLSTATE: admin shutdown, crash shutdown, cannot connect now, too many connections.
+  '57P01',
+  '57P02',
+  '57P03',
+  '53300',
+]);
+
+function isUnreachable(err: unknown): err is Error & { code: string } {
+  if (!(err instanceof Error)) return false;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code !== 'string') return false;
+  // SQLSTATE class 08: connection exception.
+  return UNREACHABLE_CODES.has(code) || /^08[0-9A-Z]{3}$/.test(code);
+}
+
+/**
+ * Classify a store failure at the activity boundary: an unreachable database
+ * becomes a retryable `Store.Unavailable`; anything else is rethrown as is
+ * (a bug or schema problem, which Temporal also retries, but loudly).
+ * The message names DATABASE_URL but never its value (it holds a password).
+ */
+export function classifyStoreError(err: unknown): never {
+  if (isUnreachable(err)) {
+    throw ApplicationFailure.retryable(
+      `Postgres is unreachable (${err.code}: ${err.message}). Check DATABASE_URL and that the server is running.`,
+      'Store.Unavailable',
+    );
+  }
+  throw err;
+}
+
+/** Run `fn`, classifying its failure with {@link classifyStoreError}. */
+export async function withStoreErrors<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    return classifyStoreError(err);
+  }
+}

@@ -1,0 +1,56 @@
+/**
+ * Schema migrations, in order. Append new versions; never edit an applied one
+ * (a database that already ran it would silently differ from a fresh one).
+ */
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const migrations: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'sessions and append-only events',
+    sql: `
+      create table sessions (
+        id text primary key,
+        tenant text not null,
+        task text not null,
+        model text not null,
+        status text not null,
+        created_at timestamptz default now(),
+        updated_at timestamptz,
+        ended_at timestamptz,
+        result jsonb,
+        workflow_run_id text
+      );
+      create index sessions_created_at_idx on sessions (created_at desc);
+
+      create table events (
+        session_id text not null,
+        seq int not null,
+        type text not null,
+        at timestamptz not null default clock_timestamp(),
+        data jsonb not null,
+        primary key (session_id, seq)
+      );
+
+      create function keel_events_append_only() returns trigger
+      language plpgsql as $$
+      begin
+        raise exception 'events are append-only: % on events is not allowed', tg_op
+          using errcode = 'restrict_violation';
+      end;
+      $$;
+
+      create trigger events_append_only
+        before update or delete on events
+        for each row execute function keel_events_append_only();
+      -- TRUNCATE bypasses row triggers; close that door too.
+      create trigger events_no_truncate
+        before truncate on events
+        for each statement execute function keel_events_append_only();
+    `,
+  },
+];

@@ -1,0 +1,78 @@
+/**
+ * Read-side queries for the CLI and tests. Plain functions, not activities:
+ * reads do not belong in workflow history.
+ */
+import type { EventType, SessionResult } from '../../common/types';
+import type { Sql } from './db';
+
+/** One row of `sessions`. */
+export interface SessionRow {
+  id: string;
+  tenant: string;
+  task: string;
+  model: string;
+  status: string;
+  createdAt: Date;
+  updatedAt: Date | null;
+  endedAt: Date | null;
+  result: SessionResult | null;
+  workflowRunId: string | null;
+}
+
+/** One row of `events`. */
+export interface EventRow {
+  sessionId: string;
+  seq: number;
+  type: EventType;
+  at: Date;
+  data: Record<string, unknown>;
+}
+
+interface RawSession {
+  id: string;
+  tenant: string;
+  task: string;
+  model: string;
+  status: string;
+  created_at: Date;
+  updated_at: Date | null;
+  ended_at: Date | null;
+  result: SessionResult | null;
+  workflow_run_id: string | null;
+}
+
+function toSession(r: RawSession): SessionRow {
+  return {
+    id: r.id,
+    tenant: r.tenant,
+    task: r.task,
+    model: r.model,
+    status: r.status,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+    endedAt: r.ended_at,
+    result: r.result,
+    workflowRunId: r.workflow_run_id,
+  };
+}
+
+/** Most recent sessions first. @param opts.limit @default 20 */
+export async function listSessions(sql: Sql, opts: { limit?: number } = {}): Promise<SessionRow[]> {
+  const rows = await sql<RawSession[]>`select * from sessions order by created_at desc, id limit ${opts.limit ?? 20}`;
+  return rows.map(toSession);
+}
+
+/** One session, or `undefined` when there is none with that id. */
+export async function getSession(sql: Sql, id: string): Promise<SessionRow | undefined> {
+  const rows = await sql<RawSession[]>`select * from sessions where id = ${id}`;
+  return rows[0] ? toSession(rows[0]) : undefined;
+}
+
+/** A session's events in `seq` order; with `afterSeq`, only those after it (for tailing). */
+export async function getEvents(sql: Sql, id: string, opts: { afterSeq?: number } = {}): Promise<EventRow[]> {
+  const rows = await sql<{ session_id: string; seq: number; type: EventType; at: Date; data: Record<string, unknown> }[]>`
+    select session_id, seq, type, at, data from events
+    where session_id = ${id} and seq > ${opts.afterSeq ?? -2147483648}
+    order by seq`;
+  return rows.map((r) => ({ sessionId: r.session_id, seq: r.seq, type: r.type, at: r.at, data: r.data }));
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Build the Keel sandbox image under the given tag.
+#
+# Usage: bash sandbox/build.sh <tag>
+# Env:   KEEL_IMAGE_BUILD=dockerfile|debootstrap  force a method. By default the
+#        Dockerfile is used only when debian:bookworm-slim can be pulled quickly.
+set -euo pipefail
+
+tag=${1:?usage: build.sh <image tag>}
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+method=${KEEL_IMAGE_BUILD:-}
+
+if [ -z "$method" ]; then
+  method=debootstrap
+  if docker image inspect debian:bookworm-slim >/dev/null 2>&1 \
+    || timeout 10 docker pull debian:bookworm-slim >/dev/null 2>&1; then
+    method=dockerfile
+  fi
+fi
+
+case "$method" in
+  dockerfile)
+    echo "build: docker build -t $tag (Dockerfile)" >&2
+    recipe=$(cat "$here/Dockerfile" "$here/executor.py" "$here/build.sh" "$here/build-rootfs.sh" | sha256sum | cut -c1-12)
+    docker build --label "keel.recipe=$recipe" --label keel.build=dockerfile -t "$tag" "$here" >&2
+    ;;
+  debootstrap)
+    exec bash "$here/build-rootfs.sh" "$tag"
+    ;;
+  *)
+    echo "build: KEEL_IMAGE_BUILD must be 'dockerfile' or 'debootstrap' (got '$method')" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,90 @@
+/**
+ * Crash test: the worker process is killed with SIGKILL while a tool call runs;
+ * a new worker process picks the session up and it completes with the same
+ * final workspace as an uninterrupted run, and no duplicate or missing events.
+ */
+import '../helpers/quiet';
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import type { Sql } from 'postgres';
+import { KeelClient } from '../../client';
+import { getEvents } from '../../activities/store';
+import type { ScriptTurn } from '../../common/types';
+import { connectDatabase } from '../../workers/services';
+import { testConfig, uniqueId } from '../helpers/env';
+import { spawnWorker, type WorkerProcess } from '../helpers/processes';
+import { TestTemporal } from '../helpers/temporal';
+
+const script: ScriptTurn[] = [
+  { toolCalls: [{ name: 'write_file', input: { path: 'data/a.txt', content: 'alpha\n' } }] },
+  { toolCalls: [{ name: 'shell', input: { command: 'echo start >> /workspace/log.txt; sleep 5; echo end >> /workspace/log.txt' } }] },
+  { toolCalls: [{ name: 'shell', input: { command: 'cd /workspace && find . -type f | sort | xargs sha256sum && echo --- && cat log.txt' } }] },
+  { text: 'done' },
+];
+const spec = { task: 'crash test', model: { provider: 'scripted' as const, model: 'crash', script } };
+
+let temporal: TestTemporal;
+let client: KeelClient;
+let sql: Sql;
+let env: Record<string, string>;
+const workers: WorkerProcess[] = [];
+
+before(async () => {
+  temporal = await TestTemporal.start();
+  env = { TEMPORAL_ADDRESS: temporal.address, KEEL_HOST_ID: uniqueId('crash-host') };
+  const config = testConfig(temporal.address);
+  client = await KeelClient.connect(config);
+  sql = await connectDatabase(config);
+});
+
+after(async () => {
+  for (const w of workers) await w.kill('SIGTERM');
+  await client?.close();
+  await sql?.end({ timeout: 2 });
+  await temporal?.down();
+});
+
+async function waitForEvent(id: string, pred: (e: { type: string; data: Record<string, unknown> }) => boolean) {
+  for (let i = 0; i < 600; i++) {
+    const events = await getEvents(sql, id);
+    if (events.some(pred)) return;
+    const ended = events.find((e) => e.type === 'session.ended');
+    if (ended) throw new Error(`session ${id} ended before the event came: ${JSON.stringify(ended.data)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`event never came for ${id}`);
+}
+
+test('a worker killed with SIGKILL mid-tool-call costs no step and runs no command twice', async () => {
+  const first = await spawnWorker(env);
+  workers.push(first);
+
+  const crashed = await client.start(spec, { sessionId: uniqueId('crash') });
+  await waitForEvent(crashed, (e) => e.type === 'tool.call' && e.data.name === 'shell');
+  await new Promise((r) => setTimeout(r, 1500)); // the command is now running inside the sandbox
+  await first.kill('SIGKILL');
+
+  const second = await spawnWorker(env);
+  workers.push(second);
+  const result = await client.result(crashed);
+  assert.equal(result.status, 'completed', result.error);
+
+  // A fault-free run of the same script, for comparison.
+  const clean = await client.start(spec, { sessionId: uniqueId('clean') });
+  assert.equal((await client.result(clean)).status, 'completed');
+
+  const [crashedEvents, cleanEvents] = [await getEvents(sql, crashed), await getEvents(sql, clean)];
+  assert.deepEqual(crashedEvents.map((e) => e.seq), crashedEvents.map((_, i) => i + 1), 'no gaps or duplicates');
+  assert.deepEqual(crashedEvents.map((e) => e.type), cleanEvents.map((e) => e.type), 'same steps as the clean run');
+
+  const digest = (events: typeof crashedEvents) =>
+    String(events.filter((e) => e.type === 'tool.result').at(-1)?.data.output);
+  assert.equal(digest(crashedEvents), digest(cleanEvents), 'same final workspace, byte for byte');
+  // The command appended to log.txt exactly once, although its activity ran twice.
+  assert.match(digest(crashedEvents), /---\nstart\nend\n?$/);
+  assert.equal(crashedEvents.filter((e) => e.type === 'tool.call').length, 3, 'one tool.call event per call');
+  // And the kill really interrupted it: the shell activity needed a second attempt.
+  const history = await client.temporal.workflow.getHandle(crashed).fetchHistory();
+  const retried = history.events?.some((e) => (e.activityTaskStartedEventAttributes?.attempt ?? 1) > 1);
+  assert.ok(retried, 'an activity was retried after the worker died');
+});

@@ -1,0 +1,419 @@
+/**
+ * Sandbox activities against a real Docker daemon and the real sandbox image
+ * (built once by `ensureImage`, cached afterwards). No mocks.
+ *
+ *   node --import tsx --test test/integration/sandbox.test.ts
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import Docker from 'dockerode';
+import type { SandboxHandle, ToolResult } from '../../common/types';
+import {
+  createSandboxActivities,
+  defaultImageTag,
+  ensureImage,
+  ExecutorClient,
+  listManagedContainers,
+  reapOrphans,
+  SandboxRuntime,
+  type SandboxActivities,
+} from '../../activities/sandbox';
+import { volumeName } from '../../activities/sandbox/containers';
+
+const docker = new Docker();
+const tag = defaultImageTag();
+const run = `${process.pid}-${Date.now().toString(36)}`;
+const sessionId = `test-sbx-${run}`;
+const created = new Set<string>([sessionId]);
+
+let runtime: SandboxRuntime;
+let acts: SandboxActivities;
+let handle: SandboxHandle;
+let seq = 0;
+
+function tool(name: string, input: unknown, id = `call-${++seq}`): Promise<ToolResult> {
+  return acts.runTool({ sessionId, handle, call: { id, name, input } });
+}
+
+async function sh(command: string, timeoutSec?: number): Promise<ToolResult> {
+  return tool('shell', timeoutSec ? { command, timeoutSec } : { command });
+}
+
+async function expectFailure(p: Promise<unknown>, type: string): Promise<ApplicationFailure> {
+  try {
+    await p;
+  } catch (err) {
+    assert.ok(err instanceof ApplicationFailure, `expected ApplicationFailure ${type}, got ${String(err)}`);
+    assert.equal(err.type, type, err.message);
+    return err;
+  }
+  assert.fail(`expected ${type}, but it succeeded`);
+}
+
+before(
+  async () => {
+    await ensureImage(docker, tag, (line) => console.error(`[image] ${line}`));
+    runtime = new SandboxRuntime(docker);
+    acts = createSandboxActivities({ runtime, config: { hostId: 'test-host', defaultImage: tag } });
+    handle = await acts.provisionSandbox({ sessionId, spec: { memoryMb: 512, pidsLimit: 128 } });
+  },
+  { timeout: 900_000 },
+);
+
+after(async () => {
+  for (const id of created) await acts?.destroySandbox({ sessionId: id }).catch(() => undefined);
+  runtime?.close();
+});
+
+describe('provisioning', () => {
+  it('returns a handle for this host and is idempotent', async () => {
+    assert.equal(handle.hostId, 'test-host');
+    assert.equal(handle.hostQueue, 'keel-sandbox-test-host');
+    assert.equal(handle.image, tag);
+    const again = await acts.provisionSandbox({ sessionId, spec: { memoryMb: 512, pidsLimit: 128 } });
+    assert.equal(again.containerId, handle.containerId);
+    const mine = (await listManagedContainers(docker)).filter((c) => c.sessionId === sessionId);
+    assert.equal(mine.length, 1);
+    assert.equal(mine[0]?.state, 'running');
+  });
+
+  it('applies limits, labels and the lockdown', async () => {
+    const info = await docker.getContainer(handle.containerId).inspect();
+    assert.equal(info.Name, `/keel-${sessionId}`);
+    assert.equal(info.HostConfig.Memory, 512 * 1024 * 1024);
+    assert.equal(info.HostConfig.PidsLimit, 128);
+    assert.equal(info.HostConfig.NanoCpus, 1e9);
+    assert.equal(info.HostConfig.NetworkMode, 'none');
+    assert.equal(info.HostConfig.ReadonlyRootfs, true);
+    assert.deepEqual(info.HostConfig.CapDrop, ['ALL']);
+    assert.equal(info.Config.User, '1000:1000');
+    assert.equal(info.Config.Labels['keel.session'], sessionId);
+    assert.equal(info.Config.Labels['keel.managed'], 'true');
+    assert.equal(info.Config.Labels['keel.host'], 'test-host');
+    assert.deepEqual(info.HostConfig.Binds ?? [], []);
+    const mounts = info.Mounts.map((m) => `${m.Type}:${m.Name ?? ''}:${m.Destination}`);
+    assert.deepEqual(mounts, [`volume:${volumeName(sessionId)}:/workspace`]);
+  });
+
+  it('fails ImageMissing (non-retryable) with build instructions', async () => {
+    const id = `test-noimg-${run}`;
+    created.add(id);
+    const err = await expectFailure(acts.provisionSandbox({ sessionId: id, spec: { image: 'keel-sandbox:nosuchimage' } }), 'Sandbox.ImageMissing');
+    assert.equal(err.nonRetryable, true);
+    assert.match(err.message, /sandbox\/build\.sh keel-sandbox:nosuchimage/);
+  });
+
+  it('fails DockerUnavailable (retryable) when the daemon is unreachable', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'keel-nodocker-'));
+    const offline = createSandboxActivities({ docker: new Docker({ socketPath: join(dir, 'docker.sock') }), config: { defaultImage: tag } });
+    const err = await expectFailure(offline.provisionSandbox({ sessionId: `test-offline-${run}` }), 'Sandbox.DockerUnavailable');
+    assert.equal(err.nonRetryable, false);
+    assert.match(err.message, /DOCKER_HOST/);
+    rmSync(dir, { recursive: true, force: true });
+  });
+});
+
+describe('shell', () => {
+  it('keeps cwd and exported variables between calls', async () => {
+    const first = await sh('cd /tmp && export FOO=bar');
+    assert.equal(first.ok, true, first.output);
+    const second = await sh('pwd; echo $FOO');
+    assert.equal(second.ok, true);
+    assert.equal(second.output, '/tmp\nbar\n');
+    await sh('cd /workspace && unset FOO');
+    assert.equal((await sh('pwd; echo "[${FOO-unset}]"')).output, '/workspace\n[unset]\n');
+  });
+
+  it('combines stdout and stderr in order and reports non-zero exits', async () => {
+    const r = await sh('echo one; echo two >&2; echo three; exit 3');
+    assert.equal(r.ok, false);
+    assert.equal(r.exitCode, 3);
+    assert.equal(r.error, 'NonZeroExit');
+    assert.equal(r.output, 'one\ntwo\nthree\n[exit code 3]');
+    assert.equal(typeof r.durationMs, 'number');
+  });
+
+  it('does not read the protocol stdin', async () => {
+    const r = await sh('cat; echo after', 10);
+    assert.equal(r.ok, true);
+    assert.equal(r.output, 'after\n');
+  });
+
+  it('kills the whole process group on timeout', async () => {
+    const t0 = Date.now();
+    const r = await sh('(sleep 100; echo never) & echo $! > /tmp/bg.pid; sleep 100', 2);
+    assert.equal(r.ok, false);
+    assert.equal(r.error, 'Timeout');
+    assert.equal(r.exitCode, 124);
+    assert.match(r.output, /timed out after 2s/);
+    assert.ok(Date.now() - t0 < 10_000, `took ${Date.now() - t0} ms`);
+    const check = await sh('kill -0 "$(cat /tmp/bg.pid)" 2>/dev/null && echo alive || echo dead; pgrep -x sleep || echo no-sleep');
+    assert.equal(check.output, 'dead\nno-sleep\n');
+  });
+
+  it('caps huge output, keeping head and tail and saying how much was cut', async () => {
+    const r = await sh('seq 1 100000');
+    assert.equal(r.ok, true);
+    // seq 1 100000 prints 588895 characters.
+    assert.match(r.output, /\[\.\.\. \d+ characters cut; 588895 in total \.\.\.\]/);
+    assert.ok(r.output.startsWith('1\n2\n3\n'));
+    assert.ok(r.output.endsWith('99999\n100000\n'));
+    assert.ok(r.output.length < 16_200, `length ${r.output.length}`);
+  });
+
+  it('returns while a background job keeps running', async () => {
+    const t0 = Date.now();
+    const r = await sh('sleep 30 & echo started');
+    assert.equal(r.output, 'started\n');
+    assert.ok(Date.now() - t0 < 5000);
+    await sh('pkill -x sleep || true');
+  });
+
+  it('runs concurrent calls in parallel', async () => {
+    const t0 = Date.now();
+    const results = await Promise.all([1, 2, 3, 4, 5].map((i) => sh(`sleep 1; echo n${i}`)));
+    const elapsed = Date.now() - t0;
+    assert.deepEqual(results.map((r) => r.output), ['n1\n', 'n2\n', 'n3\n', 'n4\n', 'n5\n']);
+    assert.ok(elapsed < 4000, `5 x sleep 1 took ${elapsed} ms`);
+  });
+});
+
+describe('idempotency', () => {
+  it('runs a repeated key once and returns the recorded result', async () => {
+    const first = await tool('shell', { command: 'echo x >> /workspace/once.txt; wc -l < /workspace/once.txt' }, 'same-key');
+    const second = await tool('shell', { command: 'echo x >> /workspace/once.txt; wc -l < /workspace/once.txt' }, 'same-key');
+    assert.equal(first.output, '1\n');
+    assert.deepEqual(second, first);
+    assert.equal((await sh('wc -l < /workspace/once.txt')).output, '1\n');
+  });
+
+  it('makes a concurrent repeat wait for the running call', async () => {
+    const input = { command: 'sleep 1; echo y >> /workspace/twice.txt; echo done' };
+    const [a, b] = await Promise.all([tool('shell', input, 'concurrent-key'), tool('shell', input, 'concurrent-key')]);
+    assert.equal(a.output, 'done\n');
+    assert.equal(b.output, 'done\n');
+    assert.equal((await sh('wc -l < /workspace/twice.txt')).output, '1\n');
+  });
+});
+
+describe('files', () => {
+  it('writes, reads with line numbers, edits and lists', async () => {
+    const w = await tool('write_file', { path: 'src/a.txt', content: 'alpha\nbeta\ngamma\n' });
+    assert.equal(w.ok, true);
+    assert.equal(w.output, 'Wrote 17 bytes to /workspace/src/a.txt.');
+    const r = await tool('read_file', { path: '/workspace/src/a.txt' });
+    assert.equal(r.output, '     1\talpha\n     2\tbeta\n     3\tgamma\n');
+    const part = await tool('read_file', { path: 'src/a.txt', offset: 2, limit: 1 });
+    assert.equal(part.output, '     2\tbeta\n[lines 2-2 of 3; use offset and limit to read others]');
+    const e = await tool('edit_file', { path: 'src/a.txt', old_string: 'beta', new_string: 'BETA' });
+    assert.equal(e.ok, true, e.output);
+    assert.equal((await sh('cat src/a.txt')).output, 'alpha\nBETA\ngamma\n');
+    const flat = await tool('list_files', {});
+    assert.ok(flat.output.split('\n').includes('src/'), flat.output);
+    assert.ok(!flat.output.split('\n').includes('src/a.txt'));
+    const deep = await tool('list_files', { path: '/workspace', recursive: true });
+    const entries = deep.output.split('\n');
+    assert.ok(entries.includes('src/') && entries.includes('src/a.txt'), deep.output);
+    assert.deepEqual(entries, [...entries].sort());
+  });
+
+  it('reports NoMatch and Ambiguous edits as tool errors', async () => {
+    await tool('write_file', { path: 'dup.txt', content: 'same\nsame\n' });
+    const none = await tool('edit_file', { path: 'dup.txt', old_string: 'absent', new_string: 'x' });
+    assert.equal(none.ok, false);
+    assert.equal(none.error, 'NoMatch');
+    const two = await tool('edit_file', { path: 'dup.txt', old_string: 'same', new_string: 'x' });
+    assert.equal(two.ok, false);
+    assert.equal(two.error, 'Ambiguous');
+    assert.match(two.output, /occurs 2 times/);
+    assert.equal((await sh('cat dup.txt')).output, 'same\nsame\n');
+  });
+
+  it('reports NotFound, IsADirectory and Binary', async () => {
+    assert.equal((await tool('read_file', { path: 'nope.txt' })).error, 'NotFound');
+    assert.equal((await tool('read_file', { path: '/workspace' })).error, 'IsADirectory');
+    await sh("printf '\\xff\\xfe\\x00' > bin.dat");
+    assert.equal((await tool('read_file', { path: 'bin.dat' })).error, 'Binary');
+    assert.equal((await tool('list_files', { path: 'nowhere' })).error, 'NotFound');
+  });
+
+  it('turns invalid calls into results, not exceptions', async () => {
+    const bad = await tool('shell', { command: '' });
+    assert.equal(bad.ok, false);
+    assert.equal(bad.error, 'InvalidArguments');
+    assert.equal((await tool('rm_rf', {})).error, 'UnknownTool');
+  });
+});
+
+describe('security', () => {
+  it('runs as uid 1000 with no capabilities and no-new-privileges', async () => {
+    assert.equal((await sh('id -u')).output, '1000\n');
+    assert.equal((await sh("awk '/^CapEff/ {print $2}' /proc/self/status")).output, '0000000000000000\n');
+    assert.equal((await sh("awk '/^NoNewPrivs/ {print $2}' /proc/self/status")).output, '1\n');
+  });
+
+  it('has no network interface besides lo', async () => {
+    const r = await sh("tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '");
+    assert.equal(r.output, 'lo\n');
+  });
+
+  it('has a read-only root and no Docker socket', async () => {
+    const usr = await sh('touch /usr/keel-test');
+    assert.equal(usr.ok, false);
+    assert.match(usr.output, /Read-only file system/);
+    assert.equal((await sh('test -e /var/run/docker.sock && echo present || echo absent')).output, 'absent\n');
+    assert.equal((await sh('touch /workspace/w /tmp/t $HOME/h && echo writable')).output, 'writable\n');
+  });
+});
+
+describe('executor client', () => {
+  it('a new runtime (a new worker process) talks to the same executor', async () => {
+    await sh('export FROM_OLD=1');
+    const fresh = new SandboxRuntime(docker);
+    try {
+      const acts2 = createSandboxActivities({ runtime: fresh, config: { hostId: 'test-host', defaultImage: tag } });
+      const r = await acts2.runTool({ sessionId, handle, call: { id: `fresh-${run}`, name: 'shell', input: { command: 'echo $FROM_OLD' } } });
+      assert.equal(r.output, '1\n');
+    } finally {
+      fresh.close();
+    }
+  });
+
+  it('survives the attaching process being SIGKILLed mid-call; the retry waits and does not re-run', async () => {
+    const key = `killed-${run}`;
+    const dir = mkdtempSync(join(tmpdir(), 'keel-kill-'));
+    const script = join(dir, 'attach.ts');
+    const client = resolve(__dirname, '../../activities/sandbox/executor-client.ts');
+    writeFileSync(
+      script,
+      `import Docker from ${JSON.stringify(require.resolve('dockerode'))};
+import { ExecutorClient } from ${JSON.stringify(client)};
+const c = new ExecutorClient(new Docker(), ${JSON.stringify(handle.containerId)});
+void c.request('shell', { command: 'sleep 2; echo k >> /workspace/killed.txt; echo finished' }, { key: ${JSON.stringify(key)} });
+setInterval(() => {}, 1000);
+`,
+    );
+    const child = spawn(process.execPath, ['--import', 'tsx', script], { cwd: resolve(__dirname, '../..'), stdio: 'inherit' });
+    try {
+      // Wait until the command is running, then kill the "worker" without warning.
+      for (let i = 0; i < 100; i++) {
+        if ((await sh(`grep -q '"key":"${key}","phase":"start"' /tmp/.keel/journal && echo running || echo idle`)).output === 'running\n') break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      child.kill('SIGKILL');
+      const c = new ExecutorClient(docker, handle.containerId);
+      try {
+        const again = await c.request('shell', { command: 'echo SHOULD-NOT-RUN >> /workspace/killed.txt' }, { key, timeoutMs: 20_000 });
+        assert.equal(again.ok, true);
+        assert.equal(again.replayed, true);
+        assert.equal(again.ok && again.result.output, 'finished\n');
+      } finally {
+        c.close();
+      }
+      assert.equal((await sh('cat /workspace/killed.txt')).output, 'k\n');
+    } finally {
+      child.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('re-attaches and re-sends in-flight requests when the stream dies', async () => {
+    const c = new ExecutorClient(docker, handle.containerId);
+    try {
+      const answer = c.request('shell', { command: 'sleep 1; echo r >> /workspace/resent.txt; echo ok' }, { key: `resend-${run}`, timeoutMs: 20_000 });
+      await new Promise((r) => setTimeout(r, 300));
+      (c as unknown as { stream?: { destroy(): void } }).stream?.destroy();
+      const r = await answer;
+      assert.equal(r.ok && r.result.output, 'ok\n');
+      assert.equal((await sh('cat /workspace/resent.txt')).output, 'r\n');
+    } finally {
+      c.close();
+    }
+  });
+
+  it('cancels a running request by id', async () => {
+    const c = new ExecutorClient(docker, handle.containerId);
+    try {
+      const id = c.newRequestId();
+      const t0 = Date.now();
+      const answer = c.request('shell', { command: 'sleep 100', timeoutSec: 200 }, { id, key: `cancel-${run}` });
+      await new Promise((r) => setTimeout(r, 500));
+      assert.equal(await c.cancel(id), true);
+      const r = await answer;
+      assert.ok(r.ok);
+      assert.equal(r.result.cancelled, true);
+      assert.equal(r.result.exitCode, 137);
+      assert.ok(Date.now() - t0 < 5000);
+    } finally {
+      c.close();
+    }
+  });
+
+  it('answers malformed requests with an error and keeps serving', async () => {
+    const c = new ExecutorClient(docker, handle.containerId);
+    try {
+      await c.connect();
+      (c as unknown as { stream: NodeJS.WritableStream }).stream.write('this is not json\n');
+      const r = await c.request('ping', {}, { timeoutMs: 5000 });
+      assert.ok(r.ok && r.result.pong === true);
+      const unknown = await c.request('format_disk', {}, { timeoutMs: 5000 });
+      assert.ok(!unknown.ok && unknown.error.code === 'UnknownOp');
+    } finally {
+      c.close();
+    }
+  });
+});
+
+describe('in an activity context', () => {
+  it('keys by workflow id + activity id, heartbeats, and kills the command on cancellation', async () => {
+    const env = new MockActivityEnvironment({ workflowExecution: { workflowId: `wf-${run}`, runId: 'r' }, activityId: '7' });
+    const beats: unknown[] = [];
+    env.on('heartbeat', (d: unknown) => beats.push(d));
+    const call = { id: 'model-call-1', name: 'shell', input: { command: 'echo $$ > /tmp/cancel.pid; sleep 100', timeoutSec: 300 } };
+    const t0 = Date.now();
+    const running = env.run(acts.runTool, { sessionId, handle, call });
+    setTimeout(() => env.cancel(), 2500);
+    await assert.rejects(running, (e) => e instanceof CancelledFailure);
+    assert.ok(Date.now() - t0 < 8000);
+    assert.ok(beats.length >= 2, `heartbeats: ${beats.length}`);
+    const check = await sh('kill -0 "$(cat /tmp/cancel.pid)" 2>/dev/null && echo alive || echo dead; pgrep -x sleep || echo no-sleep');
+    assert.equal(check.output, 'dead\nno-sleep\n');
+    const journal = await sh(`grep -c '"key":"wf-${run}/7"' /tmp/.keel/journal`);
+    assert.equal(journal.output, '2\n');
+  });
+});
+
+describe('teardown', () => {
+  it('destroy removes the container and its volume, idempotently; tools then fail ContainerGone', async () => {
+    const id = `test-destroy-${run}`;
+    created.add(id);
+    const h = await acts.provisionSandbox({ sessionId: id });
+    const r = await acts.runTool({ sessionId: id, handle: h, call: { id: 'c', name: 'shell', input: { command: 'echo hi > f; cat f' } } });
+    assert.equal(r.output, 'hi\n');
+    assert.deepEqual(await acts.destroySandbox({ sessionId: id }), { removed: true });
+    assert.deepEqual(await acts.destroySandbox({ sessionId: id }), { removed: false });
+    await assert.rejects(docker.getContainer(h.containerId).inspect(), (e: { statusCode?: number }) => e.statusCode === 404);
+    await assert.rejects(docker.getVolume(volumeName(id)).inspect(), (e: { statusCode?: number }) => e.statusCode === 404);
+    await expectFailure(
+      acts.runTool({ sessionId: id, handle: h, call: { id: 'd', name: 'shell', input: { command: 'true' } } }),
+      'Sandbox.ContainerGone',
+    );
+  });
+
+  it('reapOrphans removes sessions that are not live and leaves live ones', async () => {
+    const orphan = `test-orphan-${run}`;
+    created.add(orphan);
+    const h = await acts.provisionSandbox({ sessionId: orphan });
+    const reaped = await reapOrphans(docker, async (id) => id !== orphan);
+    assert.deepEqual(reaped, [orphan]);
+    await assert.rejects(docker.getContainer(h.containerId).inspect(), (e: { statusCode?: number }) => e.statusCode === 404);
+    await assert.rejects(docker.getVolume(volumeName(orphan)).inspect(), (e: { statusCode?: number }) => e.statusCode === 404);
+    assert.equal((await docker.getContainer(handle.containerId).inspect()).State.Running, true);
+  });
+});

@@ -1,0 +1,241 @@
+/**
+ * The store against a real Postgres (DATABASE_URL, default the local keel_test database).
+ */
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import { ApplicationFailure } from '@temporalio/common';
+import type { SessionEvent } from '../../common/types';
+import {
+  connect,
+  createStoreActivities,
+  EVENTS_CHANNEL,
+  getEvents,
+  getSession,
+  listSessions,
+  migrate,
+  migrations,
+  type Sql,
+} from '../../activities/store';
+
+const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://keel:keel@localhost:5432/keel_test';
+const run = randomUUID().slice(0, 8);
+const sid = (name: string) => `test-${run}-${name}`;
+
+let sql: Sql;
+
+before(async () => {
+  sql = connect(DATABASE_URL);
+  await migrate(sql);
+});
+after(async () => {
+  await sql.end({ timeout: 5 });
+});
+
+function started(task = 'do a thing'): SessionEvent {
+  return { seq: 0, type: 'session.started', data: { task, model: 'scripted:demo', tenant: 'acme', workflowRunId: 'run-1' } };
+}
+
+describe('migrate', () => {
+  test('is idempotent: a second run applies nothing and records each version once', async () => {
+    const again = await migrate(sql);
+    assert.deepEqual(again, []);
+    const rows = await sql<{ version: number; name: string }[]>`select version, name from schema_migrations order by version`;
+    assert.deepEqual(
+      rows.map((r) => r.version),
+      migrations.map((m) => m.version),
+    );
+  });
+
+  test('two workers migrating a fresh schema at once apply each migration exactly once', async () => {
+    const schema = `keel_mig_${run.replace(/-/g, '')}`;
+    await sql.unsafe(`create schema ${schema}`);
+    const opts = { connection: { search_path: schema } } as const;
+    const postgres = (await import('postgres')).default;
+    const a = postgres(DATABASE_URL, { ...opts, max: 1, onnotice: () => {} });
+    const b = postgres(DATABASE_URL, { ...opts, max: 1, onnotice: () => {} });
+    try {
+      const [ra, rb] = await Promise.all([migrate(a), migrate(b)]);
+      const all = [...ra, ...rb].sort();
+      assert.deepEqual(all, migrations.map((m) => m.version).sort());
+      const [{ n } = { n: -1 }] = await a<{ n: number }[]>`select count(*)::int as n from schema_migrations`;
+      assert.equal(n, migrations.length);
+      const [{ t } = { t: '' }] = await a<{ t: string }[]>`select to_regclass('events')::text as t`;
+      assert.equal(t, 'events');
+    } finally {
+      await a.end({ timeout: 5 });
+      await b.end({ timeout: 5 });
+      await sql.unsafe(`drop schema ${schema} cascade`);
+    }
+  });
+});
+
+describe('recordEvents', () => {
+  test('writes events, and a retried duplicate write is ignored', async () => {
+    const { recordEvents } = createStoreActivities({ sql });
+    const id = sid('dup');
+    const events: SessionEvent[] = [
+      started(),
+      { seq: 1, type: 'model.call', data: { step: 1 } },
+      { seq: 2, type: 'tool.call', data: { name: 'shell', input: { command: 'ls' } } },
+    ];
+    await recordEvents({ sessionId: id, events });
+    await recordEvents({ sessionId: id, events });
+    // A retry carrying the same seq with different data must not overwrite the first write.
+    await recordEvents({ sessionId: id, events: [{ seq: 2, type: 'tool.call', data: { name: 'changed' } }] });
+    const rows = await getEvents(sql, id);
+    assert.equal(rows.length, 3);
+    assert.deepEqual(rows[2]?.data, { name: 'shell', input: { command: 'ls' } });
+  });
+
+  test('session row follows started -> status -> ended', async () => {
+    const { recordEvents } = createStoreActivities({ sql });
+    const id = sid('lifecycle');
+    await recordEvents({ sessionId: id, events: [started('build it')] });
+    let s = await getSession(sql, id);
+    assert.ok(s);
+    assert.equal(s.status, 'running');
+    assert.equal(s.task, 'build it');
+    assert.equal(s.tenant, 'acme');
+    assert.equal(s.model, 'scripted:demo');
+    assert.equal(s.workflowRunId, 'run-1');
+    assert.equal(s.endedAt, null);
+
+    await recordEvents({ sessionId: id, events: [{ seq: 1, type: 'session.status', data: { status: 'cancelled' } }] });
+    s = await getSession(sql, id);
+    assert.equal(s?.status, 'cancelled');
+    assert.ok(s?.updatedAt instanceof Date);
+
+    const result = { sessionId: id, status: 'completed', steps: 3, toolCalls: 2, usage: { inputTokens: 10, outputTokens: 5 } };
+    await recordEvents({ sessionId: id, events: [{ seq: 2, type: 'session.ended', data: result }] });
+    s = await getSession(sql, id);
+    assert.equal(s?.status, 'completed');
+    assert.ok(s?.endedAt instanceof Date);
+    assert.deepEqual(s?.result, result);
+
+    // A retried session.started does not reset the row.
+    await recordEvents({ sessionId: id, events: [started('other')] });
+    assert.equal((await getSession(sql, id))?.status, 'completed');
+    assert.equal((await getSession(sql, id))?.task, 'build it');
+  });
+
+  test('accepts a whole ModelSpec as the started model', async () => {
+    const { recordEvents } = createStoreActivities({ sql });
+    const id = sid('spec');
+    await recordEvents({
+      sessionId: id,
+      events: [{ seq: 0, type: 'session.started', data: { task: 't', model: { provider: 'anthropic', model: 'claude-x' } } }],
+    });
+    const s = await getSession(sql, id);
+    assert.equal(s?.model, 'anthropic:claude-x');
+    assert.equal(s?.tenant, 'default');
+  });
+
+  test('notifies keel_events with <sessionId>:<maxSeq> on commit', async () => {
+    const { recordEvents } = createStoreActivities({ sql });
+    const id = sid('notify');
+    const got: string[] = [];
+    const sub = await sql.listen(EVENTS_CHANNEL, (payload) => {
+      got.push(payload);
+    });
+    try {
+      await recordEvents({
+        sessionId: id,
+        events: [started(), { seq: 1, type: 'model.call', data: {} }, { seq: 4, type: 'model.call', data: {} }],
+      });
+      for (let i = 0; i < 50 && !got.includes(`${id}:4`); i++) await new Promise((r) => setTimeout(r, 20));
+      assert.ok(got.includes(`${id}:4`), `notifications: ${JSON.stringify(got)}`);
+    } finally {
+      await sub.unlisten();
+    }
+  });
+
+  test('an unreachable database is a retryable Store.Unavailable naming DATABASE_URL, without the password', async () => {
+    const bad = connect('postgres://keel:s3cret-pw@127.0.0.1:1/keel', { connectTimeoutSec: 3 });
+    try {
+      const { recordEvents } = createStoreActivities({ sql: bad });
+      await assert.rejects(recordEvents({ sessionId: sid('down'), events: [started()] }), (err: unknown) => {
+        assert.ok(err instanceof ApplicationFailure, String(err));
+        assert.equal(err.type, 'Store.Unavailable');
+        assert.equal(err.nonRetryable, false);
+        assert.match(err.message, /DATABASE_URL/);
+        assert.doesNotMatch(err.message, /s3cret-pw/);
+        return true;
+      });
+    } finally {
+      await bad.end({ timeout: 1 });
+    }
+  });
+
+  test('other failures are not disguised as Store.Unavailable', async () => {
+    const { recordEvents } = createStoreActivities({ sql });
+    // data must be an object; a seq outside int range is a real error, not an outage.
+    await assert.rejects(
+      recordEvents({ sessionId: sid('bad'), events: [{ seq: 2 ** 40, type: 'model.call', data: {} }] }),
+      (err: unknown) => {
+        assert.ok(!(err instanceof ApplicationFailure));
+        return true;
+      },
+    );
+  });
+});
+
+describe('events are append-only', () => {
+  test('UPDATE, DELETE and TRUNCATE on events raise', async () => {
+    const { recordEvents } = createStoreActivities({ sql });
+    const id = sid('immutable');
+    await recordEvents({ sessionId: id, events: [started()] });
+    await assert.rejects(sql`update events set data = '{}' where session_id = ${id}`, /append-only/);
+    await assert.rejects(sql`delete from events where session_id = ${id}`, /append-only/);
+    await assert.rejects(sql`truncate events`, /append-only/);
+    assert.equal((await getEvents(sql, id)).length, 1);
+  });
+});
+
+describe('queries', () => {
+  test('getEvents is ordered by seq and afterSeq tails', async () => {
+    const { recordEvents } = createStoreActivities({ sql });
+    const id = sid('order');
+    // Written out of order, in two batches.
+    await recordEvents({ sessionId: id, events: [{ seq: 3, type: 'tool.result', data: { i: 3 } }, started()] });
+    await recordEvents({
+      sessionId: id,
+      events: [
+        { seq: 2, type: 'tool.call', data: { i: 2 } },
+        { seq: 1, type: 'model.call', data: { i: 1 } },
+      ],
+    });
+    const all = await getEvents(sql, id);
+    assert.deepEqual(
+      all.map((e) => e.seq),
+      [0, 1, 2, 3],
+    );
+    assert.equal(all[0]?.type, 'session.started');
+    assert.ok(all[0]?.at instanceof Date);
+    const tail = await getEvents(sql, id, { afterSeq: 1 });
+    assert.deepEqual(
+      tail.map((e) => e.seq),
+      [2, 3],
+    );
+    assert.deepEqual(await getEvents(sql, id, { afterSeq: 3 }), []);
+    assert.deepEqual(await getEvents(sql, sid('nobody')), []);
+  });
+
+  test('listSessions returns newest first and honours limit; getSession of unknown id is undefined', async () => {
+    const { recordEvents } = createStoreActivities({ sql });
+    const older = sid('list-a');
+    const newer = sid('list-b');
+    await recordEvents({ sessionId: older, events: [started()] });
+    await new Promise((r) => setTimeout(r, 10));
+    await recordEvents({ sessionId: newer, events: [started()] });
+    // Other suites may share the database: check relative order among ours, and the limit separately.
+    const list = await listSessions(sql, { limit: 1000 });
+    assert.deepEqual(
+      list.map((s) => s.id).filter((id) => id === older || id === newer),
+      [newer, older],
+    );
+    for (let i = 1; i < list.length; i++) assert.ok(list[i - 1]!.createdAt >= list[i]!.createdAt, 'newest first');
+    assert.equal((await listSessions(sql, { limit: 1 })).length, 1);
+    assert.equal(await getSession(sql, sid('missing')), undefined);
+  });
+});

@@ -1,0 +1,76 @@
+import assert from 'node:assert/strict';
+import { hostname } from 'node:os';
+import { describe, it } from 'node:test';
+import { defaultImageTag, resolveSandboxConfig } from '../../activities/sandbox';
+import { containerName, createOptions, safeName, volumeName } from '../../activities/sandbox/containers';
+import { toExecutorOp, toToolResult } from '../../activities/sandbox/tool-ops';
+
+describe('resolveSandboxConfig', () => {
+  it('fills every default', () => {
+    assert.deepEqual(resolveSandboxConfig(), {
+      hostId: hostname(),
+      hostQueue: `keel-sandbox-${hostname()}`,
+      defaultImage: defaultImageTag(),
+      outputLimit: 16000,
+      defaultTimeoutSec: 120,
+    });
+  });
+
+  it('keeps explicit values and derives the queue from the host id', () => {
+    const c = resolveSandboxConfig({ hostId: 'h1', outputLimit: 500, defaultTimeoutSec: 5, defaultImage: 'img:1' });
+    assert.equal(c.hostQueue, 'keel-sandbox-h1');
+    assert.equal(c.outputLimit, 500);
+    assert.equal(c.defaultTimeoutSec, 5);
+    assert.equal(c.defaultImage, 'img:1');
+    assert.equal(resolveSandboxConfig({ hostId: 'h1', hostQueue: 'q' }).hostQueue, 'q');
+  });
+});
+
+describe('container naming and options', () => {
+  it('keeps valid ids and makes invalid ones safe and distinct', () => {
+    assert.equal(safeName('abc-123_x.y'), 'abc-123_x.y');
+    assert.match(safeName('a/b c'), /^a-b-c-[0-9a-f]{8}$/);
+    assert.notEqual(safeName('a/b'), safeName('a:b'));
+    assert.match(safeName('///'), /^[0-9a-f]{8}$/);
+    assert.equal(containerName('s1'), 'keel-s1');
+    assert.equal(volumeName('s1'), 'keel-ws-s1');
+  });
+
+  it('applies spec defaults and the lockdown', () => {
+    const o = createOptions({ sessionId: 's1', hostId: 'h', image: 'img' });
+    assert.equal(o.HostConfig?.Memory, 1024 * 1024 * 1024);
+    assert.equal(o.HostConfig?.NanoCpus, 1e9);
+    assert.equal(o.HostConfig?.PidsLimit, 256);
+    assert.equal(o.HostConfig?.NetworkMode, 'none');
+    assert.equal(o.StdinOnce, false);
+    assert.equal(o.OpenStdin, true);
+    assert.equal(o.HostConfig?.Binds, undefined);
+    const custom = createOptions({ sessionId: 's1', hostId: 'h', image: 'img', spec: { memoryMb: 256, cpus: 0.5, pidsLimit: 64 } });
+    assert.equal(custom.HostConfig?.Memory, 256 * 1024 * 1024);
+    assert.equal(custom.HostConfig?.NanoCpus, 5e8);
+    assert.equal(custom.HostConfig?.PidsLimit, 64);
+  });
+});
+
+describe('tool result mapping', () => {
+  const limits = { outputLimit: 100, defaultTimeoutSec: 7 };
+  const call = { id: 'c1', name: 'shell', input: { command: 'x' } };
+
+  it('passes the default timeout and output cap to the executor', () => {
+    const op = toExecutorOp('shell', { command: 'x' }, limits);
+    assert.deepEqual(op.args, { command: 'x', maxOutput: 100, timeoutSec: 7 });
+    assert.equal(op.timeoutMs, 37_000);
+  });
+
+  it('turns a non-zero exit into ok:false with the exit code', () => {
+    const r = toToolResult(call, 'shell', { id: '1', ok: true, result: { exitCode: 2, output: 'bad\n', durationMs: 5 } }, 100, 9);
+    assert.deepEqual(r, { callId: 'c1', name: 'shell', ok: false, output: 'bad\n[exit code 2]', exitCode: 2, durationMs: 5, error: 'NonZeroExit' });
+  });
+
+  it('turns executor errors into tool errors', () => {
+    const r = toToolResult(call, 'read_file', { id: '1', ok: false, error: { code: 'NotFound', message: '/x does not exist' } }, 100, 3);
+    assert.equal(r.ok, false);
+    assert.equal(r.error, 'NotFound');
+    assert.equal(r.output, '/x does not exist');
+  });
+});
