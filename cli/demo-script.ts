@@ -77,6 +77,6 @@ export const demoScript: ScriptTurn[] = [
   // The shell keeps its working directory, so no `cd` is needed this time.
   { text: 'Rerunning the tests.', toolCalls: [{ name: 'shell', input: { command: 'python3 -m unittest -v 2>&1 && git init -q . && git add -A && git -c user.email=agent@keel -c user.name=keel commit -qm "stats: mean and median" && git log --oneline' } }] },
   {
-    text: 'Done. stats/stats.py has mean() and median(); median() averaged nothing for even-length lists and now returns the mean of the two middle values. All 4 tests in stats/test_stats.py pass, and the work is committed in a git repository in /workspace/stats.',
+    text: 'Done. stats/stats.py has mean() and median(); median() returned the upper middle value for even-length lists and now averages the two middle values. All 4 tests in stats/test_stats.py pass, and the work is committed in a git repository in /workspace/stats.',
   },
 ];

@@ -4,13 +4,13 @@
  */
 import { existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { Command } from 'commander';
-import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { KeelClient, SessionError } from '../client';
 import { getEvents, getSession, listSessions } from '../activities/store';
 import { defaultImageTag, ensureImage } from '../activities/sandbox';
 import { loadConfig, type KeelConfig } from '../workers/config';
 import { devServerFiles, resolveTemporalCli, startDevServer, waitForPort } from '../workers/dev-server';
 import { ServiceError, connectDatabase, connectDocker } from '../workers/services';
+import { installLogger } from '../workers/logging';
 import { createWorkers } from '../workers/worker';
 import { printChecks, runDoctor } from './doctor';
 import { demoSpec, exitCodeFor, runSession, runSpec } from './sessions';
@@ -218,8 +218,8 @@ program
   });
 
 export async function main(argv = process.argv): Promise<void> {
-  // The SDK's own INFO logs would drown the progress output.
-  Runtime.install({ logger: new DefaultLogger(process.env.KEEL_DEBUG ? 'INFO' : 'WARN') });
+  // The SDK's own INFO logs would drown the progress output; a worker process keeps them.
+  installLogger(argv[2] === 'worker' ? 'INFO' : 'WARN');
   try {
     await program.parseAsync(argv);
   } catch (err) {

@@ -94,7 +94,9 @@ function progressPrinter(json: boolean): (e: EventRow) => void {
   const calls = new Map<string, EventRow>();
   return (e) => {
     if (json) return;
-    if (e.type === 'model.call' && typeof e.data.text === 'string' && e.data.text) console.log(`  · ${e.data.text}`);
+    // The last turn's text is the summary, printed at the end.
+    const toolCount = (e.data.toolCalls as unknown[] | undefined)?.length ?? 0;
+    if (e.type === 'model.call' && toolCount > 0 && typeof e.data.text === 'string' && e.data.text) console.log(`  · ${e.data.text}`);
     if (e.type === 'tool.call') calls.set(String(e.data.callId), e);
     if (e.type === 'tool.result') {
       const call = calls.get(String(e.data.callId));

@@ -11,7 +11,10 @@ export interface ModelSpec {
   provider: 'scripted' | 'anthropic' | 'openai' | 'openai-compatible';
   /** Model name as the provider knows it, e.g. `claude-sonnet-4-5`, `gpt-4o`, `llama3.1`. For `scripted`, a label. */
   model: string;
-  /** Base URL for `openai-compatible` (vLLM, Ollama, llama.cpp); optional override for the others. */
+  /**
+   * Base URL for `openai-compatible` (vLLM, Ollama, llama.cpp). Refused for `anthropic` and `openai`:
+   * their keys must not follow a URL a client chose; set ANTHROPIC_BASE_URL / OPENAI_BASE_URL on the worker instead.
+   */
   baseURL?: string;
   /** The turns a `scripted` model plays, in order. Required for `scripted`, ignored otherwise. */
   script?: ScriptTurn[];
@@ -27,7 +30,7 @@ export interface ScriptTurn {
 
 /** Resource limits and image for a session's sandbox container. Every field has a safe default. */
 export interface SandboxSpec {
-  /** @default the image built by `scripts/build-image.sh` (`keel-sandbox:<recipe hash>`) */
+  /** @default the image `npm run setup` builds from sandbox/ (`keel-sandbox:<recipe hash>`; see sandbox/build.sh) */
   image?: string;
   /** @default 1024 */
   memoryMb?: number;

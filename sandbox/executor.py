@@ -55,11 +55,15 @@ unset KEEL_CMD KEEL_STATE
 if [ -r "$__keel_state" ]; then
   for __keel_n in $(compgen -e); do unset "$__keel_n" 2>/dev/null; done
   . "$__keel_state" 2>/dev/null
+  if [ -n "${__keel_cwd-}" ] && ! cd -- "$__keel_cwd" 2>/dev/null; then
+    cd /workspace 2>/dev/null || cd /
+    echo "[keel: the previous working directory $__keel_cwd no longer exists; now in $PWD]" >&2
+  fi
 fi
-unset __keel_n
+unset __keel_n __keel_cwd
 __keel_save() {
   local rc=$?
-  { export -p; printf 'cd -- %q 2>/dev/null || { echo "[keel: previous working directory %q is gone; now in $PWD]" >&2; }\n' "$PWD" "$PWD"; } \
+  { export -p; printf '__keel_cwd=%q\n' "$PWD"; } \
     >"$__keel_state.$$" 2>/dev/null && mv -f "$__keel_state.$$" "$__keel_state"
   exit "$rc"
 }

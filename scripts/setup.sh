@@ -73,7 +73,7 @@ if [ -z "${DATABASE_URL:-}" ]; then
     $SUDO pg_createcluster "$ver" main >/dev/null
     cluster=$(pg_lsclusters --no-header | head -1)
   fi
-  read -r pgver pgname _ _ pgstatus _ <<<"$cluster"
+  read -r pgver pgname _ pgstatus _ <<<"$cluster"
   if [ "$pgstatus" != online ]; then
     log "starting Postgres $pgver/$pgname"
     $SUDO pg_ctlcluster "$pgver" "$pgname" start

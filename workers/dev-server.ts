@@ -57,6 +57,7 @@ export function startDevServer(opts: DevServerOptions): ChildProcess {
     '--port', String(port),
     '--ui-port', String(opts.uiPort ?? port + 1000),
     '--log-level', 'warn',
+    ...(process.env.KEEL_DEV_EXTRA ? process.env.KEEL_DEV_EXTRA.split(' ') : []),
   ];
   mkdirSync(join(opts.dbFile, '..'), { recursive: true });
   const out = opts.logFile ? openSync(opts.logFile, 'a') : 'inherit';

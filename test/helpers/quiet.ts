@@ -1,4 +1,4 @@
 /** Imported first by tests: keeps the SDK's INFO logs out of test output. */
-import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { installLogger } from '../../workers/logging';
 
-Runtime.install({ logger: new DefaultLogger(process.env.KEEL_DEBUG ? 'INFO' : 'ERROR') });
+installLogger('ERROR');

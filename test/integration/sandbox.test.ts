@@ -130,6 +130,19 @@ describe('shell', () => {
     assert.equal((await sh('pwd; echo "[${FOO-unset}]"')).output, '/workspace\n[unset]\n');
   });
 
+  it('falls back to /workspace, and says so, when the saved directory was removed', async () => {
+    await sh('mkdir -p /workspace/tmpdir && cd /workspace/tmpdir && rmdir /workspace/tmpdir');
+    const r = await sh('pwd');
+    assert.equal(r.output, '[keel: the previous working directory /workspace/tmpdir no longer exists; now in /workspace]\n/workspace\n');
+    assert.equal((await sh('pwd')).output, '/workspace\n');
+  });
+
+  it('keeps values with quotes, newlines and spaces intact', async () => {
+    await sh(`export V='a "b" $c'"'"'d
+line 2'`);
+    assert.equal((await sh('printf "%s|" "$V"')).output, 'a "b" $c\'d\nline 2|');
+  });
+
   it('combines stdout and stderr in order and reports non-zero exits', async () => {
     const r = await sh('echo one; echo two >&2; echo three; exit 3');
     assert.equal(r.ok, false);
