@@ -213,11 +213,18 @@ export async function agentSession(spec: SessionSpec): Promise<SessionResult> {
     } else {
       const timeoutSec =
         checked.name === 'shell' ? ((checked.input as { timeoutSec?: number }).timeoutSec ?? DEFAULT_TOOL_TIMEOUT_SEC) : 60;
-      result = await hostActivities(handle!, timeoutSec).runTool({
-        sessionId,
-        handle: handle!,
-        call: { id: call.id, name: checked.name, input: checked.input },
-      });
+      try {
+        result = await hostActivities(handle!, timeoutSec).runTool({
+          sessionId,
+          handle: handle!,
+          call: { id: call.id, name: checked.name, input: checked.input },
+        });
+      } catch (err) {
+        // The audit trail pairs every tool.call with a result, even an interrupted one.
+        const reason = isCancellation(err) ? 'Cancelled' : 'Failed';
+        emit('tool.result', { step: state.step, callId: call.id, name: call.name, ok: false, error: reason, output: errorMessage(err) });
+        throw err;
+      }
     }
     emit('tool.result', { step: state.step, ...result });
     return result;

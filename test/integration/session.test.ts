@@ -140,6 +140,8 @@ test('cancel stops a running command, removes the container and records why', as
   const events = await getEvents(sql, id);
   const ended = events.find((e) => e.type === 'session.ended');
   assert.equal(ended?.data.reason, 'test wants it stopped');
+  const interrupted = events.find((e) => e.type === 'tool.result');
+  assert.equal(interrupted?.data.error, 'Cancelled', 'the interrupted call has a result too');
   assert.equal((await getSession(sql, id))?.status, 'cancelled');
   assert.deepEqual(await sessionContainers(docker, id), []);
 });
