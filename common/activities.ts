@@ -3,15 +3,24 @@
  * `activities/` returns an object that satisfies one of these, so workflows
  * depend on types only, never on activity code.
  */
-import type { Message, ModelSpec, ModelTurn, SandboxHandle, SandboxSpec, SessionEvent, ToolCall, ToolResult } from './types';
+import type { Message, ModelSpec, ModelTurn, SandboxHandle, SandboxSpec, SessionEvent, SnapshotInfo, ToolCall, ToolResult } from './types';
 
 export interface SandboxActivities {
-  /** Create (or find, on retry) the session's container. Runs on the shared sandbox queue. */
-  provisionSandbox(input: { sessionId: string; spec?: SandboxSpec }): Promise<SandboxHandle>;
-  /** Run one validated tool call in the session's container. Runs on the owning host's queue. */
-  runTool(input: { sessionId: string; handle: SandboxHandle; call: ToolCall }): Promise<ToolResult>;
-  /** Remove the session's container and workspace volume. Idempotent. */
-  destroySandbox(input: { sessionId: string }): Promise<{ removed: boolean }>;
+  /**
+   * Create (or find, on retry) generation `generation` of the session's container, restoring
+   * snapshot `restoreFrom` into it when given. Runs on the shared sandbox queue, so any host can take it.
+   */
+  provisionSandbox(input: { sessionId: string; spec?: SandboxSpec; generation?: number; restoreFrom?: string }): Promise<SandboxHandle>;
+  /**
+   * Run one validated tool call in the session's container. With `snapshot`, also snapshot the
+   * sandbox afterwards (compared with `snapshot.parent`) and set `result.snapshot` if files changed.
+   * Runs on the owning host's queue.
+   */
+  runTool(input: { sessionId: string; handle: SandboxHandle; call: ToolCall; snapshot?: { parent?: string } }): Promise<ToolResult>;
+  /** Snapshot the sandbox now; null when nothing changed since `parent`. */
+  snapshotSandbox(input: { sessionId: string; handle: SandboxHandle; parent?: string }): Promise<SnapshotInfo | null>;
+  /** Remove the session's containers and volumes (only generations below `belowGeneration` when given). Idempotent. */
+  destroySandbox(input: { sessionId: string; belowGeneration?: number }): Promise<{ removed: boolean }>;
 }
 
 export interface ModelActivities {

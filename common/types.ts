@@ -38,6 +38,11 @@ export interface SandboxSpec {
   cpus?: number;
   /** @default 256 */
   pidsLimit?: number;
+  /**
+   * A `sleep` longer than this many seconds snapshots the sandbox and releases its container;
+   * it is restored when the session goes on. @default 300
+   */
+  idleSuspendSec?: number;
 }
 
 /** Everything needed to start a session. The workflow id is the session id. */
@@ -71,6 +76,31 @@ export interface ToolResult {
   durationMs?: number;
   /** Machine-readable reason when the tool itself failed, e.g. `InvalidArguments`, `UnknownTool`, `Timeout`, `NotFound`. */
   error?: string;
+  /** Set when the call was asked to snapshot and changed the sandbox's files. */
+  snapshot?: SnapshotInfo;
+}
+
+/**
+ * A content-addressed snapshot of a sandbox's writable files (/workspace and /home/keel).
+ * Its id is the sha256 of its manifest; files are stored once per content hash.
+ */
+export interface SnapshotInfo {
+  /** sha256 (hex) of the canonical manifest; the same files give the same id. */
+  id: string;
+  /** The snapshot this one was compared with. */
+  parent?: string;
+  /** Files and bytes in the whole snapshot. */
+  files: number;
+  bytes: number;
+  /** What changed since `parent`. */
+  added: number;
+  modified: number;
+  removed: number;
+  /** Bytes of added and modified files. */
+  changedBytes: number;
+  /** Bytes the blob store did not have yet (after deduplication). */
+  uploadedBytes: number;
+  durationMs: number;
 }
 
 export type Message =
@@ -95,6 +125,10 @@ export interface ModelTurn {
 /** Where a session's sandbox lives; later sandbox activities go to `hostQueue` (host affinity). */
 export interface SandboxHandle {
   containerId: string;
+  /** Counts the containers a session has had: 1 at first, +1 per restore. @default 1 */
+  generation?: number;
+  /** The snapshot the container was restored from, if any. */
+  restoredFrom?: string;
   hostQueue: string;
   hostId: string;
   image: string;

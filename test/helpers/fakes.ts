@@ -46,6 +46,9 @@ export function createFakes(turns: Array<Partial<ModelTurn>>, opts: { toolDelayM
         if (opts.toolDelayMs) await new Promise((r) => setTimeout(r, opts.toolDelayMs));
         return { callId: call.id, name: call.name, ok: true, output: `ran ${call.name}`, exitCode: 0, durationMs: 1 };
       },
+      async snapshotSandbox() {
+        return null;
+      },
       async destroySandbox({ sessionId }) {
         f.destroyed.push(sessionId);
         return { removed: true };
