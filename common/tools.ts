@@ -42,7 +42,16 @@ export const toolSchemas = {
       recursive: z.boolean().optional().describe('List sub-folders too (at most 1000 entries).'),
     })
     .strict(),
+  sleep: z
+    .object({
+      seconds: z.number().int().positive().max(30 * 24 * 3600).describe('How long to pause, in seconds (up to 30 days).'),
+      reason: z.string().max(500).optional().describe('What you are waiting for, e.g. "CI run 1234".'),
+    })
+    .strict(),
 } as const;
+
+/** Tools the workflow itself carries out (durable timers); every other tool runs in the sandbox. */
+export const WORKFLOW_TOOLS: ReadonlySet<string> = new Set(['sleep']);
 
 export type ToolName = keyof typeof toolSchemas;
 export type ToolInput<N extends ToolName> = z.infer<(typeof toolSchemas)[N]>;
@@ -53,6 +62,9 @@ export const toolDescriptions: Record<ToolName, string> = {
   write_file: 'Create or overwrite a file in the sandbox.',
   edit_file: 'Replace one exact occurrence of old_string with new_string in a file.',
   list_files: 'List files in a folder of the sandbox.',
+  sleep:
+    'Pause the session durably for minutes to days, e.g. to wait for CI or a person. A user message wakes it early. ' +
+    'Long pauses release the sandbox; its files are restored when the session goes on.',
 };
 
 export const toolNames = Object.keys(toolSchemas) as ToolName[];

@@ -43,6 +43,11 @@ export interface SandboxSpec {
    * it is restored when the session goes on. @default 300
    */
   idleSuspendSec?: number;
+  /**
+   * How long a sandbox host may leave a tool call queued before the session restores its sandbox
+   * on another host. @default 30
+   */
+  hostTimeoutSec?: number;
 }
 
 /** Everything needed to start a session. The workflow id is the session id. */
@@ -147,6 +152,9 @@ export type EventType =
   | 'session.status'
   | 'sandbox.provisioned'
   | 'sandbox.removed'
+  | 'sandbox.restored'
+  | 'sandbox.suspended'
+  | 'sandbox.resumed'
   | 'model.call'
   | 'tool.call'
   | 'tool.result'

@@ -5,9 +5,11 @@
  * effect is an activity. Events get their sequence numbers here, so a retried
  * write to Postgres is a no-op rather than a duplicate.
  */
+import { SessionSandbox } from './sandbox-lifecycle';
 import {
   ApplicationFailure,
   CancellationScope,
+  condition,
   defineQuery,
   defineSignal,
   isCancellation,
@@ -16,20 +18,12 @@ import {
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { ModelActivities, SandboxActivities, StoreActivities } from '../common/activities';
-import {
-  CANCEL_SIGNAL,
-  DEFAULT_MAX_STEPS,
-  DEFAULT_SYSTEM_PROMPT,
-  MESSAGE_SIGNAL,
-  SANDBOX_QUEUE,
-  STATUS_QUERY,
-} from '../common/constants';
-import { validateToolCall } from '../common/tools';
+import type { ModelActivities, StoreActivities } from '../common/activities';
+import { CANCEL_SIGNAL, DEFAULT_MAX_STEPS, DEFAULT_SYSTEM_PROMPT, MESSAGE_SIGNAL, STATUS_QUERY } from '../common/constants';
+import { validateToolCall, type ToolInput } from '../common/tools';
 import type {
   EventType,
   Message,
-  SandboxHandle,
   SessionEvent,
   SessionResult,
   SessionSpec,
@@ -53,24 +47,8 @@ const { recordEvents } = proxyLocalActivities<StoreActivities>({
   retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '30s' },
 });
 
-const { provisionSandbox } = proxyActivities<SandboxActivities>({
-  taskQueue: SANDBOX_QUEUE,
-  startToCloseTimeout: '2 minutes',
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 10 },
-});
-
-/** Sandbox activities bound to the queue of the host that holds the container. */
-function hostActivities(handle: SandboxHandle, timeoutSec: number) {
-  return proxyActivities<SandboxActivities>({
-    taskQueue: handle.hostQueue,
-    // The command's own timeout plus room for setup; a dead worker is noticed by the heartbeat.
-    startToCloseTimeout: `${timeoutSec + 60}s`,
-    heartbeatTimeout: '10s',
-    retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 10 },
-  });
-}
-
 const DEFAULT_TOOL_TIMEOUT_SEC = 120;
+const DEFAULT_IDLE_SUSPEND_SEC = 300;
 
 export async function agentSession(spec: SessionSpec): Promise<SessionResult> {
   const sessionId = workflowInfo().workflowId;
@@ -81,7 +59,6 @@ export async function agentSession(spec: SessionSpec): Promise<SessionResult> {
   const messages: Message[] = [{ role: 'user', text: spec.task }];
   let summary: string | undefined;
   let error: string | undefined;
-  let handle: SandboxHandle | undefined;
 
   let seq = 0;
   let pending: SessionEvent[] = [];
@@ -95,6 +72,7 @@ export async function agentSession(spec: SessionSpec): Promise<SessionResult> {
     await recordEvents({ sessionId, events });
   };
 
+  const sandbox = new SessionSandbox(sessionId, spec.sandbox, emit);
   const loop = new CancellationScope();
   setHandler(statusQuery, () => ({ ...state }));
   setHandler(messageSignal, (text) => {
@@ -116,8 +94,7 @@ export async function agentSession(spec: SessionSpec): Promise<SessionResult> {
 
   try {
     await loop.run(async () => {
-      handle = await provisionSandbox({ sessionId, spec: spec.sandbox });
-      emit('sandbox.provisioned', { containerId: handle.containerId, hostId: handle.hostId, image: handle.image });
+      await sandbox.provision('start');
 
       for (;;) {
         for (const text of inbox.splice(0)) {
@@ -177,15 +154,7 @@ export async function agentSession(spec: SessionSpec): Promise<SessionResult> {
   // Teardown runs even when the session was cancelled.
   return await CancellationScope.nonCancellable(async () => {
     if (state.status === 'cancelled') emit('session.status', { status: 'cancelled', reason: state.cancelReason });
-    if (handle) {
-      try {
-        const removed = await hostActivities(handle, 60).destroySandbox({ sessionId });
-        emit('sandbox.removed', { containerId: handle.containerId, removed: removed.removed });
-      } catch (err) {
-        // The reaper removes what a dead host left behind; the session still ends.
-        emit('session.error', { message: `sandbox teardown failed: ${errorMessage(err)}` });
-      }
-    }
+    await sandbox.teardown();
     const result: SessionResult = {
       sessionId,
       status: state.status,
@@ -211,14 +180,11 @@ export async function agentSession(spec: SessionSpec): Promise<SessionResult> {
       // Bad arguments are the model's mistake, not the session's: it gets an error result and goes on.
       result = { callId: call.id, name: call.name, ok: false, error: checked.error, output: checked.message };
     } else {
-      const timeoutSec =
-        checked.name === 'shell' ? ((checked.input as { timeoutSec?: number }).timeoutSec ?? DEFAULT_TOOL_TIMEOUT_SEC) : 60;
       try {
-        result = await hostActivities(handle!, timeoutSec).runTool({
-          sessionId,
-          handle: handle!,
-          call: { id: call.id, name: checked.name, input: checked.input },
-        });
+        result =
+          checked.name === 'sleep'
+            ? await sleep(call.id, checked.input as ToolInput<'sleep'>)
+            : await sandbox.run({ id: call.id, name: checked.name, input: checked.input }, timeoutOf(checked.name, checked.input));
       } catch (err) {
         // The audit trail pairs every tool.call with a result, even an interrupted one.
         const reason = isCancellation(err) ? 'Cancelled' : 'Failed';
@@ -227,8 +193,24 @@ export async function agentSession(spec: SessionSpec): Promise<SessionResult> {
       }
     }
     emit('tool.result', { step: state.step, ...result });
-    return result;
+    // The snapshot is for the audit trail, not for the model.
+    const { snapshot: _snapshot, ...forModel } = result;
+    return forModel;
   }
+
+  /** The `sleep` tool: a durable timer. A long one releases the container until the next tool call. */
+  async function sleep(callId: string, input: ToolInput<'sleep'>): Promise<ToolResult> {
+    const idleSec = spec.sandbox?.idleSuspendSec ?? DEFAULT_IDLE_SUSPEND_SEC;
+    if (input.seconds > idleSec) await sandbox.suspend(`sleep ${input.seconds}s${input.reason ? `: ${input.reason}` : ''}`);
+    await flush();
+    const woken = await condition(() => inbox.length > 0, `${input.seconds}s`);
+    const output = woken ? 'Woke early: a user message arrived.' : `Slept ${input.seconds} s.`;
+    return { callId, name: 'sleep', ok: true, output };
+  }
+}
+
+function timeoutOf(name: string, input: unknown): number {
+  return name === 'shell' ? ((input as { timeoutSec?: number }).timeoutSec ?? DEFAULT_TOOL_TIMEOUT_SEC) : 60;
 }
 
 /** The `type` of the ApplicationFailure behind an error (activity failures wrap it as their cause). */

@@ -13,11 +13,19 @@ export interface Fakes {
   toolRuns: ToolCall[];
   modelInputs: Message[][];
   destroyed: string[];
+  provisions: Array<{ generation?: number; restoreFrom?: string }>;
+}
+
+export interface FakeOptions {
+  toolDelayMs?: number;
+  /** The first container's host has no worker: its tasks stay queued. */
+  deadFirstHost?: boolean;
 }
 
 /** A fake model that plays `turns` in order and fails loudly when it runs out. */
-export function createFakes(turns: Array<Partial<ModelTurn>>, opts: { toolDelayMs?: number } = {}): Fakes {
+export function createFakes(turns: Array<Partial<ModelTurn>>, opts: FakeOptions = {}): Fakes {
   const f: Fakes = {
+    provisions: [],
     events: [],
     toolRuns: [],
     modelInputs: [],
@@ -25,6 +33,7 @@ export function createFakes(turns: Array<Partial<ModelTurn>>, opts: { toolDelayM
     activities: undefined as unknown as Fakes['activities'],
   };
   let turn = 0;
+  let snapshots = 0;
   f.activities = {
     session: {
       async callModel({ messages }) {
@@ -38,13 +47,29 @@ export function createFakes(turns: Array<Partial<ModelTurn>>, opts: { toolDelayM
       },
     },
     sandbox: {
-      async provisionSandbox({ sessionId }) {
-        return { containerId: `fake-${sessionId}`, hostQueue: FAKE_HOST_QUEUE, hostId: 'fake', image: 'fake:latest' };
+      async provisionSandbox({ sessionId, generation, restoreFrom }) {
+        f.provisions.push({ generation, restoreFrom });
+        const dead = opts.deadFirstHost && f.provisions.length === 1;
+        return {
+          containerId: `fake-${sessionId}-${generation}`,
+          hostQueue: dead ? 'keel-sandbox-dead' : FAKE_HOST_QUEUE,
+          hostId: dead ? 'dead' : 'fake',
+          image: 'fake:latest',
+          generation,
+          restoredFrom: restoreFrom,
+        };
       },
-      async runTool({ call }): Promise<ToolResult> {
+      async runTool({ call, snapshot }): Promise<ToolResult> {
         f.toolRuns.push(call);
         if (opts.toolDelayMs) await new Promise((r) => setTimeout(r, opts.toolDelayMs));
-        return { callId: call.id, name: call.name, ok: true, output: `ran ${call.name}`, exitCode: 0, durationMs: 1 };
+        const result: ToolResult = { callId: call.id, name: call.name, ok: true, output: `ran ${call.name}`, exitCode: 0, durationMs: 1 };
+        if (snapshot) {
+          result.snapshot = {
+            id: `snap-${++snapshots}`, parent: snapshot.parent, files: 1, bytes: 1, added: 1, modified: 0, removed: 0,
+            changedBytes: 1, uploadedBytes: 1, durationMs: 1,
+          };
+        }
+        return result;
       },
       async snapshotSandbox() {
         return null;

@@ -168,3 +168,76 @@ test('starting a session id twice is refused', async () => {
     );
   });
 });
+
+test('a lost container is restored from the last snapshot and the call runs again there', async () => {
+  const fakes = createFakes(
+    [
+      { toolCalls: [{ id: 'w', name: 'write_file', input: { path: 'a', content: 'x' } }] },
+      { toolCalls: [{ id: 's', name: 'shell', input: { command: 'make' } }] },
+      { text: 'done' },
+    ],
+    {},
+  );
+  // Lose the container on the second call (the shell), after the write was snapshotted.
+  const run = fakes.activities.sandbox.runTool;
+  let calls = 0;
+  fakes.activities.sandbox.runTool = async (input) => {
+    if (++calls === 2) {
+      const { ApplicationFailure } = await import('@temporalio/common');
+      throw ApplicationFailure.nonRetryable('container was killed', 'Sandbox.ContainerGone');
+    }
+    return run(input);
+  };
+  const result = await withWorkers(fakes, async () => (await start(spec())).result());
+  assert.equal(result.status, 'completed', result.error);
+  assert.deepEqual(fakes.provisions, [{ generation: 1, restoreFrom: undefined }, { generation: 2, restoreFrom: 'snap-1' }]);
+  const restored = fakes.events.find((e) => e.type === 'sandbox.restored');
+  assert.equal(restored?.data.snapshot, 'snap-1');
+  assert.match(String(restored?.data.reason), /container lost/);
+  const results = fakes.events.filter((e) => e.type === 'tool.result');
+  assert.equal(results.length, 2, 'the model sees one result per call; the loss is not a step');
+  assert.equal(results[1]?.data.ok, true);
+  assertContiguous(fakes);
+});
+
+test('a host that stops answering makes the session move to another host', async () => {
+  const fakes = createFakes([{ toolCalls: [{ id: 'a', name: 'shell', input: { command: 'true' } }] }, { text: 'done' }], {
+    deadFirstHost: true,
+  });
+  const result = await withWorkers(fakes, async () => (await start(spec({ sandbox: { hostTimeoutSec: 2 } }))).result());
+  assert.equal(result.status, 'completed', result.error);
+  assert.equal(fakes.provisions.length, 2);
+  const restored = fakes.events.find((e) => e.type === 'sandbox.restored');
+  assert.match(String(restored?.data.reason), /host stopped answering/);
+  assert.equal(restored?.data.hostId, 'fake');
+});
+
+test('a long sleep releases the container and the next call resumes from the snapshot', async () => {
+  const fakes = createFakes([
+    { toolCalls: [{ id: 'w', name: 'write_file', input: { path: 'a', content: 'x' } }] },
+    { toolCalls: [{ id: 'z', name: 'sleep', input: { seconds: 2, reason: 'CI' } }] },
+    { toolCalls: [{ id: 'r', name: 'read_file', input: { path: 'a' } }] },
+    { text: 'done' },
+  ]);
+  const result = await withWorkers(fakes, async () => (await start(spec({ sandbox: { idleSuspendSec: 1 } }))).result());
+  assert.equal(result.status, 'completed', result.error);
+  const types = fakes.events.map((e) => e.type);
+  assert.ok(types.indexOf('sandbox.suspended') < types.indexOf('sandbox.resumed'));
+  assert.equal(fakes.destroyed.length, 2, 'released at the sleep, removed at the end');
+  assert.deepEqual(fakes.provisions.at(-1), { generation: 2, restoreFrom: 'snap-1' });
+  const slept = fakes.events.find((e) => e.type === 'tool.result' && e.data.name === 'sleep');
+  assert.equal(slept?.data.output, 'Slept 2 s.');
+});
+
+test('a message wakes a sleeping session early', async () => {
+  const fakes = createFakes([{ toolCalls: [{ id: 'z', name: 'sleep', input: { seconds: 3600 } }] }, { text: 'done' }]);
+  const result = await withWorkers(fakes, async () => {
+    const handle = await start(spec());
+    while ((await handle.query(statusQuery)).toolCalls === 0) await new Promise((r) => setTimeout(r, 50));
+    await handle.signal(messageSignal, 'CI is green');
+    return handle.result();
+  });
+  assert.equal(result.status, 'completed');
+  const slept = fakes.events.find((e) => e.type === 'tool.result' && e.data.name === 'sleep');
+  assert.match(String(slept?.data.output), /Woke early/);
+});

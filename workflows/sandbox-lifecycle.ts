@@ -1,0 +1,149 @@
+/**
+ * A session's sandbox as the workflow sees it: which container (generation, host)
+ * holds it, the last snapshot of its files, and what to do when it is lost.
+ *
+ * Deterministic code: every Docker operation is an activity. A container that
+ * disappears (killed, OOM, dockerd restarted) or a host whose worker stops
+ * answering costs a restore from the last snapshot on any host, never a step.
+ */
+import { ActivityFailure, ApplicationFailure, TimeoutFailure, proxyActivities } from '@temporalio/workflow';
+import type { SandboxActivities } from '../common/activities';
+import { SANDBOX_QUEUE } from '../common/constants';
+import type { EventType, SandboxHandle, SandboxSpec, ToolCall, ToolResult } from '../common/types';
+
+type Emit = (type: EventType, data: Record<string, unknown>) => void;
+
+/** Tools that can change files, so a snapshot follows them. */
+const MUTATING = new Set(['shell', 'write_file', 'edit_file']);
+/** Restores allowed for one tool call before it is reported to the model as failed. */
+const MAX_RESTORES_PER_CALL = 2;
+/** How long a sandbox host may leave a task in its queue before the session moves to another host. @default */
+export const DEFAULT_HOST_TIMEOUT_SEC = 30;
+
+const { provisionSandbox } = proxyActivities<SandboxActivities>({
+  taskQueue: SANDBOX_QUEUE,
+  startToCloseTimeout: '5 minutes', // a restore copies the workspace back
+  heartbeatTimeout: '30s',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 10 },
+});
+
+/** Sandbox activities bound to the queue of the host that holds the container. */
+function onHost(handle: SandboxHandle, timeoutSec: number, hostTimeoutSec: number) {
+  return proxyActivities<SandboxActivities>({
+    taskQueue: handle.hostQueue,
+    // The command's own timeout plus room for the snapshot; a dead worker is noticed by the heartbeat.
+    startToCloseTimeout: `${timeoutSec + 120}s`,
+    // A host whose worker is gone leaves the task queued: give up on it and restore elsewhere.
+    scheduleToStartTimeout: `${hostTimeoutSec}s`,
+    heartbeatTimeout: '10s',
+    retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 10 },
+  });
+}
+
+/** Why the sandbox is gone, or undefined when `err` is another failure. */
+export function sandboxLoss(err: unknown): string | undefined {
+  if (!(err instanceof ActivityFailure)) return undefined;
+  const cause = err.cause;
+  if (cause instanceof ApplicationFailure && cause.type === 'Sandbox.ContainerGone') return `container lost: ${cause.message}`;
+  if (cause instanceof TimeoutFailure && cause.timeoutType === 'SCHEDULE_TO_START') return 'sandbox host stopped answering';
+  return undefined;
+}
+
+export class SessionSandbox {
+  handle?: SandboxHandle;
+  generation = 0;
+  /** Id of the snapshot of the sandbox's files after the last step that changed them. */
+  lastSnapshot?: string;
+  private readonly hostTimeoutSec: number;
+
+  constructor(
+    private readonly sessionId: string,
+    private readonly spec: SandboxSpec | undefined,
+    private readonly emit: Emit,
+  ) {
+    this.hostTimeoutSec = spec?.hostTimeoutSec ?? DEFAULT_HOST_TIMEOUT_SEC;
+  }
+
+  /** A container holding the session's files: new, or restored from the last snapshot. */
+  async provision(why: 'start' | 'resume' | string): Promise<SandboxHandle> {
+    this.generation++;
+    const handle = await provisionSandbox({
+      sessionId: this.sessionId,
+      spec: this.spec,
+      generation: this.generation,
+      restoreFrom: this.lastSnapshot,
+    });
+    this.handle = handle;
+    const where = { containerId: handle.containerId, hostId: handle.hostId, image: handle.image, generation: this.generation };
+    if (why === 'start') this.emit('sandbox.provisioned', where);
+    else if (why === 'resume') this.emit('sandbox.resumed', { ...where, snapshot: this.lastSnapshot });
+    else this.emit('sandbox.restored', { ...where, snapshot: this.lastSnapshot, reason: why });
+    return handle;
+  }
+
+  /** Run a validated tool call, restoring the sandbox first if it was lost. */
+  async run(call: ToolCall, timeoutSec: number): Promise<ToolResult> {
+    for (let restores = 0; ; restores++) {
+      const handle = this.handle ?? (await this.provision('resume'));
+      try {
+        const result = await onHost(handle, timeoutSec, this.hostTimeoutSec).runTool({
+          sessionId: this.sessionId,
+          handle,
+          call,
+          snapshot: MUTATING.has(call.name) ? { parent: this.lastSnapshot } : undefined,
+        });
+        if (result.snapshot) this.lastSnapshot = result.snapshot.id;
+        return result;
+      } catch (err) {
+        const loss = sandboxLoss(err);
+        if (!loss) throw err;
+        // Whatever the command did is gone with the container: it runs again on the files as they were before it.
+        this.handle = undefined;
+        if (restores >= MAX_RESTORES_PER_CALL) {
+          return {
+            callId: call.id,
+            name: call.name,
+            ok: false,
+            error: 'SandboxLost',
+            output: `The sandbox was lost ${restores + 1} times while running this call (${loss}). ` +
+              'Its files are as they were before the call. If the command exhausts memory or kills its container, try another way.',
+          };
+        }
+        await this.provision(loss);
+        await this.removeOlderGenerations();
+      }
+    }
+  }
+
+  /** Release the container while the session waits; its files are in the last snapshot. */
+  async suspend(reason: string): Promise<void> {
+    if (!this.handle) return;
+    const handle = this.handle;
+    this.handle = undefined;
+    await onHost(handle, 60, this.hostTimeoutSec).destroySandbox({ sessionId: this.sessionId });
+    this.emit('sandbox.suspended', { containerId: handle.containerId, generation: this.generation, snapshot: this.lastSnapshot, reason });
+  }
+
+  /** Remove the session's containers at the end; the last snapshot stays in the blob store. */
+  async teardown(): Promise<void> {
+    if (!this.handle) return;
+    const handle = this.handle;
+    this.handle = undefined;
+    try {
+      const removed = await onHost(handle, 60, this.hostTimeoutSec).destroySandbox({ sessionId: this.sessionId });
+      this.emit('sandbox.removed', { containerId: handle.containerId, removed: removed.removed, snapshot: this.lastSnapshot });
+    } catch (err) {
+      // The reaper removes what a dead host left behind; the session still ends.
+      this.emit('session.error', { message: `sandbox teardown failed: ${(err as Error).message}` });
+    }
+  }
+
+  private async removeOlderGenerations(): Promise<void> {
+    if (!this.handle) return;
+    try {
+      await onHost(this.handle, 60, this.hostTimeoutSec).destroySandbox({ sessionId: this.sessionId, belowGeneration: this.generation });
+    } catch {
+      // Best effort: an unreachable host's container is the reaper's to remove.
+    }
+  }
+}
