@@ -11,6 +11,7 @@ import { loadConfig, type KeelConfig } from '../workers/config';
 import { devServerFiles, resolveTemporalCli, startDevServer, waitForPort } from '../workers/dev-server';
 import { ServiceError, connectDatabase, connectDocker } from '../workers/services';
 import { installLogger } from '../workers/logging';
+import { reapOnce } from '../workers/reaper';
 import { createWorkers } from '../workers/worker';
 import { printChecks, runDoctor } from './doctor';
 import { demoSpec, exitCodeFor, runSession, runSpec } from './sessions';
@@ -199,6 +200,22 @@ program
     const tag = cfg.sandboxImage ?? defaultImageTag();
     if (o.build) await ensureImage(await connectDocker(cfg), tag, (line) => console.error(line));
     console.log(tag);
+  });
+
+program
+  .command('reap')
+  .description("remove sandbox containers of this host whose session has ended or does not exist")
+  .option('--min-age <sec>', 'leave younger containers alone', '120')
+  .action(async (o: { minAge: string }) => {
+    const cfg = config();
+    const docker = await connectDocker(cfg);
+    const client = await KeelClient.connect(cfg);
+    try {
+      const reaped = await reapOnce({ docker, client: client.temporal, hostId: cfg.hostId, minAgeSec: Number(o.minAge) });
+      console.log(reaped.length ? `removed the sandboxes of ${reaped.join(', ')}` : 'nothing to remove');
+    } finally {
+      await client.close();
+    }
   });
 
 program

@@ -27,6 +27,10 @@ export interface KeelConfig {
   temporalCli?: string;
   /** Where `keel dev` keeps Temporal's state. Env `KEEL_STATE_DIR`. @default '<project>/.keel' */
   stateDir: string;
+  /** Where snapshot blobs live (outside any container). Env `KEEL_BLOB_DIR`. @default '<project>/.keel/blobs' */
+  blobDir: string;
+  /** How often a sandbox-host worker removes containers of ended sessions; 0 turns it off. Env `KEEL_REAP_INTERVAL_SEC`. @default 60 */
+  reapIntervalSec: number;
   /** The raw environment, for model credentials (resolved by `resolveModelConfig`). */
   env: Record<string, string | undefined>;
 }
@@ -49,8 +53,17 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     workerRole: role as KeelConfig['workerRole'],
     temporalCli: env.TEMPORAL_CLI || undefined,
     stateDir: env.KEEL_STATE_DIR || `${projectDir}/.keel`,
+    blobDir: env.KEEL_BLOB_DIR || `${env.KEEL_STATE_DIR || `${projectDir}/.keel`}/blobs`,
+    reapIntervalSec: nonNegative(env.KEEL_REAP_INTERVAL_SEC, 60, 'KEEL_REAP_INTERVAL_SEC'),
     env,
   };
+}
+
+function nonNegative(value: string | undefined, fallback: number, name: string): number {
+  if (value === undefined || value === '') return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a number of seconds >= 0, not "${value}"`);
+  return n;
 }
 
 /** The folder holding Keel's package.json, from source (tsx) or from dist/. */

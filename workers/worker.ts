@@ -3,6 +3,7 @@
  * or one role each (production): a session worker (workflows, model and store
  * activities) and a sandbox-host worker per Docker host.
  */
+import { Client } from '@temporalio/client';
 import { Worker, type NativeConnection } from '@temporalio/worker';
 import type { Sql } from 'postgres';
 import type Docker from 'dockerode';
@@ -11,7 +12,8 @@ import { createModelActivities, resolveModelConfig } from '../activities/model';
 import { createSandboxActivities, defaultImageTag, resolveSandboxConfig, SandboxRuntime } from '../activities/sandbox';
 import { createStoreActivities } from '../activities/store';
 import type { KeelConfig } from './config';
-import { connectDatabase, connectDocker, connectTemporalWorker } from './services';
+import { startReaper } from './reaper';
+import { connectDatabase, connectDocker, connectTemporalClient, connectTemporalWorker } from './services';
 
 export interface KeelWorkers {
   /** Resolves when every worker has stopped. */
@@ -39,6 +41,7 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
   let sql: Sql | undefined;
   let runtime: SandboxRuntime | undefined;
   let hostQueue: string | undefined;
+  const stops: Array<() => Promise<void> | void> = [];
   const base = { connection, namespace: config.temporalNamespace };
 
   if (role === 'all' || role === 'session') {
@@ -73,11 +76,19 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
     for (const taskQueue of [SANDBOX_QUEUE, hostQueue]) {
       workers.push(await Worker.create({ ...base, taskQueue, activities }));
     }
+    if (config.reapIntervalSec > 0) {
+      const clientConnection = await connectTemporalClient(config);
+      const client = new Client({ connection: clientConnection, namespace: config.temporalNamespace });
+      const log = (msg: string) => console.error(msg);
+      stops.push(startReaper({ docker, client, hostId: config.hostId, intervalSec: config.reapIntervalSec, log }));
+      stops.push(() => clientConnection.close());
+    }
   }
 
   let closed: Promise<void> | undefined;
   const close = () =>
     (closed ??= (async () => {
+      for (const stop of stops) await stop();
       await runtime?.close();
       await sql?.end({ timeout: 5 });
       await connection.close();

@@ -4,6 +4,7 @@
  */
 import { bundleWorkflowCode } from '@temporalio/worker';
 import Docker from 'dockerode';
+import { defaultImageTag, ensureImage } from '../../activities/sandbox';
 import { loadConfig, type KeelConfig } from '../../workers/config';
 
 export function testConfig(temporalAddress: string, extra: Record<string, string> = {}): KeelConfig {
@@ -27,4 +28,9 @@ export async function sessionContainers(docker: Docker, sessionId: string): Prom
 
 export function uniqueId(prefix: string): string {
   return `${prefix}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`;
+}
+
+/** Build the sandbox image if the recipe changed since setup ran (seconds with the cached base). */
+export async function ensureSandboxImage(docker: Docker): Promise<void> {
+  await ensureImage(docker, defaultImageTag());
 }

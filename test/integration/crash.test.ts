@@ -5,6 +5,7 @@
  */
 import '../helpers/quiet';
 import assert from 'node:assert/strict';
+import Docker from 'dockerode';
 import { after, before, test } from 'node:test';
 import type { Sql } from 'postgres';
 import { KeelClient } from '../../client';
@@ -12,6 +13,7 @@ import { getEvents } from '../../activities/store';
 import type { ScriptTurn } from '../../common/types';
 import { connectDatabase } from '../../workers/services';
 import { testConfig, uniqueId } from '../helpers/env';
+import { ensureSandboxImage } from '../helpers/env';
 import { spawnWorker, type WorkerProcess } from '../helpers/processes';
 import { TestTemporal } from '../helpers/temporal';
 
@@ -30,6 +32,7 @@ let env: Record<string, string>;
 const workers: WorkerProcess[] = [];
 
 before(async () => {
+  await ensureSandboxImage(new Docker());
   temporal = await TestTemporal.start();
   env = { TEMPORAL_ADDRESS: temporal.address, KEEL_HOST_ID: uniqueId('crash-host') };
   const config = testConfig(temporal.address);

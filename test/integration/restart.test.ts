@@ -4,6 +4,7 @@
  */
 import '../helpers/quiet';
 import assert from 'node:assert/strict';
+import Docker from 'dockerode';
 import { after, before, test } from 'node:test';
 import type { Sql } from 'postgres';
 import { KeelClient } from '../../client';
@@ -12,6 +13,7 @@ import type { ScriptTurn, SessionResult } from '../../common/types';
 import { connectDatabase } from '../../workers/services';
 import { createWorkers, type KeelWorkers } from '../../workers/worker';
 import { testConfig, uniqueId, workflowBundle } from '../helpers/env';
+import { ensureSandboxImage } from '../helpers/env';
 import { TestTemporal } from '../helpers/temporal';
 
 let temporal: TestTemporal;
@@ -20,6 +22,7 @@ let running: Promise<void>;
 let sql: Sql;
 
 before(async () => {
+  await ensureSandboxImage(new Docker());
   temporal = await TestTemporal.start();
   const config = testConfig(temporal.address, { KEEL_HOST_ID: uniqueId('restart-host') });
   workers = await createWorkers(config, { workflowBundle: await workflowBundle() });

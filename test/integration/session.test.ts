@@ -7,7 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { Worker } from '@temporalio/worker';
-import type Docker from 'dockerode';
+import Docker from 'dockerode';
 import type { Sql } from 'postgres';
 import { KeelClient, SessionError } from '../../client';
 import { getEvents, getSession } from '../../activities/store';
@@ -16,6 +16,7 @@ import { demoSpec } from '../../cli/sessions';
 import { connectDatabase, connectDocker } from '../../workers/services';
 import { createWorkers, type KeelWorkers } from '../../workers/worker';
 import { sessionContainers, testConfig, uniqueId, workflowBundle } from '../helpers/env';
+import { ensureSandboxImage } from '../helpers/env';
 import { TestTemporal } from '../helpers/temporal';
 
 let temporal: TestTemporal;
@@ -26,6 +27,7 @@ let sql: Sql;
 let docker: Docker;
 
 before(async () => {
+  await ensureSandboxImage(new Docker());
   temporal = await TestTemporal.start();
   const config = testConfig(temporal.address, { KEEL_HOST_ID: uniqueId('host') });
   workers = await createWorkers(config, { workflowBundle: await workflowBundle() });

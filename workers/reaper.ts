@@ -1,0 +1,68 @@
+/**
+ * Removes sandbox containers whose session has ended or never existed: left
+ * behind by a host that died mid-teardown, a crashed test, or a deleted workflow.
+ *
+ * Conservative on purpose: only this host's containers (label keel.host), only
+ * ones older than `minAgeSec`, and a session whose status cannot be read is
+ * treated as live.
+ */
+import { Client, WorkflowNotFoundError } from '@temporalio/client';
+import type Docker from 'dockerode';
+import { removeSession } from '../activities/sandbox/containers';
+
+export interface ReaperOptions {
+  docker: Docker;
+  client: Client;
+  hostId: string;
+  /** Leave younger containers alone (a session may be starting). @default 120 */
+  minAgeSec?: number;
+  log?: (msg: string) => void;
+}
+
+/** Is the session's workflow still running? Unknown counts as yes. */
+async function isLive(client: Client, sessionId: string): Promise<boolean> {
+  try {
+    const d = await client.workflow.getHandle(sessionId).describe();
+    return d.status.name === 'RUNNING';
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return false;
+    return true;
+  }
+}
+
+/** One pass. Returns the session ids whose containers were removed. */
+export async function reapOnce(opts: ReaperOptions): Promise<string[]> {
+  const minAge = opts.minAgeSec ?? 120;
+  const containers = await opts.docker.listContainers({
+    all: true,
+    filters: { label: ['keel.managed=true', `keel.host=${opts.hostId}`] },
+  });
+  const now = Date.now() / 1000;
+  const sessions = new Set<string>();
+  for (const c of containers) {
+    const sessionId = c.Labels['keel.session'];
+    if (sessionId && now - c.Created >= minAge) sessions.add(sessionId);
+  }
+  const reaped: string[] = [];
+  for (const sessionId of sessions) {
+    if (await isLive(opts.client, sessionId)) continue;
+    await removeSession(opts.docker, sessionId);
+    opts.log?.(`reaper: removed the sandbox of ended session ${sessionId}`);
+    reaped.push(sessionId);
+  }
+  return reaped;
+}
+
+/** Run `reapOnce` every `intervalSec` until the returned stop function is called. */
+export function startReaper(opts: ReaperOptions & { intervalSec: number }): () => void {
+  let running = false;
+  const timer = setInterval(() => {
+    if (running) return;
+    running = true;
+    reapOnce(opts)
+      .catch((err) => opts.log?.(`reaper: ${(err as Error).message}`))
+      .finally(() => (running = false));
+  }, opts.intervalSec * 1000);
+  timer.unref();
+  return () => clearInterval(timer);
+}
