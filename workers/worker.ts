@@ -4,7 +4,7 @@
  * activities) and a sandbox-host worker per Docker host.
  */
 import { Client } from '@temporalio/client';
-import { Worker, type NativeConnection } from '@temporalio/worker';
+import { Worker, type NativeConnection, type WorkerInterceptors } from '@temporalio/worker';
 import type { Sql } from 'postgres';
 import type Docker from 'dockerode';
 import { SANDBOX_QUEUE, SESSION_QUEUE } from '../common/constants';
@@ -32,6 +32,8 @@ export interface WorkerOptions {
   role?: KeelConfig['workerRole'];
   /** Pre-bundled workflow code (tests and benchmarks bundle once). @default bundles `workflows/` at start */
   workflowBundle?: { code: string };
+  /** Activity interceptors for the sandbox-host workers (tests use one to inject faults). @default none */
+  sandboxInterceptors?: WorkerInterceptors;
 }
 
 export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}): Promise<KeelWorkers> {
@@ -74,7 +76,7 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
     });
     // The shared queue takes provisioning; the host's own queue takes everything after (host affinity).
     for (const taskQueue of [SANDBOX_QUEUE, hostQueue]) {
-      workers.push(await Worker.create({ ...base, taskQueue, activities }));
+      workers.push(await Worker.create({ ...base, taskQueue, activities, interceptors: opts.sandboxInterceptors }));
     }
     if (config.reapIntervalSec > 0) {
       const clientConnection = await connectTemporalClient(config);
