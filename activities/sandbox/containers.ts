@@ -11,6 +11,8 @@ import { statusOf } from './errors';
 export const LABEL_MANAGED = 'keel.managed';
 export const LABEL_SESSION = 'keel.session';
 export const LABEL_HOST = 'keel.host';
+/** Which of a session's containers this is: 1 at first, +1 per restore. Absent on containers made before generations (read as 1). */
+export const LABEL_GENERATION = 'keel.generation';
 
 /** Docker names allow `[a-zA-Z0-9][a-zA-Z0-9_.-]*`; anything else is replaced, and a hash keeps altered ids distinct. */
 export function safeName(sessionId: string): string {
@@ -20,16 +22,27 @@ export function safeName(sessionId: string): string {
   return cleaned ? `${cleaned}-${hash}` : hash;
 }
 
-export function containerName(sessionId: string): string {
-  return `keel-${safeName(sessionId)}`;
+/** Generation 1 keeps the names Keel used before generations; later ones add `-g<n>`. */
+function generationSuffix(generation: number): string {
+  return generation === 1 ? '' : `-g${generation}`;
 }
 
-export function volumeName(sessionId: string): string {
-  return `keel-ws-${safeName(sessionId)}`;
+export function containerName(sessionId: string, generation = 1): string {
+  return `keel-${safeName(sessionId)}${generationSuffix(generation)}`;
 }
 
-export function sessionLabels(sessionId: string, hostId: string): Record<string, string> {
-  return { [LABEL_MANAGED]: 'true', [LABEL_SESSION]: sessionId, [LABEL_HOST]: hostId };
+export function volumeName(sessionId: string, generation = 1): string {
+  return `keel-ws-${safeName(sessionId)}${generationSuffix(generation)}`;
+}
+
+export function sessionLabels(sessionId: string, hostId: string, generation = 1): Record<string, string> {
+  return { [LABEL_MANAGED]: 'true', [LABEL_SESSION]: sessionId, [LABEL_HOST]: hostId, [LABEL_GENERATION]: String(generation) };
+}
+
+/** The generation a label set names; 1 when it names none. */
+export function generationOf(labels: Record<string, string> | undefined): number {
+  const n = Number(labels?.[LABEL_GENERATION] ?? '1');
+  return Number.isInteger(n) && n >= 1 ? n : 1;
 }
 
 /**
@@ -37,15 +50,16 @@ export function sessionLabels(sessionId: string, hostId: string): Record<string,
  * privilege gain, read-only root, uid 1000, bounded memory/CPU/pids, writable
  * only in /workspace (a named volume) and two size-limited tmpfs.
  */
-export function createOptions(args: { sessionId: string; hostId: string; image: string; spec?: SandboxSpec }): Docker.ContainerCreateOptions {
+export function createOptions(args: { sessionId: string; hostId: string; image: string; spec?: SandboxSpec; generation?: number }): Docker.ContainerCreateOptions {
   const { sessionId, hostId, image, spec } = args;
+  const generation = args.generation ?? 1;
   const memoryMb = spec?.memoryMb ?? SPEC_DEFAULTS.memoryMb;
   const cpus = spec?.cpus ?? SPEC_DEFAULTS.cpus;
   const pidsLimit = spec?.pidsLimit ?? SPEC_DEFAULTS.pidsLimit;
   return {
-    name: containerName(sessionId),
+    name: containerName(sessionId, generation),
     Image: image,
-    Labels: sessionLabels(sessionId, hostId),
+    Labels: sessionLabels(sessionId, hostId, generation),
     User: '1000:1000',
     WorkingDir: '/workspace',
     NetworkDisabled: true,
@@ -73,16 +87,16 @@ export function createOptions(args: { sessionId: string; hostId: string; image: 
       },
       // A named volume, never a host path: a fresh one copies the image's
       // /workspace (owned by uid 1000), so the keel user can write it.
-      Mounts: [{ Type: 'volume', Source: volumeName(sessionId), Target: '/workspace', ReadOnly: false }],
+      Mounts: [{ Type: 'volume', Source: volumeName(sessionId, generation), Target: '/workspace', ReadOnly: false }],
       LogConfig: { Type: 'json-file', Config: { 'max-size': '1m', 'max-file': '1' } },
       RestartPolicy: { Name: 'no' },
     },
   };
 }
 
-/** Create the session's workspace volume if it does not exist (Docker returns the existing one). */
-export async function ensureVolume(docker: Docker, sessionId: string, hostId: string): Promise<void> {
-  await docker.createVolume({ Name: volumeName(sessionId), Labels: sessionLabels(sessionId, hostId) });
+/** Create the workspace volume of a session's generation if it does not exist (Docker returns the existing one). */
+export async function ensureVolume(docker: Docker, sessionId: string, hostId: string, generation = 1): Promise<void> {
+  await docker.createVolume({ Name: volumeName(sessionId, generation), Labels: sessionLabels(sessionId, hostId, generation) });
 }
 
 /** A managed container as listed by Docker. */
@@ -91,6 +105,7 @@ export interface ManagedContainer {
   name: string;
   sessionId: string;
   hostId: string;
+  generation: number;
   image: string;
   /** Docker's state: `created`, `running`, `exited`, ... */
   state: string;
@@ -102,6 +117,7 @@ function toManaged(c: Docker.ContainerInfo): ManagedContainer {
     name: (c.Names[0] ?? '').replace(/^\//, ''),
     sessionId: c.Labels[LABEL_SESSION] ?? '',
     hostId: c.Labels[LABEL_HOST] ?? '',
+    generation: generationOf(c.Labels),
     image: c.Image,
     state: c.State,
   };
@@ -113,7 +129,7 @@ export async function listManagedContainers(docker: Docker): Promise<ManagedCont
   return list.map(toManaged);
 }
 
-/** The containers of one session (normally zero or one). */
+/** The containers of one session, all generations (normally zero or one). */
 export async function sessionContainers(docker: Docker, sessionId: string): Promise<ManagedContainer[]> {
   const list = await docker.listContainers({
     all: true,
@@ -132,16 +148,26 @@ async function ignore404<T>(p: Promise<T>): Promise<boolean> {
   }
 }
 
-/** Remove a session's containers and workspace volume. Idempotent; true when anything was removed. */
-export async function removeSession(docker: Docker, sessionId: string, onContainer: (id: string) => void = () => {}): Promise<boolean> {
+/**
+ * Remove a session's containers and workspace volumes: all generations, or with
+ * `belowGeneration` only the older ones. Idempotent; true when anything was removed.
+ */
+export async function removeSession(
+  docker: Docker,
+  sessionId: string,
+  onContainer: (id: string) => void = () => {},
+  belowGeneration?: number,
+): Promise<boolean> {
+  const doomed = (generation: number): boolean => belowGeneration === undefined || generation < belowGeneration;
   let removed = false;
   for (const c of await sessionContainers(docker, sessionId)) {
+    if (!doomed(c.generation)) continue;
     onContainer(c.id);
     removed = (await ignore404(docker.getContainer(c.id).remove({ force: true, v: true }))) || removed;
   }
   const { Volumes } = await docker.listVolumes({ filters: { label: [`${LABEL_MANAGED}=true`, `${LABEL_SESSION}=${sessionId}`] } });
-  const names = new Set((Volumes ?? []).map((v) => v.Name));
-  names.add(volumeName(sessionId));
+  const names = new Set((Volumes ?? []).filter((v) => doomed(generationOf(v.Labels))).map((v) => v.Name));
+  if (doomed(1)) names.add(volumeName(sessionId));
   for (const name of names) removed = (await ignore404(docker.getVolume(name).remove())) || removed;
   return removed;
 }

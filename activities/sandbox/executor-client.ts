@@ -153,15 +153,19 @@ export class ExecutorClient {
     const stderr = new PassThrough();
     this.docker.modem.demuxStream(stream, stdout, stderr);
     const decoder = new StringDecoder('utf8');
-    let buffered = '';
+    // Snapshot transfers send lines of a few MB: look for newlines only in new data.
+    let partial: string[] = [];
     stdout.on('data', (chunk: Buffer) => {
-      buffered += decoder.write(chunk);
+      let text = decoder.write(chunk);
       let nl: number;
-      while ((nl = buffered.indexOf('\n')) >= 0) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
+      while ((nl = text.indexOf('\n')) >= 0) {
+        partial.push(text.slice(0, nl));
+        const line = partial.join('');
+        partial = [];
+        text = text.slice(nl + 1);
         if (line.trim()) this.onLine(line);
       }
+      if (text) partial.push(text);
     });
     stderr.on('data', (chunk: Buffer) => this.log(`[${this.containerId.slice(0, 12)}] ${chunk.toString().trimEnd()}`));
     let down = false;

@@ -38,6 +38,11 @@ after(async () => {
   await temporal?.down();
 });
 
+/** Each test starts its own workers: none of another test's may take its tasks. */
+async function stopWorkers(): Promise<void> {
+  for (const p of processes.splice(0)) await p.kill('SIGKILL');
+}
+
 async function worker(env: Record<string, string>): Promise<WorkerProcess> {
   const p = await spawnWorker({ TEMPORAL_ADDRESS: temporal.address, KEEL_REAP_INTERVAL_SEC: '0', ...env });
   processes.push(p);
@@ -70,6 +75,7 @@ function assertNoGaps(events: EventRow[]) {
 }
 
 test('a worker killed after the command finished but before the activity completed does not run it twice', async () => {
+  await stopWorkers();
   const host = uniqueId('once-host');
   const doomed = await worker({ KEEL_HOST_ID: host, KEEL_TEST_KILL_AFTER_TOOL: 'once.txt' });
   const script: ScriptTurn[] = [
@@ -92,6 +98,7 @@ test('a worker killed after the command finished but before the activity complet
 });
 
 test('a container killed mid-command is restored from the snapshot before the command, which runs again there', async () => {
+  await stopWorkers();
   await worker({ KEEL_HOST_ID: uniqueId('kill-host') });
   const script: ScriptTurn[] = [
     { toolCalls: [{ name: 'write_file', input: { path: 'src/a.txt', content: 'alpha\n' } }] },
@@ -124,6 +131,7 @@ test('a container killed mid-command is restored from the snapshot before the co
 });
 
 test('when a sandbox host stops for good, its sessions continue on another host', async () => {
+  await stopWorkers();
   await worker({ KEEL_WORKER_ROLE: 'session' });
   const hostA = uniqueId('host-a');
   const hostB = uniqueId('host-b');
