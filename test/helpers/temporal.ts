@@ -7,7 +7,7 @@ import { mkdtempSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadConfig } from '../../workers/config';
+import { findProjectDir, loadConfig } from '../../workers/config';
 import { resolveTemporalCli, startDevServer, waitForPort } from '../../workers/dev-server';
 
 export async function freePort(): Promise<number> {
@@ -57,4 +57,9 @@ export class TestTemporal {
     await exited;
     this.child = undefined;
   }
+}
+
+/** The time-skipping test server: TEMPORAL_TEST_SERVER, else the copy setup installs in .keel/tools. */
+export function timeSkippingServerPath(): string {
+  return process.env.TEMPORAL_TEST_SERVER || join(findProjectDir(), '.keel', 'tools', 'venv', 'bin', 'temporal-test-server');
 }

@@ -1,0 +1,76 @@
+/**
+ * Suspend and resume on the time-skipping test server: a session that sleeps
+ * for 3 days holds no container meanwhile and resumes with its workspace intact.
+ * Real Docker and Postgres; Temporal's time-skipping server skips the 3 days.
+ */
+import '../helpers/quiet';
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import Docker from 'dockerode';
+import type { Sql } from 'postgres';
+import { getEvents } from '../../activities/store';
+import { SESSION_QUEUE } from '../../common/constants';
+import type { ScriptTurn, SessionResult, SessionSpec } from '../../common/types';
+import { connectDatabase } from '../../workers/services';
+import { createWorkers, type KeelWorkers } from '../../workers/worker';
+import { ensureSandboxImage, sessionContainers, testConfig, uniqueId, workflowBundle } from '../helpers/env';
+import { timeSkippingServerPath } from '../helpers/temporal';
+
+const THREE_DAYS = 3 * 24 * 3600;
+let env: TestWorkflowEnvironment;
+let workers: KeelWorkers;
+let running: Promise<void>;
+let sql: Sql;
+const docker = new Docker();
+
+before(async () => {
+  await ensureSandboxImage(docker);
+  env = await TestWorkflowEnvironment.createTimeSkipping({
+    server: { executable: { type: 'existing-path', path: timeSkippingServerPath() } },
+  });
+  const config = testConfig(env.address, { KEEL_HOST_ID: uniqueId('suspend-host'), KEEL_REAP_INTERVAL_SEC: '0' });
+  workers = await createWorkers(config, { workflowBundle: await workflowBundle() });
+  running = workers.run();
+  sql = await connectDatabase(config);
+});
+
+after(async () => {
+  await workers?.shutdown();
+  await running;
+  await sql?.end({ timeout: 2 });
+  await env?.teardown();
+});
+
+test('a 3-day sleep holds no container and resumes with the workspace intact', async () => {
+  const script: ScriptTurn[] = [
+    { toolCalls: [{ name: 'shell', input: { command: 'mkdir -p app && cd app && printf "v1\\n" > state.txt && export PHASE=waiting' } }] },
+    { toolCalls: [{ name: 'sleep', input: { seconds: THREE_DAYS, reason: 'nightly CI' } }] },
+    { toolCalls: [{ name: 'shell', input: { command: 'echo "$PHASE $(pwd) $(cat state.txt)"' } }] },
+    { text: 'done' },
+  ];
+  const spec: SessionSpec = { task: 'wait for CI', model: { provider: 'scripted', model: 'suspend', script }, sandbox: { idleSuspendSec: 600 } };
+  const id = uniqueId('suspend');
+  const handle = await env.client.workflow.start('agentSession', { taskQueue: SESSION_QUEUE, workflowId: id, args: [spec] });
+
+  // Time does not skip until we wait for the result: look at the sandbox during the pause.
+  for (let i = 0; !(await getEvents(sql, id)).some((e) => e.type === 'sandbox.suspended'); i++) {
+    assert.ok(i < 600, 'the session never suspended');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.deepEqual(await sessionContainers(docker, id), [], 'no container while suspended');
+
+  const result = (await handle.result()) as SessionResult;
+  assert.equal(result.status, 'completed', result.error);
+  const events = await getEvents(sql, id);
+  const types = events.map((e) => e.type);
+  assert.ok(types.indexOf('sandbox.suspended') < types.indexOf('sandbox.resumed'), 'suspended, then resumed');
+  const outputs = events.filter((e) => e.type === 'tool.result').map((e) => String(e.data.output).trim());
+  assert.equal(outputs[1], `Slept ${THREE_DAYS} s.`);
+  assert.equal(outputs[2], 'waiting /workspace/app v1', 'files, cwd and exports survived');
+
+  const history = await handle.fetchHistory();
+  const timer = history.events?.find((e) => e.timerStartedEventAttributes)?.timerStartedEventAttributes;
+  assert.equal(Number(timer?.startToFireTimeout?.seconds), THREE_DAYS, 'a durable 3-day timer');
+  assert.deepEqual(await sessionContainers(docker, id), []);
+});
