@@ -86,6 +86,7 @@ program
       port,
       detached: o.detach,
       logFile: o.detach ? files.logFile : undefined,
+      extraArgs: cfg.devServerArgs,
     });
     if (o.detach) {
       writeFileSync(files.pidFile, String(child.pid));

@@ -25,6 +25,8 @@ export interface KeelConfig {
   workerRole: 'all' | 'session' | 'sandbox';
   /** Path of the `temporal` CLI. Env `TEMPORAL_CLI`. @default `temporal` on PATH, else `.keel/tools/venv/bin/temporal` */
   temporalCli?: string;
+  /** Extra arguments for `temporal server start-dev`, space-separated. Env `KEEL_DEV_SERVER_ARGS`. @default none */
+  devServerArgs: string[];
   /** Where `keel dev` keeps Temporal's state. Env `KEEL_STATE_DIR`. @default '<project>/.keel' */
   stateDir: string;
   /** Where snapshot blobs live (outside any container). Env `KEEL_BLOB_DIR`. @default '<project>/.keel/blobs' */
@@ -53,6 +55,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     workerRole: role as KeelConfig['workerRole'],
     temporalCli: env.TEMPORAL_CLI || undefined,
     stateDir: env.KEEL_STATE_DIR || `${projectDir}/.keel`,
+    devServerArgs: (env.KEEL_DEV_SERVER_ARGS ?? '').split(/\s+/).filter(Boolean),
     blobDir: env.KEEL_BLOB_DIR || `${env.KEEL_STATE_DIR || `${projectDir}/.keel`}/blobs`,
     reapIntervalSec: nonNegative(env.KEEL_REAP_INTERVAL_SEC, 60, 'KEEL_REAP_INTERVAL_SEC'),
     env,

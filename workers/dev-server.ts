@@ -34,6 +34,20 @@ function isExecutable(path: string): boolean {
   }
 }
 
+/**
+ * The dev server's history service hands new tasks to matching at most 20 times a
+ * second per shard by default (`history.transferProcessorMaxPollRPS`), and a dev
+ * server has one shard: every activity and workflow task of every session shares
+ * that budget, so a tool call costs ~100 ms of pure waiting. 1000 removes the
+ * wait (measured: ~100 ms -> ~12 ms per tool call). WAL with synchronous=normal
+ * keeps the SQLite state across process crashes and halves the write cost.
+ */
+export const DEV_SERVER_TUNING = [
+  '--dynamic-config-value', 'history.transferProcessorMaxPollRPS=1000',
+  '--sqlite-pragma', 'journal_mode=wal',
+  '--sqlite-pragma', 'synchronous=normal',
+];
+
 export interface DevServerOptions {
   cli: string;
   /** SQLite file holding the server's state. */
@@ -46,6 +60,8 @@ export interface DevServerOptions {
   logFile?: string;
   /** Keep running after this process exits. @default false */
   detached?: boolean;
+  /** More arguments for `temporal server start-dev` (`KEEL_DEV_SERVER_ARGS`). @default none */
+  extraArgs?: string[];
 }
 
 export function startDevServer(opts: DevServerOptions): ChildProcess {
@@ -57,7 +73,8 @@ export function startDevServer(opts: DevServerOptions): ChildProcess {
     '--port', String(port),
     '--ui-port', String(opts.uiPort ?? port + 1000),
     '--log-level', 'warn',
-    ...(process.env.KEEL_DEV_EXTRA ? process.env.KEEL_DEV_EXTRA.split(' ') : []),
+    ...DEV_SERVER_TUNING,
+    ...(opts.extraArgs ?? []),
   ];
   mkdirSync(join(opts.dbFile, '..'), { recursive: true });
   const out = opts.logFile ? openSync(opts.logFile, 'a') : 'inherit';

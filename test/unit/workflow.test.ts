@@ -11,14 +11,14 @@ import type { SessionResult, SessionSpec, SessionState } from '../../common/type
 import { cancelSignal, messageSignal, statusQuery } from '../../workflows';
 import { workflowBundle, uniqueId } from '../helpers/env';
 import { createFakes, FAKE_HOST_QUEUE, type Fakes } from '../helpers/fakes';
-import { resolveTemporalCli } from '../../workers/dev-server';
+import { DEV_SERVER_TUNING, resolveTemporalCli } from '../../workers/dev-server';
 import { loadConfig } from '../../workers/config';
 
 let env: TestWorkflowEnvironment;
 
 before(async () => {
   env = await TestWorkflowEnvironment.createLocal({
-    server: { executable: { type: 'existing-path', path: resolveTemporalCli(loadConfig()) } },
+    server: { executable: { type: 'existing-path', path: resolveTemporalCli(loadConfig()) }, extraArgs: DEV_SERVER_TUNING },
   });
 });
 after(async () => {
