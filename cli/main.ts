@@ -13,6 +13,7 @@ import { ServiceError, connectDatabase, connectDocker } from '../workers/service
 import { installLogger } from '../workers/logging';
 import { reapOnce } from '../workers/reaper';
 import { createWorkers } from '../workers/worker';
+import { runDiff } from './diff';
 import { printChecks, runDoctor } from './doctor';
 import { demoSpec, exitCodeFor, runSession, runSpec } from './sessions';
 import { formatTimeline, stepsOf, type EventRow } from './timeline';
@@ -130,6 +131,24 @@ program
       if (o.json) return console.log(JSON.stringify({ session, steps: stepsOf(events), events }));
       console.log(`${session.id}  ${session.status}  ${session.model}\ntask: ${session.task}\n`);
       for (const line of formatTimeline(events)) console.log(line);
+    } finally {
+      await sql.end({ timeout: 2 });
+    }
+  });
+
+program
+  .command('diff')
+  .description('what a step changed in the sandbox: files added, removed, modified, and text diffs')
+  .argument('<sessionId>')
+  .requiredOption('--step <n>', 'the model turn (step) to show')
+  .option('--json', 'print JSON')
+  .action(async (id: string, o: { step: string; json?: boolean }) => {
+    const cfg = config();
+    const step = Number(o.step);
+    if (!Number.isInteger(step) || step < 1) throw new SessionError('--step takes a step number (1, 2, ...), as `keel show` lists them');
+    const sql = await connectDatabase(cfg);
+    try {
+      await runDiff(cfg, id, step, { json: o.json, sql });
     } finally {
       await sql.end({ timeout: 2 });
     }

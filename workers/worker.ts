@@ -72,6 +72,7 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
         hostId: config.hostId,
         hostQueue,
         defaultImage: config.sandboxImage ?? defaultImageTag(),
+        blobDir: config.blobDir,
       }),
     });
     // The shared queue takes provisioning; the host's own queue takes everything after (host affinity).

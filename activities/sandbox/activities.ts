@@ -1,19 +1,21 @@
 /**
- * The sandbox activities: provision a session's container, run tool calls in
- * it, destroy it. They run on the sandbox-host worker of the Docker host that
- * holds the container (the handle's `hostQueue`).
+ * The sandbox activities: provision (or restore) a session's container, run
+ * tool calls in it, snapshot it, destroy it. They run on the sandbox-host
+ * worker of the Docker host that holds the container (the handle's `hostQueue`).
  */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type Docker from 'dockerode';
-import { validateToolCall } from '../../common/tools';
-import type { SandboxHandle, SandboxSpec, ToolCall, ToolResult } from '../../common/types';
-import { resolveSandboxConfig, type SandboxConfig } from './config';
-import { createOptions, ensureVolume, removeSession, sessionContainers, type ManagedContainer } from './containers';
-import { classifyDockerError, containerGone, imageMissing, SandboxFailure, statusOf } from './errors';
+import { validateToolCall, WORKFLOW_TOOLS } from '../../common/tools';
+import type { SandboxHandle, SandboxSpec, SnapshotInfo, ToolCall, ToolResult } from '../../common/types';
+import { DirBlobStore, type BlobStore } from '../blobs';
+import { blobDirOf, resolveSandboxConfig, type SandboxConfig } from './config';
+import { createOptions, ensureVolume, LABEL_GENERATION, LABEL_SESSION, removeSession, sessionContainers, type ManagedContainer } from './containers';
+import { classifyDockerError, containerGone, imageMissing, SandboxFailure, snapshotMissing, statusOf } from './errors';
 import { ExecutorGoneError, ExecutorTimeoutError, type ExecutorClient } from './executor-client';
 import { imageExists } from './image';
 import { SandboxRuntime } from './runtime';
+import { restoreSnapshot, SnapshotMissingError, takeSnapshot } from './snapshots';
 import { toExecutorOp, toToolResult } from './tool-ops';
 
 const HEARTBEAT_MS = 2000;
@@ -26,6 +28,8 @@ export interface SandboxActivityDeps {
   docker?: Docker;
   /** Resolved with {@link resolveSandboxConfig}; unset fields take their defaults. */
   config?: Partial<SandboxConfig>;
+  /** Where snapshots go. @default a {@link DirBlobStore} in `config.blobDir` */
+  blobs?: BlobStore;
 }
 
 /** The current activity context, or undefined when called outside an activity (tests, scripts). */
@@ -37,6 +41,14 @@ function activityContext(): Context | undefined {
   }
 }
 
+/** Heartbeat every {@link HEARTBEAT_MS} until the returned function is called. */
+function keepBeating(ctx: Context | undefined, details?: unknown): () => void {
+  if (!ctx) return () => undefined;
+  ctx.heartbeat(details);
+  const timer = setInterval(() => ctx.heartbeat(details), HEARTBEAT_MS);
+  return () => clearInterval(timer);
+}
+
 /**
  * Build the sandbox activities. Give either a `runtime` (preferred: the worker
  * closes it at shutdown) or a `docker` client.
@@ -46,20 +58,24 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
   const runtime: SandboxRuntime = deps.runtime ?? new SandboxRuntime(deps.docker as Docker);
   const { docker } = runtime;
   const config = resolveSandboxConfig(deps.config);
+  const blobs: BlobStore = deps.blobs ?? new DirBlobStore(blobDirOf(config));
 
-  const handleFor = (containerId: string, image: string): SandboxHandle => ({
+  const handleFor = (containerId: string, image: string, generation: number, restoredFrom?: string): SandboxHandle => ({
     containerId,
+    generation,
+    ...(restoredFrom ? { restoredFrom } : {}),
     hostQueue: config.hostQueue,
     hostId: config.hostId,
     image,
   });
 
-  async function waitReady(client: ExecutorClient): Promise<void> {
+  /** Waits for the executor; returns its ping answer (which names the snapshot it was restored from). */
+  async function waitReady(client: ExecutorClient): Promise<Record<string, unknown>> {
     const deadline = Date.now() + READY_TIMEOUT_MS;
     for (;;) {
       try {
         const r = await client.request('ping', {}, { timeoutMs: 2000 });
-        if (r.ok) return;
+        if (r.ok) return r.result;
       } catch (err) {
         if (!(err instanceof ExecutorTimeoutError)) throw err;
       }
@@ -68,7 +84,7 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
     }
   }
 
-  async function startAndAttach(containerId: string, image: string): Promise<SandboxHandle> {
+  async function startAndAttach(containerId: string): Promise<Record<string, unknown>> {
     const client = runtime.client(containerId);
     // Attach before start so nothing the executor says is missed.
     await client.connect({ requireRunning: false });
@@ -77,57 +93,114 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
     } catch (err) {
       if (statusOf(err) !== 304) throw err; // 304: already started by a concurrent attempt
     }
-    await waitReady(client);
-    return handleFor(containerId, image);
+    return waitReady(client);
+  }
+
+  /** Bring up (or find) the container of one generation; returns its id, image and ping answer. */
+  async function upContainer(sessionId: string, generation: number, spec: SandboxSpec | undefined) {
+    const image = spec?.image ?? config.defaultImage;
+    const mine: ManagedContainer[] = (await sessionContainers(docker, sessionId)).filter((c) => c.generation === generation);
+    const running = mine.find((c) => c.state === 'running');
+    if (running) return { id: running.id, image: running.image, ping: await waitReady(runtime.client(running.id)) };
+    const stopped = mine[0];
+    if (stopped) return { id: stopped.id, image: stopped.image, ping: await startAndAttach(stopped.id) };
+
+    if (!(await imageExists(docker, image))) throw imageMissing(image);
+    await ensureVolume(docker, sessionId, config.hostId, generation);
+    const options = createOptions({ sessionId, hostId: config.hostId, image, spec, generation });
+    let id: string;
+    try {
+      id = (await docker.createContainer(options)).id;
+    } catch (err) {
+      if (statusOf(err) === 404) throw imageMissing(image);
+      if (statusOf(err) !== 409 || !options.name) throw err;
+      // Name taken: normally a concurrent attempt of this same activity created it.
+      const info = await docker.getContainer(options.name).inspect();
+      const labels = info.Config.Labels ?? {};
+      if (labels[LABEL_SESSION] !== sessionId || (labels[LABEL_GENERATION] ?? '1') !== String(generation)) {
+        throw ApplicationFailure.nonRetryable(
+          `container name ${options.name} belongs to session ${labels[LABEL_SESSION]} generation ${labels[LABEL_GENERATION] ?? '1'}`,
+          SandboxFailure.NameConflict,
+        );
+      }
+      id = info.Id;
+    }
+    return { id, image, ping: await startAndAttach(id) };
+  }
+
+  /** Classify a failure of a call into a known container. */
+  function classify(err: unknown, containerId: string, key?: string): unknown {
+    if (err instanceof ApplicationFailure || err instanceof CancelledFailure) return err;
+    if (err instanceof ExecutorGoneError) return containerGone(containerId, err.detail);
+    if (err instanceof SnapshotMissingError) return snapshotMissing(err.id);
+    if (err instanceof ExecutorTimeoutError) {
+      return ApplicationFailure.retryable(`${err.message}${key ? `; the retry reuses key ${key}` : ''}`, SandboxFailure.ExecutorTimeout);
+    }
+    return classifyDockerError(err);
   }
 
   return {
     /**
-     * Give the session a running sandbox container. Idempotent: a retry finds the
-     * container a previous attempt created (by label, or by its fixed name).
+     * Give the session a running container of generation `generation` (default 1),
+     * restored from snapshot `restoreFrom` when given. Idempotent per (session, generation):
+     * a retry finds the container a previous attempt created, and restores only if that
+     * attempt did not finish restoring.
      */
-    async provisionSandbox({ sessionId, spec }: { sessionId: string; spec?: SandboxSpec }): Promise<SandboxHandle> {
+    async provisionSandbox({
+      sessionId,
+      spec,
+      generation = 1,
+      restoreFrom,
+    }: {
+      sessionId: string;
+      spec?: SandboxSpec;
+      generation?: number;
+      restoreFrom?: string;
+    }): Promise<SandboxHandle> {
+      if (!Number.isInteger(generation) || generation < 1) {
+        throw ApplicationFailure.nonRetryable(`generation must be an integer >= 1, not ${generation}`, 'Sandbox.BadRequest');
+      }
       const ctx = activityContext();
-      ctx?.heartbeat();
-      const image = spec?.image ?? config.defaultImage;
+      const stop = keepBeating(ctx);
+      let containerId = '';
       try {
-        const existing: ManagedContainer[] = await sessionContainers(docker, sessionId);
-        const running = existing.find((c) => c.state === 'running');
-        if (running) {
-          await waitReady(runtime.client(running.id));
-          return handleFor(running.id, running.image);
+        const up = await upContainer(sessionId, generation, spec);
+        containerId = up.id;
+        if (restoreFrom && up.ping.restoredFrom !== restoreFrom) {
+          await restoreSnapshot(runtime.client(up.id), blobs, restoreFrom);
         }
-        const stopped = existing[0];
-        if (stopped) return await startAndAttach(stopped.id, stopped.image);
-
-        if (!(await imageExists(docker, image))) throw imageMissing(image);
-        await ensureVolume(docker, sessionId, config.hostId);
-        const options = createOptions({ sessionId, hostId: config.hostId, image, spec });
-        let containerId: string;
-        try {
-          containerId = (await docker.createContainer(options)).id;
-        } catch (err) {
-          if (statusOf(err) === 404) throw imageMissing(image);
-          if (statusOf(err) !== 409 || !options.name) throw err;
-          // Name taken: a concurrent attempt of this same activity created it.
-          containerId = (await docker.getContainer(options.name).inspect()).Id;
-        }
-        return await startAndAttach(containerId, image);
+        return handleFor(up.id, up.image, generation, restoreFrom);
       } catch (err) {
-        if (err instanceof ApplicationFailure) throw err;
         if (err instanceof ExecutorGoneError) throw containerGone(err.containerId, `${err.detail} while starting; see \`docker logs\``);
-        throw classifyDockerError(err);
+        throw classify(err, containerId);
+      } finally {
+        stop();
       }
     },
 
     /**
      * Run one tool call in the session's sandbox. Tool failures (non-zero exit,
      * timeout, missing file, ...) come back as `ok: false` results for the model;
-     * only infrastructure failures throw.
+     * only infrastructure failures throw. With `snapshot`, the sandbox is snapshotted
+     * afterwards (also when the call was answered from the journal by a retry) and
+     * `result.snapshot` is set when its files differ from `snapshot.parent`.
      */
-    async runTool({ sessionId, handle, call }: { sessionId: string; handle: SandboxHandle; call: ToolCall }): Promise<ToolResult> {
+    async runTool({
+      sessionId,
+      handle,
+      call,
+      snapshot,
+    }: {
+      sessionId: string;
+      handle: SandboxHandle;
+      call: ToolCall;
+      snapshot?: { parent?: string };
+    }): Promise<ToolResult> {
       const valid = validateToolCall(call.name, call.input);
       if (!valid.ok) return { callId: call.id, name: call.name, ok: false, error: valid.error, output: valid.message };
+      if (WORKFLOW_TOOLS.has(valid.name)) {
+        return { callId: call.id, name: call.name, ok: false, error: 'UnknownTool', output: `${call.name} is carried out by the session, not the sandbox` };
+      }
 
       const ctx = activityContext();
       const wf = ctx?.info.workflowExecution;
@@ -138,32 +211,47 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
       const id = client.newRequestId();
       const started = Date.now();
 
-      ctx?.heartbeat({ requestId: id });
-      const beat = ctx ? setInterval(() => ctx.heartbeat({ requestId: id }), HEARTBEAT_MS) : undefined;
+      const stop = keepBeating(ctx, { requestId: id });
       const answer = client.request(op.op, op.args, { id, key, timeoutMs: op.timeoutMs });
       try {
         const response = ctx ? await Promise.race([answer, ctx.cancelled]) : await answer;
-        return toToolResult(call, valid.name, response, config.outputLimit, Date.now() - started);
+        const result = toToolResult(call, valid.name, response, config.outputLimit, Date.now() - started);
+        if (snapshot) {
+          const { info } = await takeSnapshot(client, blobs, snapshot.parent);
+          if (info) result.snapshot = info;
+        }
+        return result;
       } catch (err) {
         if (err instanceof CancelledFailure) {
           answer.catch(() => undefined);
           await client.cancel(id).catch(() => false);
           throw err;
         }
-        if (err instanceof ExecutorGoneError) throw containerGone(handle.containerId, err.detail);
-        if (err instanceof ExecutorTimeoutError) {
-          throw ApplicationFailure.retryable(`${err.message}; the retry reuses key ${key}`, SandboxFailure.ExecutorTimeout);
-        }
-        throw classifyDockerError(err);
+        throw classify(err, handle.containerId, key);
       } finally {
-        if (beat) clearInterval(beat);
+        stop();
       }
     },
 
-    /** Remove the session's container(s) and workspace volume. Idempotent. */
-    async destroySandbox({ sessionId }: { sessionId: string }): Promise<{ removed: boolean }> {
+    /** Snapshot the sandbox now, compared with `parent`; null when nothing changed since it. */
+    async snapshotSandbox({ handle, parent }: { sessionId: string; handle: SandboxHandle; parent?: string }): Promise<SnapshotInfo | null> {
+      const stop = keepBeating(activityContext());
       try {
-        const removed = await removeSession(docker, sessionId, (id) => runtime.forget(id));
+        return (await takeSnapshot(runtime.client(handle.containerId), blobs, parent)).info;
+      } catch (err) {
+        throw classify(err, handle.containerId);
+      } finally {
+        stop();
+      }
+    },
+
+    /**
+     * Remove the session's containers and workspace volumes, all generations or only those
+     * below `belowGeneration`. Idempotent. Snapshots stay in the blob store.
+     */
+    async destroySandbox({ sessionId, belowGeneration }: { sessionId: string; belowGeneration?: number }): Promise<{ removed: boolean }> {
+      try {
+        const removed = await removeSession(docker, sessionId, (id) => runtime.forget(id), belowGeneration);
         return { removed };
       } catch (err) {
         throw classifyDockerError(err);

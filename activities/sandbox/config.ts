@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
-import { defaultImageTag } from './image';
+import { join } from 'node:path';
+import { defaultImageTag, repoRoot } from './image';
 
 /** How a sandbox-host worker runs sandboxes. Built by {@link resolveSandboxConfig}; activities never read `process.env`. */
 export interface SandboxConfig {
@@ -28,6 +29,19 @@ export interface SandboxConfig {
    * @default 120
    */
   defaultTimeoutSec: number;
+  /**
+   * Directory of the blob store that holds snapshots (file contents and manifests), on the worker
+   * machine, never inside a container. Every host that may restore a session must see the same store.
+   * Left unset by {@link resolveSandboxConfig} (so resolved configs compare equal to older ones);
+   * read through {@link blobDirOf}.
+   * @default `<project>/.keel/blobs`
+   */
+  blobDir?: string;
+}
+
+/** The blob directory a config names, or its default `<project>/.keel/blobs`. */
+export function blobDirOf(config: Pick<SandboxConfig, 'blobDir'>): string {
+  return config.blobDir ?? join(repoRoot(), '.keel', 'blobs');
 }
 
 /** Fill every unset field of a {@link SandboxConfig} with its default. */
@@ -39,6 +53,7 @@ export function resolveSandboxConfig(partial: Partial<SandboxConfig> = {}): Sand
     defaultImage: partial.defaultImage ?? defaultImageTag(),
     outputLimit: partial.outputLimit ?? 16000,
     defaultTimeoutSec: partial.defaultTimeoutSec ?? 120,
+    ...(partial.blobDir ? { blobDir: partial.blobDir } : {}),
   };
 }
 

@@ -14,6 +14,10 @@ export const SandboxFailure = {
   ContainerGone: 'Sandbox.ContainerGone',
   /** The executor inside the container did not answer in time; retryable (the idempotency key makes it safe). */
   ExecutorTimeout: 'Sandbox.ExecutorTimeout',
+  /** A snapshot to restore from, or to compare with, is not in the blob store; retrying cannot help. */
+  SnapshotMissing: 'Sandbox.SnapshotMissing',
+  /** Two sessions' containers would share a name (a session id that ends like a generation suffix); not retryable. */
+  NameConflict: 'Sandbox.NameConflict',
 } as const;
 
 interface DockerishError {
@@ -57,4 +61,11 @@ export function containerGone(containerId: string, detail: string): ApplicationF
 /** Rethrow Docker connection errors as `Sandbox.DockerUnavailable`; anything else unchanged. */
 export function classifyDockerError(err: unknown): unknown {
   return isDockerUnreachable(err) ? dockerUnavailable(err) : err;
+}
+
+export function snapshotMissing(id: string): ApplicationFailure {
+  return ApplicationFailure.nonRetryable(
+    `Snapshot ${id} is not in the blob store. Every sandbox host must use the same blob store (SandboxConfig.blobDir, env KEEL_BLOB_DIR).`,
+    SandboxFailure.SnapshotMissing,
+  );
 }

@@ -83,6 +83,9 @@ export function toToolResult(call: ToolCall, name: ToolName, response: ExecutorR
       if (r.truncated === true) output += `\n[... more entries not shown; at most ${entries.length} are listed]`;
       return { ...base, ok: true, output: cap(output), durationMs };
     }
+    case 'sleep':
+      // A workflow tool (a durable timer); the workflow never sends it here.
+      return { ...base, ok: false, error: 'UnknownTool', output: 'sleep is carried out by the session, not the sandbox', durationMs };
   }
 }
 

@@ -1,0 +1,345 @@
+/**
+ * Snapshots, restore and generations against a real Docker daemon, the real
+ * sandbox image and a real blob directory. No mocks.
+ *
+ *   node --import tsx --test test/integration/snapshots.test.ts
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ApplicationFailure } from '@temporalio/common';
+import { MockActivityEnvironment } from '@temporalio/testing';
+import Docker from 'dockerode';
+import { DirBlobStore } from '../../activities/blobs';
+import {
+  createSandboxActivities,
+  defaultImageTag,
+  ensureImage,
+  listManagedContainers,
+  SandboxRuntime,
+  takeSnapshot,
+  type SandboxActivities,
+} from '../../activities/sandbox';
+import { volumeName } from '../../activities/sandbox/containers';
+import { connect, createStoreActivities, migrate } from '../../activities/store';
+import { runDiff } from '../../cli/diff';
+import type { SandboxHandle, SnapshotInfo, ToolResult } from '../../common/types';
+
+const docker = new Docker();
+const tag = defaultImageTag();
+const run = `${process.pid}-${Date.now().toString(36)}`;
+const blobDir = mkdtempSync(join(tmpdir(), 'keel-snap-blobs-'));
+const blobs = new DirBlobStore(blobDir);
+const sessions = new Set<string>();
+
+let runtime: SandboxRuntime;
+let acts: SandboxActivities;
+let seq = 0;
+
+async function provision(name: string, extra: { generation?: number; restoreFrom?: string } = {}): Promise<{ id: string; handle: SandboxHandle }> {
+  const id = name.startsWith('test-') ? name : `test-snap-${name}-${run}`;
+  sessions.add(id);
+  return { id, handle: await acts.provisionSandbox({ sessionId: id, spec: { memoryMb: 512 }, ...extra }) };
+}
+
+function tool(s: { id: string; handle: SandboxHandle }, name: string, input: unknown, snapshot?: { parent?: string }): Promise<ToolResult> {
+  return acts.runTool({ sessionId: s.id, handle: s.handle, call: { id: `c${++seq}`, name, input }, ...(snapshot ? { snapshot } : {}) });
+}
+
+async function sh(s: { id: string; handle: SandboxHandle }, command: string): Promise<string> {
+  const r = await tool(s, 'shell', { command, timeoutSec: 300 });
+  assert.equal(r.ok, true, r.output);
+  return r.output;
+}
+
+async function expectFailure(p: Promise<unknown>, type: string): Promise<ApplicationFailure> {
+  try {
+    await p;
+  } catch (err) {
+    assert.ok(err instanceof ApplicationFailure, `expected ApplicationFailure ${type}, got ${String(err)}`);
+    assert.equal(err.type, type, err.message);
+    return err;
+  }
+  assert.fail(`expected ${type}, but it succeeded`);
+}
+
+/** Everything a restore must reproduce: paths, types, modes, sizes, link targets and file contents. */
+const DIGEST = `(cd / && find /workspace /home/keel -printf '%p %y %m %s %l\\n' | LC_ALL=C sort | sha256sum | cut -c1-64 && find /workspace /home/keel -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-64)`;
+
+before(
+  async () => {
+    await ensureImage(docker, tag, (line) => console.error(`[image] ${line}`));
+    runtime = new SandboxRuntime(docker);
+    acts = createSandboxActivities({ runtime, blobs, config: { hostId: 'test-host', defaultImage: tag } });
+  },
+  { timeout: 900_000 },
+);
+
+after(async () => {
+  for (const id of sessions) await acts?.destroySandbox({ sessionId: id }).catch(() => undefined);
+  runtime?.close();
+  rmSync(blobDir, { recursive: true, force: true });
+});
+
+describe('snapshots', () => {
+  it('report unchanged, added, modified and removed files against the parent', async () => {
+    const s = await provision('basic');
+    await sh(s, 'true'); // the first shell call creates the shell state file (/home/keel/.keel/shell-state)
+    const first = await acts.snapshotSandbox({ sessionId: s.id, handle: s.handle });
+    assert.ok(first, 'a first snapshot without a parent is always taken');
+    assert.equal(await acts.snapshotSandbox({ sessionId: s.id, handle: s.handle, parent: first.id }), null, 'unchanged');
+
+    const w = await tool(s, 'write_file', { path: 'a.txt', content: 'one\n' }, { parent: first.id });
+    const added = w.snapshot as SnapshotInfo;
+    assert.ok(added, 'write_file changed a file');
+    assert.deepEqual([added.added, added.modified, added.removed, added.changedBytes, added.parent], [1, 0, 0, 4, first.id]);
+    assert.equal(added.files, first.files + 1);
+
+    const e = await tool(s, 'edit_file', { path: 'a.txt', old_string: 'one', new_string: 'two' }, { parent: added.id });
+    assert.deepEqual([e.snapshot?.added, e.snapshot?.modified, e.snapshot?.removed], [0, 1, 0]);
+
+    const r = await tool(s, 'read_file', { path: 'a.txt' }, { parent: e.snapshot?.id });
+    assert.equal(r.snapshot, undefined, 'reading changes nothing');
+
+    const rm = await tool(s, 'shell', { command: 'rm a.txt' }, { parent: e.snapshot?.id });
+    assert.deepEqual([rm.snapshot?.added, rm.snapshot?.modified, rm.snapshot?.removed], [0, 0, 1]);
+    assert.equal(rm.snapshot?.id, first.id, 'back to the same files, back to the same id');
+
+    // The manifest and the file contents are in the store.
+    const text = await blobs.getManifest(added.id);
+    assert.ok(text?.includes('"path":"/workspace/a.txt"'));
+  });
+
+  it('gives the same id to the same files, and uploads shared content once', async () => {
+    const a = await provision('same-a');
+    const b = await provision('same-b');
+    const make = `python3 -c "import random; random.seed(7); open('/workspace/big.bin','wb').write(random.randbytes(1<<20))" && mkdir -p /workspace/d && echo hi > /workspace/d/f`;
+    await sh(a, make);
+    await sh(b, make);
+    // The shell state records the cwd and exports; make them the same too.
+    const snapA = (await acts.snapshotSandbox({ sessionId: a.id, handle: a.handle })) as SnapshotInfo;
+    const snapB = (await acts.snapshotSandbox({ sessionId: b.id, handle: b.handle })) as SnapshotInfo;
+    assert.equal(snapB.id, snapA.id, 'same content, same id');
+    assert.ok(snapA.uploadedBytes >= 1 << 20, `first upload ${snapA.uploadedBytes}`);
+    assert.equal(snapB.uploadedBytes, 0, 'the second session uploads nothing');
+  });
+
+  it('costs bytes changed, not workspace size: one small edit in 100 MB reads only that file', async () => {
+    const s = await provision('incr');
+    await sh(s, `cd /workspace && mkdir -p data && for i in $(seq 1 100); do head -c 1048576 /dev/urandom > data/f$i.bin; done && echo v1 > small.txt`);
+    // Wait out the racy-clean window so the first walk can trust its stat cache.
+    await new Promise((r) => setTimeout(r, 2200));
+    const client = runtime.client(s.handle.containerId);
+    const full = await takeSnapshot(client, blobs);
+    assert.ok(full.executor.bytesHashed >= 100 * (1 << 20), `first walk hashed ${full.executor.bytesHashed}`);
+    assert.ok((full.info?.uploadedBytes ?? 0) >= 100 * (1 << 20));
+
+    await sh(s, 'echo v2 > /workspace/small.txt');
+    const step = await takeSnapshot(client, blobs, full.info?.id);
+    // The shell state file (rewritten by the shell call, same content) is small; the 100 MB are not read.
+    assert.ok(step.executor.bytesHashed < 4096, `bytesHashed ${step.executor.bytesHashed}`);
+    assert.ok(step.executor.filesHashed <= 2, `filesHashed ${step.executor.filesHashed}`);
+    assert.deepEqual([step.info?.modified, step.info?.added, step.info?.removed, step.info?.uploadedBytes], [1, 0, 0, 3]);
+  });
+
+  it('rehashes files written within 2 s of a walk (racily clean) until they are older than that', async () => {
+    const s = await provision('racy');
+    const client = runtime.client(s.handle.containerId);
+    await tool(s, 'write_file', { path: 'r.txt', content: 'aaaa\n' });
+    const one = await takeSnapshot(client, blobs);
+    // Nothing changed, but r.txt's mtime is within the racy window of walk one: a same-size write
+    // in the same clock tick would be invisible to the stat cache, so it is read again.
+    const two = await takeSnapshot(client, blobs, one.info?.id);
+    assert.equal(two.info, null);
+    assert.ok(two.executor.bytesHashed >= 5, `bytesHashed ${two.executor.bytesHashed}`);
+    await new Promise((r) => setTimeout(r, 2200));
+    const three = await takeSnapshot(client, blobs, one.info?.id);
+    assert.ok(three.executor.bytesHashed >= 5, 'still flagged racy by walk two');
+    const four = await takeSnapshot(client, blobs, one.info?.id);
+    assert.equal(four.executor.filesHashed, 0, 'old enough now: trusted from the stat cache');
+  });
+});
+
+describe('restore', () => {
+  it('brings back files, dirs, empty dirs, symlinks, modes, /home/keel and the shell state on a new generation', async () => {
+    const s = await provision('restore');
+    await sh(
+      s,
+      [
+        'mkdir -p /workspace/src/pkg/deep /workspace/empty /workspace/locked',
+        'printf "print(1)\\n" > /workspace/src/pkg/mod.py',
+        'printf "#!/bin/sh\\necho run\\n" > /workspace/run.sh && chmod 755 /workspace/run.sh',
+        'head -c 3000000 /dev/urandom > /workspace/src/blob.bin',
+        ': > /workspace/src/empty-file',
+        'ln -s src/pkg/mod.py /workspace/link && ln -s /nowhere /workspace/dangling',
+        'echo "secret=1" > /home/keel/.config-ish && chmod 600 /home/keel/.config-ish',
+        'echo locked > /workspace/locked/f && chmod 500 /workspace/locked',
+        'mkfifo /workspace/fifo',
+        'cd /workspace/src/pkg && export RESTORED_VAR="a b"',
+      ].join(' && '),
+    );
+    const snap = (await acts.snapshotSandbox({ sessionId: s.id, handle: s.handle })) as SnapshotInfo;
+    assert.ok(snap);
+    // A fifo is not state and is not restored; take the reference digest without it.
+    const digest = await sh(s, `rm /workspace/fifo && ${DIGEST}`);
+    await acts.destroySandbox({ sessionId: s.id });
+
+    const t0 = Date.now();
+    const g2 = await provision(s.id, { generation: 2, restoreFrom: snap.id });
+    const restoreMs = Date.now() - t0;
+    assert.equal(g2.handle.generation, 2);
+    assert.equal(g2.handle.restoredFrom, snap.id);
+    const info = await docker.getContainer(g2.handle.containerId).inspect();
+    assert.equal(info.Name, `/keel-${s.id}-g2`);
+    assert.equal(info.Config.Labels['keel.generation'], '2');
+
+    assert.equal(await sh(g2, 'pwd; echo "$RESTORED_VAR"'), '/workspace/src/pkg\na b\n');
+    assert.equal(await sh(g2, 'test -p /workspace/fifo && echo fifo || echo no-fifo'), 'no-fifo\n');
+    assert.equal(await sh(g2, 'stat -c %a /workspace/locked /workspace/run.sh /home/keel/.config-ish; readlink /workspace/link /workspace/dangling; cat /workspace/link'), '500\n755\n600\nsrc/pkg/mod.py\n/nowhere\nprint(1)\n');
+    assert.equal(await sh(g2, DIGEST), digest, 'listing (paths, types, modes, sizes, link targets) and contents identical');
+    console.error(`restore of ${snap.files} files / ${snap.bytes} B took ${restoreMs} ms`);
+
+    // The restored sandbox's next snapshot is cheap and unchanged.
+    const next = await takeSnapshot(runtime.client(g2.handle.containerId), blobs, snap.id);
+    assert.equal(next.info, null);
+    assert.equal(next.executor.bytesHashed < 4096, true, `bytesHashed ${next.executor.bytesHashed}`);
+
+    // Provisioning the same generation again finds it and does not restore over later work.
+    await sh(g2, 'echo later > /workspace/later.txt');
+    const again = await acts.provisionSandbox({ sessionId: s.id, generation: 2, restoreFrom: snap.id });
+    assert.equal(again.containerId, g2.handle.containerId);
+    assert.equal(await sh(g2, 'cat /workspace/later.txt'), 'later\n');
+  });
+
+  it('matches byte for byte (full listing digest) without special files', async () => {
+    const s = await provision('bytes');
+    await sh(s, 'mkdir -p /workspace/a/b/c /workspace/e && echo x > /workspace/a/b/c/f && ln -s a /workspace/l && chmod 700 /workspace/a/b && cd /workspace/a');
+    const digest = await sh(s, DIGEST);
+    const snap = (await acts.snapshotSandbox({ sessionId: s.id, handle: s.handle })) as SnapshotInfo;
+    const g2 = await provision(s.id, { generation: 2, restoreFrom: snap.id });
+    assert.equal(await sh(g2, DIGEST), digest);
+  });
+
+  it('fails SnapshotMissing (non-retryable) for a snapshot the store does not have', async () => {
+    const err = await expectFailure(provision('missing', { generation: 2, restoreFrom: 'f'.repeat(64) }), 'Sandbox.SnapshotMissing');
+    assert.equal(err.nonRetryable, true);
+  });
+});
+
+describe('generations', () => {
+  it('destroySandbox with belowGeneration removes only older containers and volumes', async () => {
+    const s = await provision('gens');
+    const g2 = await provision(s.id, { generation: 2 });
+    assert.notEqual(g2.handle.containerId, s.handle.containerId);
+    assert.deepEqual(await acts.destroySandbox({ sessionId: s.id, belowGeneration: 2 }), { removed: true });
+    const left = (await listManagedContainers(docker)).filter((c) => c.sessionId === s.id);
+    assert.deepEqual(left.map((c) => c.generation), [2]);
+    await assert.rejects(docker.getVolume(volumeName(s.id)).inspect(), (e: { statusCode?: number }) => e.statusCode === 404);
+    await docker.getVolume(volumeName(s.id, 2)).inspect();
+    assert.deepEqual(await acts.destroySandbox({ sessionId: s.id, belowGeneration: 2 }), { removed: false });
+    assert.deepEqual(await acts.destroySandbox({ sessionId: s.id }), { removed: true });
+    await assert.rejects(docker.getVolume(volumeName(s.id, 2)).inspect(), (e: { statusCode?: number }) => e.statusCode === 404);
+  });
+});
+
+describe('retries and lost containers', () => {
+  it('a retried runTool answered from the journal still reports the change against the given parent', async () => {
+    const s = await provision('journal');
+    const base = (await acts.snapshotSandbox({ sessionId: s.id, handle: s.handle })) as SnapshotInfo;
+    const env = new MockActivityEnvironment({ workflowExecution: { workflowId: `wf-journal-${run}`, runId: 'r' }, activityId: '3' });
+    const call = { id: 'model-call', name: 'shell', input: { command: 'echo x >> /workspace/j.txt; wc -l < /workspace/j.txt' } };
+    const first: ToolResult = await env.run(acts.runTool, { sessionId: s.id, handle: s.handle, call, snapshot: { parent: base.id } });
+    const retry: ToolResult = await env.run(acts.runTool, { sessionId: s.id, handle: s.handle, call, snapshot: { parent: base.id } });
+    assert.equal(first.output, '1\n');
+    assert.equal(retry.output, '1\n', 'not run twice');
+    assert.ok(first.snapshot && retry.snapshot);
+    assert.equal(retry.snapshot.id, first.snapshot.id);
+    assert.equal(retry.snapshot.parent, base.id);
+    assert.equal(retry.snapshot.added, first.snapshot.added);
+    assert.ok(retry.snapshot.added >= 1);
+  });
+
+  it('sends the parent manifest from the store to an executor that does not hold it', async () => {
+    const a = await provision('foreign-a');
+    await sh(a, 'echo a > /workspace/x');
+    const snapA = (await acts.snapshotSandbox({ sessionId: a.id, handle: a.handle })) as SnapshotInfo;
+    const b = await provision('foreign-b');
+    await sh(b, 'echo a > /workspace/x && echo b > /workspace/y');
+    const vsA = (await acts.snapshotSandbox({ sessionId: b.id, handle: b.handle, parent: snapA.id })) as SnapshotInfo;
+    assert.equal(vsA.parent, snapA.id);
+    assert.equal(vsA.added, 1, 'only y is new relative to the other sandbox');
+  });
+
+  it('docker kill fails the in-flight and the next call with ContainerGone within seconds', async () => {
+    const s = await provision('killed');
+    const running = tool(s, 'shell', { command: 'sleep 60', timeoutSec: 120 });
+    running.catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 500));
+    const t0 = Date.now();
+    await docker.getContainer(s.handle.containerId).kill();
+    await expectFailure(running, 'Sandbox.ContainerGone');
+    const inflightMs = Date.now() - t0;
+    const t1 = Date.now();
+    await expectFailure(tool(s, 'shell', { command: 'true' }), 'Sandbox.ContainerGone');
+    await expectFailure(acts.snapshotSandbox({ sessionId: s.id, handle: s.handle }), 'Sandbox.ContainerGone');
+    assert.ok(inflightMs < 5000, `in-flight call failed after ${inflightMs} ms`);
+    assert.ok(Date.now() - t1 < 5000, `next call failed after ${Date.now() - t1} ms`);
+  });
+});
+
+describe('keel diff', () => {
+  it('shows what a step changed, from events in Postgres and manifests in the blob store', async () => {
+    const url = process.env.KEEL_TEST_DATABASE_URL ?? 'postgres://keel:keel@localhost:5432/keel_test';
+    const sql = connect(url);
+    try {
+      await migrate(sql);
+      const s = await provision('diff');
+      const r1 = await tool(s, 'write_file', { path: 'app.py', content: 'def f():\n    return 1\n' }, {});
+      const r2 = await tool(s, 'shell', { command: "sed -i 's/return 1/return 2/' app.py && mkdir notes && echo todo > notes/t.md && rm -f nothing" }, { parent: r1.snapshot?.id });
+      const r3 = await tool(s, 'shell', { command: 'rm notes/t.md' }, { parent: r2.snapshot?.id });
+      const store = createStoreActivities({ sql });
+      await store.recordEvents({
+        sessionId: s.id,
+        events: [
+          { seq: 0, type: 'session.started', data: { task: 'diff test', model: 'scripted:test' } },
+          { seq: 1, type: 'tool.result', data: { step: 1, ...r1 } },
+          { seq: 2, type: 'tool.result', data: { step: 2, ...r2 } },
+          { seq: 3, type: 'tool.result', data: { step: 3, ...r3 } },
+        ],
+      });
+      const lines: string[] = [];
+      const d = await runDiff({ databaseUrl: url, blobDir }, s.id, 2, { print: (l) => lines.push(l), sql });
+      assert.equal(d.before, r1.snapshot?.id);
+      assert.equal(d.after, r2.snapshot?.id);
+      const paths = (es: Array<{ path: string }>): string[] => es.map((e) => e.path).filter((p) => !p.startsWith('/home/keel/.keel'));
+      assert.deepEqual(paths(d.added), ['/workspace/notes', '/workspace/notes/t.md']);
+      assert.deepEqual(paths(d.modified.map((m) => m.after)), ['/workspace/app.py']);
+      assert.equal(d.textDiffs['/workspace/app.py'], '--- a/workspace/app.py\n+++ b/workspace/app.py\n@@ -1,2 +1,2 @@\n def f():\n-    return 1\n+    return 2\n');
+      const text = lines.join('\n');
+      assert.match(text, /M \/workspace\/app\.py/);
+      assert.match(text, /A \/workspace\/notes\/t\.md \(5 B\)/);
+      assert.match(text, /\+    return 2/);
+
+      const removed = await runDiff({ databaseUrl: url, blobDir }, s.id, 3, { print: () => undefined, sql });
+      assert.deepEqual(paths(removed.removed), ['/workspace/notes/t.md']);
+      const json: string[] = [];
+      await runDiff({ databaseUrl: url, blobDir }, s.id, 1, { json: true, print: (l) => json.push(l), sql });
+      assert.equal(JSON.parse(json[0] as string).before, undefined, 'step 1 is compared with the empty sandbox');
+    } finally {
+      await sql.end({ timeout: 2 });
+    }
+  });
+});
+
+describe('blob store', () => {
+  it('lives outside the container, fanned out by sha prefix, with no temp files left', () => {
+    const top = readdirSync(join(blobDir, 'sha256'));
+    assert.ok(top.length > 0 && top.every((d) => /^[0-9a-f]{2}$/.test(d)));
+    assert.deepEqual(readdirSync(join(blobDir, 'tmp')), []);
+    assert.ok(statSync(blobDir).isDirectory());
+    assert.ok(execFileSync('du', ['-sb', blobDir], { encoding: 'utf8' }).length > 0);
+  });
+});

@@ -1,0 +1,96 @@
+/**
+ * Pure parts of `keel diff`: manifest diffs, finding a step's snapshots, unified text diffs.
+ *
+ *   node --import tsx --test test/unit/snapshot-diff.test.ts
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import type { ManifestEntry } from '../../activities/sandbox';
+import type { EventRow } from '../../activities/store';
+import { asText, diffManifests, stepSnapshots, unifiedDiff } from '../../cli/diff';
+
+const file = (path: string, sha: string, size = 1, mode = 0o644): ManifestEntry => ({ path, type: 'file', mode, size, sha });
+const dir = (path: string, mode = 0o755): ManifestEntry => ({ path, type: 'dir', mode });
+
+describe('diffManifests', () => {
+  it('finds added, removed and modified entries, sorted by path', () => {
+    const a = { entries: [dir('/workspace'), file('/workspace/a', '1'), file('/workspace/b', '2'), file('/workspace/x', '9', 1, 0o644), { path: '/workspace/l', type: 'symlink', target: 'a' } as ManifestEntry] };
+    const b = { entries: [dir('/workspace'), file('/workspace/a', '1'), file('/workspace/c', '3'), file('/workspace/x', '9', 1, 0o755), { path: '/workspace/l', type: 'symlink', target: 'c' } as ManifestEntry, dir('/workspace/d')] };
+    const d = diffManifests(a, b);
+    assert.deepEqual(d.added.map((e) => e.path), ['/workspace/c', '/workspace/d']);
+    assert.deepEqual(d.removed.map((e) => e.path), ['/workspace/b']);
+    assert.deepEqual(d.modified.map((m) => m.after.path), ['/workspace/l', '/workspace/x']);
+  });
+
+  it('treats a missing "before" as the empty sandbox and equal manifests as no change', () => {
+    const b = { entries: [dir('/workspace'), file('/workspace/a', '1')] };
+    assert.equal(diffManifests(undefined, b).added.length, 2);
+    assert.deepEqual(diffManifests(b, b), { added: [], removed: [], modified: [] });
+  });
+
+  it('sees a file replaced by a directory of the same name', () => {
+    const d = diffManifests({ entries: [file('/workspace/p', '1')] }, { entries: [dir('/workspace/p')] });
+    assert.equal(d.modified.length, 1);
+  });
+});
+
+describe('stepSnapshots', () => {
+  const ev = (seq: number, type: EventRow['type'], data: Record<string, unknown>): EventRow => ({ sessionId: 's', seq, type, at: new Date(), data });
+  const snap = (id: string) => ({ id, files: 0, bytes: 0, added: 0, modified: 0, removed: 0, changedBytes: 0, uploadedBytes: 0, durationMs: 0 });
+  const events = [
+    ev(1, 'session.started', {}),
+    ev(2, 'tool.result', { step: 1, snapshot: snap('s1') }),
+    ev(3, 'tool.result', { step: 2 }),
+    ev(4, 'tool.result', { step: 3, snapshot: snap('s3a') }),
+    ev(5, 'tool.result', { step: 3, snapshot: snap('s3b') }),
+    ev(6, 'tool.result', { step: 4, snapshot: snap('s4') }),
+  ];
+
+  it('pairs the last snapshot of the step with the last one before the step', () => {
+    assert.deepEqual(stepSnapshots(events, 3), { before: snap('s1'), after: snap('s3b') });
+    assert.deepEqual(stepSnapshots(events, 4), { before: snap('s3b'), after: snap('s4') });
+    assert.deepEqual(stepSnapshots(events, 1), { after: snap('s1') });
+    assert.deepEqual(stepSnapshots(events, 2), {});
+  });
+});
+
+describe('unifiedDiff', () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'keel-udiff-'));
+  /** Hunks as GNU diff -u writes them (headers stripped). */
+  function gnu(a: string, b: string): string {
+    writeFileSync(join(tmp, 'a'), a);
+    writeFileSync(join(tmp, 'b'), b);
+    const out = spawnSync('diff', ['-u', join(tmp, 'a'), join(tmp, 'b')], { encoding: 'utf8' }).stdout;
+    return out.split('\n').slice(2).join('\n');
+  }
+  const body = (d: string): string => d.split('\n').slice(2).join('\n');
+  const lines = (n: number, f: (i: number) => string = (i) => `line ${i}`): string => Array.from({ length: n }, (_, i) => `${f(i + 1)}\n`).join('');
+
+  const cases: Array<[string, string, string]> = [
+    ['one line changed in the middle', lines(20), lines(20, (i) => (i === 10 ? 'changed' : `line ${i}`))],
+    ['two distant changes make two hunks', lines(40), lines(40, (i) => (i === 3 || i === 35 ? `x${i}` : `line ${i}`))],
+    ['insertions at the start and end', lines(5), `new first\n${lines(5)}new last\n`],
+    ['deletion of everything', lines(4), ''],
+    ['creation from empty', '', lines(3)],
+  ];
+  for (const [name, a, b] of cases) {
+    it(`matches diff -u: ${name}`, () => assert.equal(body(unifiedDiff('/workspace/f', a, b)), gnu(a, b)));
+  }
+
+  it('is empty for equal texts and names the path', () => {
+    assert.equal(unifiedDiff('/p', 'a\n', 'a\n'), '');
+    assert.match(unifiedDiff('/workspace/f.py', 'a\n', 'b\n'), /^--- a\/workspace\/f\.py\n\+\+\+ b\/workspace\/f\.py\n/);
+  });
+
+  it('treats only small NUL-free UTF-8 as text', () => {
+    assert.equal(asText(Buffer.from('héllo\n')), 'héllo\n');
+    assert.equal(asText(Buffer.from([0x66, 0, 0x67])), undefined);
+    assert.equal(asText(Buffer.from([0xff, 0xfe])), undefined);
+    assert.equal(asText(Buffer.alloc(70 * 1024, 0x61)), undefined);
+    rmSync(tmp, { recursive: true, force: true });
+  });
+});
