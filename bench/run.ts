@@ -5,7 +5,9 @@
  * are noisy. Timings are never asserted; this is not a test.
  *
  * Env: BENCH_CALLS (default 200) tool calls per latency figure,
- *      BENCH_SANDBOXES (default 10) containers for the start-time figure.
+ *      BENCH_SANDBOXES (default 10) containers for the start-time figure,
+ *      BENCH_RECOVERIES (default 3) worker kills for the recovery figure,
+ *      BENCH_SNAPSHOT_RUNS (default 5) runs of each snapshot figure.
  */
 import '../test/helpers/quiet';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -19,10 +21,13 @@ import { connectDatabase, connectDocker } from '../workers/services';
 import { createWorkers } from '../workers/worker';
 import { testConfig, uniqueId, workflowBundle } from '../test/helpers/env';
 import { TestTemporal } from '../test/helpers/temporal';
+import { spawnWorker } from '../test/helpers/processes';
+import { benchSnapshots } from './snapshots';
 import { summarize, type Summary } from './stats';
 
 const CALLS = Number(process.env.BENCH_CALLS ?? 200);
 const SANDBOXES = Number(process.env.BENCH_SANDBOXES ?? 10);
+const RECOVERIES = Number(process.env.BENCH_RECOVERIES ?? 3);
 
 interface Row {
   figure: string;
@@ -113,13 +118,38 @@ async function main() {
     baseline: { name: 'docker exec (Engine API)', summary: summarize(viaExec) },
   });
 
-  await keel.close();
   await workers.shutdown();
   await running;
+
+  // 4. Fault recovery: from SIGKILL of the worker during a command to the next completed step.
+  const recoveries: number[] = [];
+  const env = { TEMPORAL_ADDRESS: temporal.address, KEEL_HOST_ID: uniqueId('bench-recover'), KEEL_REAP_INTERVAL_SEC: '0' };
+  for (let i = 0; i < RECOVERIES; i++) {
+    const victim = await spawnWorker(env);
+    const recoverScript: ScriptTurn[] = [
+      { toolCalls: [{ name: 'shell', input: { command: 'sleep 2; echo a >> f' } }] },
+      { toolCalls: [{ name: 'shell', input: { command: 'cat f' } }] },
+      { text: 'done' },
+    ];
+    const rid = await keel.start({ task: 'recover', model: { provider: 'scripted', model: 'bench', script: recoverScript } }, { sessionId: uniqueId('bench-recover') });
+    while (!(await getEvents(sql, rid)).some((e) => e.type === 'tool.call')) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 500));
+    const killedAt = Date.now();
+    await victim.kill('SIGKILL');
+    const rescuer = await spawnWorker(env);
+    await keel.result(rid);
+    const first = (await getEvents(sql, rid)).find((e) => e.type === 'tool.result');
+    recoveries.push(first!.at.getTime() - killedAt);
+    await rescuer.kill('SIGTERM');
+  }
+  rows.push({ figure: 'fault recovery: worker SIGKILL -> next completed step', keel: summarize(recoveries) });
+
+  await keel.close();
   runtime.close();
   await sql.end({ timeout: 2 });
   await temporal.down();
 
+  rows.push(...(await benchSnapshots({ docker, log: (line) => console.log(line) })));
   print(rows);
   const out = join(__dirname, 'results');
   mkdirSync(out, { recursive: true });
