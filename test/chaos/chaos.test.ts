@@ -191,7 +191,9 @@ test(`${SESSIONS} sessions complete under injected faults with the same workspac
     if (finished) break;
     await inject(ids, firstRound.shift() ?? pick(available()));
   }
-  await Promise.race([done, new Promise((_, reject) => setTimeout(() => reject(new Error('sessions did not finish in time')), 180_000))]);
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('sessions did not finish in time')), 180_000)));
+  await Promise.race([done, late]).finally(() => clearTimeout(timer));
   console.log(`chaos: faults injected: ${Object.entries(faults).map(([k, n]) => `${k} ${n}`).join(', ')}`);
   console.log(`chaos: all ${SESSIONS} sessions ended in ${((Date.now() - started) / 1000).toFixed(0)} s`);
 
