@@ -148,6 +148,9 @@ program
     if (!Number.isInteger(step) || step < 1) throw new SessionError('--step takes a step number (1, 2, ...), as `keel show` lists them');
     const sql = await connectDatabase(cfg);
     try {
+      const steps = (await getEvents(sql, id)).filter((e) => e.type === 'model.call').length;
+      if (steps === 0) throw new SessionError(`no session ${id} in the event log`);
+      if (step > steps) throw new SessionError(`session ${id} has ${steps} steps; --step takes 1 to ${steps}`);
       await runDiff(cfg, id, step, { json: o.json, sql });
     } finally {
       await sql.end({ timeout: 2 });

@@ -112,7 +112,9 @@ function printEnd(result: SessionResult, events: EventRow[], ui: string): void {
   if (result.error) console.log(`\nerror: ${result.error}`);
   console.log('\ntimeline (from Postgres):');
   for (const line of formatTimeline(events)) console.log(line);
+  const changed = events.filter((e) => e.type === 'tool.result' && e.data.snapshot).at(-1);
   console.log(`\nnext:\n  npx keel show ${result.sessionId}     the timeline again (--json for all of it)`);
+  if (changed) console.log(`  npx keel diff ${result.sessionId} --step ${changed.data.step}     what that step changed in the sandbox`);
   console.log(`  ${ui}   the workflow in the Temporal UI`);
 }
 

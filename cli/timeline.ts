@@ -6,6 +6,7 @@
 import type { Sql } from 'postgres';
 import { getEvents, type EventRow } from '../activities/store';
 import { describeCall } from '../common/tools';
+import type { SnapshotInfo } from '../common/types';
 
 export type { EventRow };
 
@@ -72,8 +73,19 @@ function detail(e: EventRow): string {
     }
     case 'tool.call':
       return `${d.name} ${describeCall(String(d.name), d.input)}`;
-    case 'tool.result':
-      return `${d.name} ${d.ok ? 'ok' : `failed (${d.error ?? `exit ${d.exitCode}`})`}${d.durationMs !== undefined ? ` in ${d.durationMs} ms` : ''}`;
+    case 'tool.result': {
+      const outcome = `${d.name} ${d.ok ? 'ok' : `failed (${d.error ?? `exit ${d.exitCode}`})`}${d.durationMs !== undefined ? ` in ${d.durationMs} ms` : ''}`;
+      const snap = d.snapshot as SnapshotInfo | undefined;
+      return snap
+        ? `${outcome}; snapshot ${snap.id.slice(0, 12)} (+${snap.added} ~${snap.modified} -${snap.removed}, ${bytes(snap.uploadedBytes)} new)`
+        : outcome;
+    }
+    case 'sandbox.restored':
+      return `generation ${d.generation} on ${d.hostId} from snapshot ${String(d.snapshot ?? 'none').slice(0, 12)}: ${d.reason}`;
+    case 'sandbox.suspended':
+      return `container ${String(d.containerId).slice(0, 12)} released (${d.reason})`;
+    case 'sandbox.resumed':
+      return `generation ${d.generation} on ${d.hostId} from snapshot ${String(d.snapshot ?? 'none').slice(0, 12)}`;
     case 'message.user':
       return oneLine(String(d.text), 80);
     case 'session.status':
@@ -87,6 +99,10 @@ function detail(e: EventRow): string {
     default:
       return oneLine(JSON.stringify(d), 100);
   }
+}
+
+function bytes(n: number): string {
+  return n < 1024 ? `${n} B` : n < 1024 * 1024 ? `${(n / 1024).toFixed(1)} KB` : `${(n / 1024 / 1024).toFixed(1)} MB`;
 }
 
 function oneLine(text: string, max: number): string {
