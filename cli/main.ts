@@ -9,7 +9,7 @@ import { getEvents, getSession, listSessions } from '../activities/store';
 import { defaultImageTag, ensureImage } from '../activities/sandbox';
 import { loadConfig, type KeelConfig } from '../workers/config';
 import { devServerFiles, resolveTemporalCli, startDevServer, waitForPort } from '../workers/dev-server';
-import { ServiceError, connectDatabase, connectDocker } from '../workers/services';
+import { ServiceError, connectDatabase, connectDocker, openBlobStore } from '../workers/services';
 import { installLogger } from '../workers/logging';
 import { reapOnce } from '../workers/reaper';
 import { createWorkers } from '../workers/worker';
@@ -147,12 +147,14 @@ program
     const step = Number(o.step);
     if (!Number.isInteger(step) || step < 1) throw new SessionError('--step takes a step number (1, 2, ...), as `keel show` lists them');
     const sql = await connectDatabase(cfg);
+    const store = openBlobStore(cfg);
     try {
       const steps = (await getEvents(sql, id)).filter((e) => e.type === 'model.call').length;
       if (steps === 0) throw new SessionError(`no session ${id} in the event log`);
       if (step > steps) throw new SessionError(`session ${id} has ${steps} steps; --step takes 1 to ${steps}`);
-      await runDiff(cfg, id, step, { json: o.json, sql });
+      await runDiff(cfg, id, step, { json: o.json, sql, blobs: store.blobs });
     } finally {
+      store.close();
       await sql.end({ timeout: 2 });
     }
   });

