@@ -4,6 +4,7 @@
 # which runs scripts/setup.sh first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true
 export DATABASE_URL=${KEEL_TEST_DATABASE_URL:-postgres://keel:keel@localhost:5432/keel_test}
 echo "== type check"
 npx tsc -p tsconfig.json --noEmit
