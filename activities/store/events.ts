@@ -20,6 +20,9 @@ function str(v: unknown, fallback: string): string {
   return typeof v === 'string' && v.length > 0 ? v : fallback;
 }
 
+/** Event types that also change the session's row in `sessions`. */
+const SESSION_ROW_EVENTS: ReadonlySet<string> = new Set(['session.started', 'session.status', 'session.ended']);
+
 /**
  * Append events for one session and apply their side effects on `sessions`,
  * in one transaction. Events whose `(session_id, seq)` already exists are
@@ -33,6 +36,17 @@ export async function appendEvents(sql: Sql, sessionId: string, events: readonly
     type: e.type,
     data: sql.json(e.data as Json),
   }));
+  if (!events.some((e) => SESSION_ROW_EVENTS.has(e.type))) {
+    // Most steps (model calls, tool calls and results) touch only `events`: one statement,
+    // one round trip. The notification is delivered on commit, like the transaction's below.
+    await sql`
+      with inserted as (
+        insert into events ${sql(rows)}
+        on conflict (session_id, seq) do nothing
+        returning seq)
+      select pg_notify(${EVENTS_CHANNEL}, ${sessionId} || ':' || max(seq)) from inserted having count(*) > 0`;
+    return;
+  }
   await sql.begin(async (tx) => {
     const inserted = await tx<{ seq: number; type: string; data: Record<string, unknown> }[]>`
       insert into events ${tx(rows)}

@@ -145,6 +145,10 @@ describe('recordEvents', () => {
       });
       for (let i = 0; i < 50 && !got.includes(`${id}:4`); i++) await new Promise((r) => setTimeout(r, 20));
       assert.ok(got.includes(`${id}:4`), `notifications: ${JSON.stringify(got)}`);
+      // Steps that only append (the one-statement path) notify too.
+      await recordEvents({ sessionId: id, events: [{ seq: 5, type: 'tool.call', data: {} }, { seq: 6, type: 'tool.result', data: {} }] });
+      for (let i = 0; i < 50 && !got.includes(`${id}:6`); i++) await new Promise((r) => setTimeout(r, 20));
+      assert.ok(got.includes(`${id}:6`), `notifications: ${JSON.stringify(got)}`);
     } finally {
       await sub.unlisten();
     }
