@@ -40,6 +40,27 @@ export interface KeelConfig {
   blobS3?: S3BlobStoreOptions;
   /** How often a sandbox-host worker removes containers of ended sessions; 0 turns it off. Env `KEEL_REAP_INTERVAL_SEC`. @default 60 */
   reapIntervalSec: number;
+  /**
+   * Workflow tasks the session worker processes at once (`maxConcurrentWorkflowTaskExecutions`).
+   * Env `KEEL_MAX_WORKFLOW_TASKS`. @default 40 (the SDK's)
+   */
+  maxWorkflowTasks: number;
+  /**
+   * Event writes (local activities) the session worker runs at once (`maxConcurrentLocalActivityExecutions`).
+   * Env `KEEL_MAX_LOCAL_ACTIVITIES`. @default 100 (the SDK's)
+   */
+  maxLocalActivities: number;
+  /**
+   * Activities each sandbox-host worker (shared and host queue) runs at once (`maxConcurrentActivityTaskExecutions`).
+   * A session has at most one in flight and it mostly waits on its container, so this caps the sessions a host
+   * serves without queueing; the SDK's 100 would queue the 101st. Env `KEEL_MAX_SANDBOX_ACTIVITIES`. @default 500
+   */
+  maxSandboxActivities: number;
+  /**
+   * Sessions the session worker keeps in memory between tasks (sticky execution; an evicted one replays its
+   * history on its next task). Env `KEEL_MAX_CACHED_WORKFLOWS`. @default the SDK's, sized from the heap limit
+   */
+  maxCachedWorkflows?: number;
   /** The raw environment, for model credentials (resolved by `resolveModelConfig`). */
   env: Record<string, string | undefined>;
 }
@@ -66,6 +87,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     blobDir: env.KEEL_BLOB_DIR || `${env.KEEL_STATE_DIR || `${projectDir}/.keel`}/blobs`,
     ...(env.KEEL_BLOB_S3_BUCKET ? { blobS3: s3Options(env, env.KEEL_BLOB_S3_BUCKET) } : {}),
     reapIntervalSec: nonNegative(env.KEEL_REAP_INTERVAL_SEC, 60, 'KEEL_REAP_INTERVAL_SEC'),
+    maxWorkflowTasks: positiveInt(env.KEEL_MAX_WORKFLOW_TASKS, 40, 'KEEL_MAX_WORKFLOW_TASKS', 2),
+    maxLocalActivities: positiveInt(env.KEEL_MAX_LOCAL_ACTIVITIES, 100, 'KEEL_MAX_LOCAL_ACTIVITIES'),
+    maxSandboxActivities: positiveInt(env.KEEL_MAX_SANDBOX_ACTIVITIES, 500, 'KEEL_MAX_SANDBOX_ACTIVITIES'),
+    maxCachedWorkflows: env.KEEL_MAX_CACHED_WORKFLOWS ? positiveInt(env.KEEL_MAX_CACHED_WORKFLOWS, 0, 'KEEL_MAX_CACHED_WORKFLOWS', 0) : undefined,
     env,
   };
 }
@@ -92,6 +117,13 @@ function nonNegative(value: string | undefined, fallback: number, name: string):
   if (value === undefined || value === '') return fallback;
   const n = Number(value);
   if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a number of seconds >= 0, not "${value}"`);
+  return n;
+}
+
+function positiveInt(value: string | undefined, fallback: number, name: string, min = 1): number {
+  if (value === undefined || value === '') return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be an integer >= ${min}, not "${value}"`);
   return n;
 }
 

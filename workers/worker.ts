@@ -13,7 +13,7 @@ import { createSandboxActivities, defaultImageTag, resolveSandboxConfig, Sandbox
 import { createStoreActivities } from '../activities/store';
 import type { KeelConfig } from './config';
 import { startReaper } from './reaper';
-import { connectDatabase, connectDocker, connectTemporalClient, connectTemporalWorker } from './services';
+import { connectDatabase, connectDocker, connectTemporalClient, connectTemporalWorker, openBlobStore } from './services';
 
 export interface KeelWorkers {
   /** Resolves when every worker has stopped. */
@@ -58,6 +58,9 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
         taskQueue: SESSION_QUEUE,
         ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: require.resolve('../workflows') }),
         activities,
+        maxConcurrentWorkflowTaskExecutions: config.maxWorkflowTasks,
+        maxConcurrentLocalActivityExecutions: config.maxLocalActivities,
+        ...(config.maxCachedWorkflows !== undefined ? { maxCachedWorkflows: config.maxCachedWorkflows } : {}),
       }),
     );
   }
@@ -66,8 +69,11 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
     const docker: Docker = await connectDocker(config);
     hostQueue = hostQueueFor(config.hostId);
     runtime = new SandboxRuntime(docker);
+    const store = openBlobStore(config);
+    stops.push(store.close);
     const activities = createSandboxActivities({
       runtime,
+      blobs: store.blobs,
       config: resolveSandboxConfig({
         hostId: config.hostId,
         hostQueue,
@@ -77,7 +83,15 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
     });
     // The shared queue takes provisioning; the host's own queue takes everything after (host affinity).
     for (const taskQueue of [SANDBOX_QUEUE, hostQueue]) {
-      workers.push(await Worker.create({ ...base, taskQueue, activities, interceptors: opts.sandboxInterceptors }));
+      workers.push(
+        await Worker.create({
+          ...base,
+          taskQueue,
+          activities,
+          interceptors: opts.sandboxInterceptors,
+          maxConcurrentActivityTaskExecutions: config.maxSandboxActivities,
+        }),
+      );
     }
     if (config.reapIntervalSec > 0) {
       const clientConnection = await connectTemporalClient(config);
