@@ -9,11 +9,12 @@ import type Docker from 'dockerode';
 import { validateToolCall, WORKFLOW_TOOLS } from '../../common/tools';
 import type { SandboxHandle, SandboxSpec, SnapshotInfo, ToolCall, ToolResult } from '../../common/types';
 import { DirBlobStore, type BlobStore } from '../blobs';
-import { blobDirOf, resolveSandboxConfig, type SandboxConfig } from './config';
-import { createOptions, ensureVolume, LABEL_GENERATION, LABEL_SESSION, removeSession, sessionContainers, type ManagedContainer } from './containers';
+import { blobDirOf, resolveSandboxConfig, SPEC_DEFAULTS, type SandboxConfig } from './config';
+import { containerName, createOptions, ensureVolume, ownerOf, removeSession, sessionContainers, type ManagedContainer } from './containers';
 import { classifyDockerError, containerGone, imageMissing, SandboxFailure, snapshotMissing, statusOf } from './errors';
 import { ExecutorGoneError, ExecutorTimeoutError, type ExecutorClient } from './executor-client';
 import { imageExists } from './image';
+import { NameTakenError, WarmPool } from './pool';
 import { SandboxRuntime } from './runtime';
 import { restoreSnapshot, SnapshotMissingError, takeSnapshot } from './snapshots';
 import { toExecutorOp, toToolResult } from './tool-ops';
@@ -59,6 +60,18 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
   const { docker } = runtime;
   const config = resolveSandboxConfig(deps.config);
   const blobs: BlobStore = deps.blobs ?? new DirBlobStore(blobDirOf(config));
+  const pool =
+    config.poolSize > 0
+      ? runtime.adoptPool(() => new WarmPool(runtime, { hostId: config.hostId, image: config.defaultImage, size: config.poolSize }))
+      : undefined;
+
+  /** The pool serves sessions whose spec is the pool's: default image and limits. */
+  const poolFits = (spec: SandboxSpec | undefined): boolean =>
+    pool !== undefined &&
+    (spec?.image ?? config.defaultImage) === pool.options.image &&
+    (spec?.memoryMb ?? SPEC_DEFAULTS.memoryMb) === SPEC_DEFAULTS.memoryMb &&
+    (spec?.cpus ?? SPEC_DEFAULTS.cpus) === SPEC_DEFAULTS.cpus &&
+    (spec?.pidsLimit ?? SPEC_DEFAULTS.pidsLimit) === SPEC_DEFAULTS.pidsLimit;
 
   const handleFor = (containerId: string, image: string, generation: number, restoredFrom?: string): SandboxHandle => ({
     containerId,
@@ -96,14 +109,37 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
     return waitReady(client);
   }
 
+  /** The container of one generation if it exists, started and answering; finishes a claim a crashed attempt began. */
+  async function existing(sessionId: string, generation: number) {
+    const mine: ManagedContainer[] = (await sessionContainers(docker, sessionId)).filter((c) => c.generation === generation);
+    const c = mine.find((m) => m.state === 'running') ?? mine[0];
+    if (!c) return undefined;
+    const ping = c.state === 'running' ? await waitReady(runtime.client(c.id)) : await startAndAttach(c.id);
+    if (c.poolVolume !== undefined) {
+      const client = runtime.client(c.id);
+      const r = await client.request('claim', { session: sessionId, generation }, { timeoutMs: 5000 });
+      if (!r.ok) throw new Error(`pool container ${c.id.slice(0, 12)} refused the claim: ${r.error.message}`);
+      const name = containerName(sessionId, generation);
+      if (c.name !== name) await docker.getContainer(c.id).rename({ name });
+    }
+    return { id: c.id, image: c.image, ping };
+  }
+
   /** Bring up (or find) the container of one generation; returns its id, image and ping answer. */
   async function upContainer(sessionId: string, generation: number, spec: SandboxSpec | undefined) {
     const image = spec?.image ?? config.defaultImage;
-    const mine: ManagedContainer[] = (await sessionContainers(docker, sessionId)).filter((c) => c.generation === generation);
-    const running = mine.find((c) => c.state === 'running');
-    if (running) return { id: running.id, image: running.image, ping: await waitReady(runtime.client(running.id)) };
-    const stopped = mine[0];
-    if (stopped) return { id: stopped.id, image: stopped.image, ping: await startAndAttach(stopped.id) };
+    const found = await existing(sessionId, generation);
+    if (found) return found;
+    if (pool && poolFits(spec)) {
+      try {
+        const claimed = await pool.claim(sessionId, generation);
+        if (claimed) return { id: claimed.id, image, ping: claimed.ping };
+      } catch (err) {
+        if (!(err instanceof NameTakenError)) throw err;
+        const now = await existing(sessionId, generation);
+        if (now) return now;
+      }
+    }
 
     if (!(await imageExists(docker, image))) throw imageMissing(image);
     await ensureVolume(docker, sessionId, config.hostId, generation);
@@ -114,12 +150,12 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
     } catch (err) {
       if (statusOf(err) === 404) throw imageMissing(image);
       if (statusOf(err) !== 409 || !options.name) throw err;
-      // Name taken: normally a concurrent attempt of this same activity created it.
+      // Name taken: normally a concurrent attempt of this same activity created (or claimed) it.
       const info = await docker.getContainer(options.name).inspect();
-      const labels = info.Config.Labels ?? {};
-      if (labels[LABEL_SESSION] !== sessionId || (labels[LABEL_GENERATION] ?? '1') !== String(generation)) {
+      const owner = await ownerOf(docker, info);
+      if (owner.sessionId !== sessionId || owner.generation !== generation) {
         throw ApplicationFailure.nonRetryable(
-          `container name ${options.name} belongs to session ${labels[LABEL_SESSION]} generation ${labels[LABEL_GENERATION] ?? '1'}`,
+          `container name ${options.name} belongs to session ${owner.sessionId} generation ${owner.generation}`,
           SandboxFailure.NameConflict,
         );
       }

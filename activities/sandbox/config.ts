@@ -37,6 +37,15 @@ export interface SandboxConfig {
    * @default `<project>/.keel/blobs`
    */
   blobDir?: string;
+  /**
+   * Warm pool: how many started, idle, locked-down containers (default spec and image) this worker keeps
+   * ready, so provisioning claims one instead of creating one. Refilled in the background, one at a time;
+   * a claimed container serves one session and is never returned. 0 turns the pool off. Off by default:
+   * a pool is running containers a process owns, so only a long-lived sandbox worker that closes its
+   * runtime at shutdown should ask for one.
+   * @default 0
+   */
+  poolSize: number;
 }
 
 /** The blob directory a config names, or its default `<project>/.keel/blobs`. */
@@ -53,6 +62,7 @@ export function resolveSandboxConfig(partial: Partial<SandboxConfig> = {}): Sand
     defaultImage: partial.defaultImage ?? defaultImageTag(),
     outputLimit: partial.outputLimit ?? 16000,
     defaultTimeoutSec: partial.defaultTimeoutSec ?? 120,
+    poolSize: partial.poolSize ?? 0,
     ...(partial.blobDir ? { blobDir: partial.blobDir } : {}),
   };
 }

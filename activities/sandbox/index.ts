@@ -4,7 +4,8 @@ export { blobDirOf, resolveSandboxConfig, type SandboxConfig } from './config';
 export { SandboxRuntime } from './runtime';
 export { ExecutorClient, ExecutorGoneError, ExecutorTimeoutError, type ExecutorResponse, type RequestOptions } from './executor-client';
 export { defaultImageTag, ensureImage, imageExists, recipeHash, sandboxDir } from './image';
-export { listManagedContainers, reapOrphans, type ManagedContainer } from './containers';
+export { LABEL_CLAIM, LABEL_POOL, listManagedContainers, reapOrphans, reapStoppedPool, type ManagedContainer } from './containers';
+export { LEASE_SEC, WarmPool, type WarmPoolOptions } from './pool';
 export { SandboxFailure } from './errors';
 export {
   parseManifest,

@@ -1,13 +1,15 @@
 import type Docker from 'dockerode';
 import { ExecutorClient } from './executor-client';
+import type { WarmPool } from './pool';
 
 /**
- * What a sandbox-host worker process holds across activities: the Docker client
- * and one {@link ExecutorClient} (one attach stream) per container.
- * Create one per worker process; call {@link close} at shutdown.
+ * What a sandbox-host worker process holds across activities: the Docker client,
+ * one {@link ExecutorClient} (one attach stream) per container, and the warm pool
+ * when there is one. Create one per worker process; await {@link close} at shutdown.
  */
 export class SandboxRuntime {
   private readonly clients = new Map<string, ExecutorClient>();
+  private warm: WarmPool | undefined;
 
   constructor(
     readonly docker: Docker,
@@ -31,8 +33,23 @@ export class SandboxRuntime {
     this.clients.delete(containerId);
   }
 
-  /** Detach from every container. The containers keep running. */
-  close(): void {
+  /** This runtime's warm pool, if sandbox activities were built with `poolSize > 0`. */
+  get pool(): WarmPool | undefined {
+    return this.warm;
+  }
+
+  /** Used by `createSandboxActivities`: one pool per runtime; returns the one it keeps. */
+  adoptPool(make: () => WarmPool): WarmPool {
+    this.warm ??= make();
+    return this.warm;
+  }
+
+  /**
+   * Remove the warm pool's idle containers, then detach from every container.
+   * Session containers keep running (another worker may carry on with them).
+   */
+  async close(): Promise<void> {
+    await this.warm?.close();
     for (const client of this.clients.values()) client.close();
     this.clients.clear();
   }

@@ -19,6 +19,11 @@ export const TRANSFER_CHUNK = 1 << 20;
 export const TRANSFER_CONCURRENCY = 4;
 const OP_TIMEOUT_MS = 120_000;
 const WALK_TIMEOUT_MS = 600_000;
+/**
+ * Changed files up to this many bytes in all come back inside the `snapshot` answer, with the manifest,
+ * so the snapshot after a typical tool call is one round trip instead of three or more.
+ */
+export const INLINE_BYTES = 256 * 1024;
 /** A file that changes while it is uploaded makes the snapshot start over, at most this often. */
 const SNAPSHOT_ATTEMPTS = 3;
 
@@ -43,6 +48,10 @@ export interface ExecutorSnapshot {
   /** One [sha, path, size] per distinct content added or modified since the parent. */
   upload: Array<[string, string, number]>;
   durationMs: number;
+  /** The manifest text, when it changed and is small (asked for with `inline`). */
+  manifest?: string;
+  /** Base64 contents of some `upload` files, by sha (asked for with `inline`). */
+  data?: Record<string, string>;
 }
 
 /** A snapshot and how it was made. `info` is null when nothing changed since the parent. */
@@ -91,7 +100,7 @@ export async function pool(tasks: Array<() => Promise<void>>, n: number): Promis
 
 /** Walk the sandbox; sends the parent's manifest from the store when the executor does not hold it. */
 async function executorSnapshot(client: ExecutorClient, blobs: BlobStore, parent: string | undefined): Promise<ExecutorSnapshot> {
-  const args = parent ? { parent } : {};
+  const args = parent ? { parent, inline: INLINE_BYTES } : { inline: INLINE_BYTES };
   try {
     return (await call(client, 'snapshot', args, WALK_TIMEOUT_MS)) as unknown as ExecutorSnapshot;
   } catch (err) {
@@ -120,6 +129,7 @@ async function upload(client: ExecutorClient, blobs: BlobStore, snap: ExecutorSn
   const missing = snap.upload.filter((_, i) => !present[i]);
   let bytes = 0;
   const tasks: Array<() => Promise<void>> = [];
+  const inline = snap.data ?? {};
   let batch: Array<[string, string, number]> = [];
   let batchBytes = 0;
   const flush = (): void => {
@@ -137,6 +147,14 @@ async function upload(client: ExecutorClient, blobs: BlobStore, snap: ExecutorSn
   };
   for (const file of missing) {
     const [sha, path, size] = file;
+    const data = inline[sha];
+    if (data !== undefined) {
+      tasks.push(async () => {
+        const n = await blobs.put(sha, Buffer.from(data, 'base64'));
+        bytes += n;
+      });
+      continue;
+    }
     if (size > TRANSFER_CHUNK) {
       tasks.push(async () => {
         const n = await blobs.put(sha, readChunks(client, path, size));
@@ -151,7 +169,7 @@ async function upload(client: ExecutorClient, blobs: BlobStore, snap: ExecutorSn
   flush();
   await pool(tasks, TRANSFER_CONCURRENCY);
 
-  let text = '';
+  let text = snap.manifest ?? '';
   while (text.length < snap.manifestBytes) {
     const r = await call(client, 'get_manifest', { id: snap.id, offset: text.length, length: 4 * TRANSFER_CHUNK });
     const data = String(r.data ?? '');

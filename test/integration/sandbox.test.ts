@@ -143,6 +143,24 @@ line 2'`);
     assert.equal((await sh('printf "%s|" "$V"')).output, 'a "b" $c\'d\nline 2|');
   });
 
+  it('picks up shell state saved by an older executor (an `export -p` script), once', async () => {
+    // `exec true` replaces bash before its EXIT trap, so this call saves no state of its own.
+    const legacy = await sh(
+      "export OLD_VAR='from old'; rm -f ~/.keel/shell-env; { export -p; printf '__keel_cwd=%q\\n' /tmp; } > ~/.keel/shell-state; exec true",
+    );
+    assert.equal(legacy.ok, true, legacy.output);
+    assert.equal((await sh('echo "$OLD_VAR"; pwd')).output, 'from old\n/tmp\n');
+    assert.equal((await sh('test -e ~/.keel/shell-state && echo legacy || echo gone; echo "$OLD_VAR"')).output, 'gone\nfrom old\n');
+    await sh('cd /workspace && unset OLD_VAR');
+  });
+
+  it('keeps state when the command removes the state file', async () => {
+    await sh('export KEEP=1');
+    await sh('rm -rf ~/.keel'); // the state it ends with is the state it started with
+    assert.equal((await sh('echo $KEEP')).output, '1\n');
+    await sh('unset KEEP');
+  });
+
   it('combines stdout and stderr in order and reports non-zero exits', async () => {
     const r = await sh('echo one; echo two >&2; echo three; exit 3');
     assert.equal(r.ok, false);

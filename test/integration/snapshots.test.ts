@@ -87,7 +87,7 @@ after(async () => {
 describe('snapshots', () => {
   it('report unchanged, added, modified and removed files against the parent', async () => {
     const s = await provision('basic');
-    await sh(s, 'true'); // the first shell call creates the shell state file (/home/keel/.keel/shell-state)
+    await sh(s, 'true'); // the first shell call creates the shell state file (/home/keel/.keel/shell-env)
     const first = await acts.snapshotSandbox({ sessionId: s.id, handle: s.handle });
     assert.ok(first, 'a first snapshot without a parent is always taken');
     assert.equal(await acts.snapshotSandbox({ sessionId: s.id, handle: s.handle, parent: first.id }), null, 'unchanged');

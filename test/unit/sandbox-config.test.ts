@@ -13,6 +13,7 @@ describe('resolveSandboxConfig', () => {
       defaultImage: defaultImageTag(),
       outputLimit: 16000,
       defaultTimeoutSec: 120,
+      poolSize: 0,
     });
   });
 
