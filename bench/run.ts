@@ -138,7 +138,7 @@ async function main() {
   rows.push(
     judged(
       {
-        figure: warm.pooled ? 'sandbox ready from the warm pool (provision -> executor answers)' : 'sandbox ready, NO POOL YET: cold path (TODO)',
+        figure: warm.pooled ? 'sandbox ready from the warm pool (provision -> executor answers)' : 'sandbox ready, BENCH_POOL_SIZE=0: cold path',
         keel: summarize(warm.samples),
         baseline: { name: 'cold create+start', summary: cold },
       },
@@ -252,7 +252,6 @@ async function main() {
       calls: CALLS,
       sandboxes: SANDBOXES,
       poolSize: POOL_SIZE,
-      warmPool: poolSupported(),
       recoveries: RECOVERIES,
       snapshotRuns: Number(process.env.BENCH_SNAPSHOT_RUNS ?? 5),
       densityLevels: DENSITY_LEVELS,
@@ -265,28 +264,18 @@ async function main() {
   console.log(`\nraw results: ${file}`);
 }
 
-/** Whether this tree's sandbox config has the warm pool (`poolSize`). */
-function poolSupported(): boolean {
-  return 'poolSize' in resolveSandboxConfig({ hostId: 'bench', hostQueue: 'bench', defaultImage: 'unused' });
-}
-
 /**
  * provisionSandbox until the executor answers, with a warm pool of BENCH_POOL_SIZE, the pool
  * refilled before each call (so each call is a claim, not a create).
- * TODO(lead): without `poolSize` in SandboxConfig (the pool not merged) this measures the cold path
- * and the table says so; once merged, this branch can go and the fields be used typed.
  */
 async function warmStarts(docker: Docker): Promise<{ pooled: boolean; samples: number[] }> {
-  const pooled = poolSupported() && POOL_SIZE > 0;
+  const pooled = POOL_SIZE > 0;
   const runtime = new SandboxRuntime(docker);
-  // Typed loosely so the bench builds with or without the pool in the tree.
-  const poolConfig = (pooled ? { poolSize: POOL_SIZE } : {}) as Record<string, unknown>;
-  const acts = createSandboxActivities({ runtime, config: { hostId: 'bench-pool', hostQueue: 'bench-pool', ...poolConfig } });
-  const pool = () => (runtime as unknown as { pool?: { ready(): Promise<void> } }).pool;
+  const acts = createSandboxActivities({ runtime, config: { hostId: 'bench-pool', hostQueue: 'bench-pool', poolSize: POOL_SIZE } });
   const samples: number[] = [];
   try {
     for (let i = 0; i < SANDBOXES; i++) {
-      await pool()?.ready();
+      await runtime.pool?.ready();
       const id = uniqueId('bench-warm');
       const [ms] = await timed(() => acts.provisionSandbox({ sessionId: id }));
       samples.push(ms);

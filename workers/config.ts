@@ -38,6 +38,11 @@ export interface KeelConfig {
    * `AWS_SESSION_TOKEN` (unset: the AWS SDK's default chain). @default unset (a directory store in `blobDir`)
    */
   blobS3?: S3BlobStoreOptions;
+  /**
+   * Pre-started containers a sandbox-host worker keeps ready (never reused across sessions);
+   * 2 is a good value on a sandbox host. Env `KEEL_POOL_SIZE`. @default 0 (off)
+   */
+  poolSize: number;
   /** How often a sandbox-host worker removes containers of ended sessions; 0 turns it off. Env `KEEL_REAP_INTERVAL_SEC`. @default 60 */
   reapIntervalSec: number;
   /**
@@ -86,6 +91,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     devServerArgs: (env.KEEL_DEV_SERVER_ARGS ?? '').split(/\s+/).filter(Boolean),
     blobDir: env.KEEL_BLOB_DIR || `${env.KEEL_STATE_DIR || `${projectDir}/.keel`}/blobs`,
     ...(env.KEEL_BLOB_S3_BUCKET ? { blobS3: s3Options(env, env.KEEL_BLOB_S3_BUCKET) } : {}),
+    poolSize: nonNegative(env.KEEL_POOL_SIZE, 0, 'KEEL_POOL_SIZE'),
     reapIntervalSec: nonNegative(env.KEEL_REAP_INTERVAL_SEC, 60, 'KEEL_REAP_INTERVAL_SEC'),
     maxWorkflowTasks: positiveInt(env.KEEL_MAX_WORKFLOW_TASKS, 40, 'KEEL_MAX_WORKFLOW_TASKS', 2),
     maxLocalActivities: positiveInt(env.KEEL_MAX_LOCAL_ACTIVITIES, 100, 'KEEL_MAX_LOCAL_ACTIVITIES'),
@@ -116,7 +122,7 @@ function s3Options(env: Record<string, string | undefined>, bucket: string): S3B
 function nonNegative(value: string | undefined, fallback: number, name: string): number {
   if (value === undefined || value === '') return fallback;
   const n = Number(value);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a number of seconds >= 0, not "${value}"`);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a number >= 0, not "${value}"`);
   return n;
 }
 

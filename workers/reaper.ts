@@ -8,7 +8,7 @@
  */
 import { Client, WorkflowNotFoundError } from '@temporalio/client';
 import type Docker from 'dockerode';
-import { removeSession } from '../activities/sandbox/containers';
+import { listManagedContainers, reapStoppedPool, removeSession } from '../activities/sandbox/containers';
 
 export interface ReaperOptions {
   docker: Docker;
@@ -33,15 +33,11 @@ async function isLive(client: Client, sessionId: string): Promise<boolean> {
 /** One pass. Returns the session ids whose containers were removed. */
 export async function reapOnce(opts: ReaperOptions): Promise<string[]> {
   const minAge = opts.minAgeSec ?? 120;
-  const containers = await opts.docker.listContainers({
-    all: true,
-    filters: { label: ['keel.managed=true', `keel.host=${opts.hostId}`] },
-  });
   const now = Date.now() / 1000;
   const sessions = new Set<string>();
-  for (const c of containers) {
-    const sessionId = c.Labels['keel.session'];
-    if (sessionId && now - c.Created >= minAge) sessions.add(sessionId);
+  // Claimed warm-pool containers carry their session in a claim record, not a label: list them the same way.
+  for (const c of await listManagedContainers(opts.docker)) {
+    if (c.hostId === opts.hostId && c.sessionId && now - c.created >= minAge) sessions.add(c.sessionId);
   }
   const reaped: string[] = [];
   for (const sessionId of sessions) {
@@ -50,6 +46,9 @@ export async function reapOnce(opts: ReaperOptions): Promise<string[]> {
     opts.log?.(`reaper: removed the sandbox of ended session ${sessionId}`);
     reaped.push(sessionId);
   }
+  // Idle pool containers whose worker died stop themselves when their lease runs out; remove those.
+  const pool = await reapStoppedPool(opts.docker, opts.hostId, minAge);
+  if (pool > 0) opts.log?.(`reaper: removed ${pool} stopped warm-pool containers`);
   return reaped;
 }
 

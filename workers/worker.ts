@@ -79,6 +79,7 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
         hostQueue,
         defaultImage: config.sandboxImage ?? defaultImageTag(),
         blobDir: config.blobDir,
+        poolSize: config.poolSize,
       }),
     });
     // The shared queue takes provisioning; the host's own queue takes everything after (host affinity).

@@ -14,6 +14,10 @@ export const SandboxFailure = {
   ContainerGone: 'Sandbox.ContainerGone',
   /** The executor inside the container did not answer in time; retryable (the idempotency key makes it safe). */
   ExecutorTimeout: 'Sandbox.ExecutorTimeout',
+  /** The S3 blob store's bucket, region or credentials are wrong; retrying cannot help. */
+  BlobStoreMisconfigured: 'Sandbox.BlobStoreMisconfigured',
+  /** The blob store did not answer (network, 5xx, throttling); retryable. */
+  BlobStoreUnavailable: 'Sandbox.BlobStoreUnavailable',
   /** A snapshot to restore from, or to compare with, is not in the blob store; retrying cannot help. */
   SnapshotMissing: 'Sandbox.SnapshotMissing',
   /** Two sessions' containers would share a name (a session id that ends like a generation suffix); not retryable. */
