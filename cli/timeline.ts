@@ -82,6 +82,10 @@ function detail(e: EventRow): string {
     }
     case 'sandbox.restored':
       return `generation ${d.generation} on ${d.hostId} from snapshot ${String(d.snapshot ?? 'none').slice(0, 12)}: ${d.reason}`;
+    case 'sandbox.snapshot': {
+      const snap = d as unknown as SnapshotInfo;
+      return `snapshot ${snap.id.slice(0, 12)} (+${snap.added} ~${snap.modified} -${snap.removed}, ${bytes(snap.uploadedBytes)} new) before ${d.reason}`;
+    }
     case 'sandbox.suspended':
       return `container ${String(d.containerId).slice(0, 12)} released (${d.reason})`;
     case 'sandbox.resumed':
@@ -122,7 +126,9 @@ export async function follow(
 ): Promise<void> {
   let after = 0;
   let stopped = false;
-  void opts.stop?.finally(() => (stopped = true));
+  const stop = () => (stopped = true);
+  // The caller awaits `stop` itself; here it only ends the polling, whatever its outcome.
+  opts.stop?.then(stop, stop);
   for (;;) {
     const rows = await getEvents(sql, sessionId, { afterSeq: after });
     for (const e of rows) {

@@ -10,6 +10,7 @@
 import { randomBytes } from 'node:crypto';
 import { Client, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Connection } from '@temporalio/client';
 import { CANCEL_SIGNAL, MESSAGE_SIGNAL, SESSION_QUEUE, STATUS_QUERY, WORKFLOW_TYPE } from '../common/constants';
+import { sandboxSpecProblems } from '../common/sandbox-spec';
 import type { SessionResult, SessionSpec, SessionState } from '../common/types';
 import type { KeelConfig } from '../workers/config';
 import { connectTemporalClient } from '../workers/services';
@@ -100,6 +101,8 @@ export function validateSpec(spec: SessionSpec): void {
   if (spec.maxSteps !== undefined && !(Number.isInteger(spec.maxSteps) && spec.maxSteps > 0)) {
     throw new SessionError('maxSteps must be a positive integer');
   }
+  const problems = sandboxSpecProblems(spec.sandbox);
+  if (problems.length) throw new SessionError(problems.join('; '));
 }
 
 /** Parse `provider:model`, e.g. `anthropic:claude-sonnet-4-5` or `openai-compatible:llama3.1`. */

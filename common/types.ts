@@ -153,6 +153,7 @@ export type EventType =
   | 'sandbox.provisioned'
   | 'sandbox.removed'
   | 'sandbox.restored'
+  | 'sandbox.snapshot'
   | 'sandbox.suspended'
   | 'sandbox.resumed'
   | 'model.call'

@@ -115,12 +115,29 @@ export class SessionSandbox {
     }
   }
 
-  /** Release the container while the session waits; its files are in the last snapshot. */
+  /**
+   * Release the container while the session waits. A last snapshot first catches what
+   * background jobs wrote since the last step; a host that is gone already released it.
+   */
   async suspend(reason: string): Promise<void> {
     if (!this.handle) return;
     const handle = this.handle;
     this.handle = undefined;
-    await onHost(handle, 60, this.hostTimeoutSec).destroySandbox({ sessionId: this.sessionId });
+    const host = onHost(handle, 60, this.hostTimeoutSec);
+    try {
+      const snapshot = await host.snapshotSandbox({ sessionId: this.sessionId, handle, parent: this.lastSnapshot });
+      if (snapshot) {
+        this.lastSnapshot = snapshot.id;
+        this.emit('sandbox.snapshot', { ...snapshot, reason: 'suspend' });
+      }
+      await host.destroySandbox({ sessionId: this.sessionId });
+    } catch (err) {
+      const loss = sandboxLoss(err);
+      if (!loss) throw err;
+      // Nothing to release; the session resumes from the last snapshot it has.
+      this.emit('sandbox.suspended', { containerId: handle.containerId, generation: this.generation, snapshot: this.lastSnapshot, reason, lost: loss });
+      return;
+    }
     this.emit('sandbox.suspended', { containerId: handle.containerId, generation: this.generation, snapshot: this.lastSnapshot, reason });
   }
 

@@ -7,6 +7,7 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type Docker from 'dockerode';
 import { BlobStoreConfigError, BlobStoreUnavailableError } from '../blobs';
+import { sandboxSpecProblems } from '../../common/sandbox-spec';
 import { validateToolCall, WORKFLOW_TOOLS } from '../../common/tools';
 import type { SandboxHandle, SandboxSpec, SnapshotInfo, ToolCall, ToolResult } from '../../common/types';
 import { DirBlobStore, type BlobStore } from '../blobs';
@@ -200,6 +201,9 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
       if (!Number.isInteger(generation) || generation < 1) {
         throw ApplicationFailure.nonRetryable(`generation must be an integer >= 1, not ${generation}`, 'Sandbox.BadRequest');
       }
+      // A spec that reached us without the client's check (another client, an old session) must not lift a limit.
+      const problems = sandboxSpecProblems(spec);
+      if (problems.length) throw ApplicationFailure.nonRetryable(problems.join('; '), 'Sandbox.BadRequest');
       const ctx = activityContext();
       const stop = keepBeating(ctx);
       let containerId = '';
@@ -290,11 +294,15 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
      * below `belowGeneration`. Idempotent. Snapshots stay in the blob store.
      */
     async destroySandbox({ sessionId, belowGeneration }: { sessionId: string; belowGeneration?: number }): Promise<{ removed: boolean }> {
+      // Removing a container can take a while on a loaded host: keep the heartbeat timeout at bay.
+      const stop = keepBeating(activityContext());
       try {
         const removed = await removeSession(docker, sessionId, (id) => runtime.forget(id), belowGeneration);
         return { removed };
       } catch (err) {
         throw classifyDockerError(err);
+      } finally {
+        stop();
       }
     },
   };

@@ -69,7 +69,7 @@ export function classifyDockerError(err: unknown): unknown {
 
 export function snapshotMissing(id: string): ApplicationFailure {
   return ApplicationFailure.nonRetryable(
-    `Snapshot ${id} is not in the blob store. Every sandbox host must use the same blob store (SandboxConfig.blobDir, env KEEL_BLOB_DIR).`,
+    `Snapshot ${id} is not in the blob store. Every sandbox host must use the same blob store: the same KEEL_BLOB_DIR, or the same KEEL_BLOB_S3_BUCKET (and endpoint and prefix).`,
     SandboxFailure.SnapshotMissing,
   );
 }

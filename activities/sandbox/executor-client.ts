@@ -57,6 +57,8 @@ interface Pending {
 type AttachStream = NodeJS.ReadWriteStream & { destroy?: () => void; ref?: () => void; unref?: () => void };
 
 const RECONNECT_ATTEMPTS = 8;
+/** Longest line the executor sends (snapshot chunks are ~1.4 MB of base64); anything longer is hostile. */
+const MAX_LINE_CHARS = 64 * 1024 * 1024;
 
 export class ExecutorClient {
   private stream: AttachStream | undefined;
@@ -155,6 +157,7 @@ export class ExecutorClient {
     const decoder = new StringDecoder('utf8');
     // Snapshot transfers send lines of a few MB: look for newlines only in new data.
     let partial: string[] = [];
+    let partialLength = 0;
     stdout.on('data', (chunk: Buffer) => {
       let text = decoder.write(chunk);
       let nl: number;
@@ -162,10 +165,21 @@ export class ExecutorClient {
         partial.push(text.slice(0, nl));
         const line = partial.join('');
         partial = [];
+        partialLength = 0;
         text = text.slice(nl + 1);
         if (line.trim()) this.onLine(line);
       }
-      if (text) partial.push(text);
+      if (text) {
+        partial.push(text);
+        partialLength += text.length;
+      }
+      // The executor's lines are bounded; an endless one is something in the sandbox writing
+      // to the executor's stdout. Drop the sandbox rather than the worker's memory.
+      if (partialLength > MAX_LINE_CHARS) {
+        partial = [];
+        partialLength = 0;
+        this.poison(`the sandbox sent a line over ${MAX_LINE_CHARS} characters`);
+      }
     });
     stderr.on('data', (chunk: Buffer) => this.log(`[${this.containerId.slice(0, 12)}] ${chunk.toString().trimEnd()}`));
     let down = false;
@@ -196,6 +210,15 @@ export class ExecutorClient {
     else if (msg.id === null) this.log(`executor rejected a request: ${line.slice(0, 200)}`);
   }
 
+  /** Give up on this container: fail everything in flight as gone and detach. */
+  private poison(detail: string): void {
+    this.log(`${this.containerId.slice(0, 12)}: ${detail}`);
+    for (const id of [...this.pending.keys()]) this.settle(id, new ExecutorGoneError(this.containerId, detail));
+    const stream = this.stream;
+    this.stream = undefined;
+    stream?.destroy?.();
+  }
+
   private settle(id: string, outcome: ExecutorResponse | Error): void {
     const entry = this.pending.get(id);
     if (!entry) return;
@@ -215,7 +238,8 @@ export class ExecutorClient {
       for (let attempt = 0; attempt < RECONNECT_ATTEMPTS && !this.closed; attempt++) {
         try {
           await this.connect();
-          for (const entry of this.pending.values()) this.stream?.write(entry.line);
+          // A leading newline ends any half-written line the old stream left behind.
+          for (const entry of this.pending.values()) this.stream?.write(`\n${entry.line}`);
           return;
         } catch (err) {
           lastError = err;

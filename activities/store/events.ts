@@ -20,6 +20,21 @@ function str(v: unknown, fallback: string): string {
   return typeof v === 'string' && v.length > 0 ? v : fallback;
 }
 
+/**
+ * Postgres `jsonb` cannot hold U+0000, and tool output can contain it (`cat` of a
+ * binary file). Such characters are recorded as U+FFFD; the rest of the event is kept.
+ */
+export function withoutNul(value: unknown): unknown {
+  if (typeof value === 'string') return value.includes('\u0000') ? value.replaceAll('\u0000', '\uFFFD') : value;
+  if (Array.isArray(value)) return value.map(withoutNul);
+  if (value && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[withoutNul(k) as string] = withoutNul(v);
+    return out;
+  }
+  return value;
+}
+
 /** Event types that also change the session's row in `sessions`. */
 const SESSION_ROW_EVENTS: ReadonlySet<string> = new Set(['session.started', 'session.status', 'session.ended']);
 
@@ -34,7 +49,7 @@ export async function appendEvents(sql: Sql, sessionId: string, events: readonly
     session_id: sessionId,
     seq: e.seq,
     type: e.type,
-    data: sql.json(e.data as Json),
+    data: sql.json(withoutNul(e.data) as Json),
   }));
   if (!events.some((e) => SESSION_ROW_EVENTS.has(e.type))) {
     // Most steps (model calls, tool calls and results) touch only `events`: one statement,

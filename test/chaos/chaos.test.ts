@@ -19,6 +19,7 @@ import { after, before, test } from 'node:test';
 import Docker from 'dockerode';
 import type { Sql } from 'postgres';
 import { KeelClient } from '../../client';
+import { listManagedContainers } from '../../activities/sandbox';
 import { getEvents, type EventRow } from '../../activities/store';
 import type { ScriptTurn, SessionResult, SessionSpec } from '../../common/types';
 import { connectDatabase } from '../../workers/services';
@@ -117,10 +118,9 @@ async function inject(sessionIds: string[], kind: string): Promise<void> {
       break;
     }
     case 'docker kill': {
-      const running = await docker.listContainers({ filters: { label: ['keel.managed=true'], status: ['running'] } });
-      const ours = running.filter((c) => sessionIds.includes(c.Labels['keel.session'] ?? ''));
+      const ours = (await listManagedContainers(docker)).filter((c) => c.state === 'running' && sessionIds.includes(c.sessionId));
       if (ours.length === 0) return;
-      await docker.getContainer(pick(ours).Id).kill().catch(() => undefined);
+      await docker.getContainer(pick(ours).id).kill().catch(() => undefined);
       break;
     }
     case 'dockerd restart':
@@ -209,7 +209,7 @@ test(`${SESSIONS} sessions complete under injected faults with the same workspac
     if (!skipped.includes(kind)) assert.ok(faults[kind]! > 0, `${kind} was injected`);
   }
   // Teardown is the last step of each session; give dockerd a moment after its last restart.
-  const left = await docker.listContainers({ all: true, filters: { label: ['keel.managed=true'] } });
-  const orphans = left.filter((c) => ids.includes(c.Labels['keel.session'] ?? '') || c.Labels['keel.session'] === reference);
-  assert.deepEqual(orphans.map((c) => c.Names[0]), [], 'no container left behind');
+  const left = await listManagedContainers(docker);
+  const orphans = left.filter((c) => ids.includes(c.sessionId) || c.sessionId === reference);
+  assert.deepEqual(orphans.map((c) => c.name), [], 'no container left behind');
 });

@@ -4,7 +4,7 @@
  */
 import { bundleWorkflowCode } from '@temporalio/worker';
 import Docker from 'dockerode';
-import { defaultImageTag, ensureImage } from '../../activities/sandbox';
+import { defaultImageTag, ensureImage, listManagedContainers, type ManagedContainer } from '../../activities/sandbox';
 import { loadConfig, type KeelConfig } from '../../workers/config';
 
 export function testConfig(temporalAddress: string, extra: Record<string, string> = {}): KeelConfig {
@@ -21,9 +21,9 @@ export function workflowBundle(): Promise<{ code: string }> {
 const noop = () => undefined;
 const quietLogger = { trace: noop, debug: noop, info: noop, warn: noop, error: console.error, log: noop };
 
-/** Containers Keel made for a session, running or not. */
-export async function sessionContainers(docker: Docker, sessionId: string): Promise<Docker.ContainerInfo[]> {
-  return docker.listContainers({ all: true, filters: { label: [`keel.session=${sessionId}`] } });
+/** Containers Keel made for a session, running or not; claimed warm-pool containers included. */
+export async function sessionContainers(docker: Docker, sessionId: string): Promise<ManagedContainer[]> {
+  return (await listManagedContainers(docker)).filter((c) => c.sessionId === sessionId);
 }
 
 export function uniqueId(prefix: string): string {

@@ -14,6 +14,7 @@ import { getEvents, type EventRow } from '../../activities/store';
 import type { ScriptTurn, SessionSpec } from '../../common/types';
 import { connectDatabase } from '../../workers/services';
 import { ensureSandboxImage, sessionContainers, testConfig, uniqueId } from '../helpers/env';
+import { recordHistory as record } from '../helpers/history';
 import { spawnWorker, type WorkerProcess } from '../helpers/processes';
 import { TestTemporal } from '../helpers/temporal';
 
@@ -48,6 +49,8 @@ async function worker(env: Record<string, string>): Promise<WorkerProcess> {
   processes.push(p);
   return p;
 }
+
+const recordHistory = (id: string, file: string) => record(client.temporal, id, file);
 
 const DIGEST = { name: 'shell', input: { command: 'cd /workspace && find . -type f | sort | xargs -r sha256sum' } };
 const spec = (script: ScriptTurn[], extra: Partial<SessionSpec> = {}): SessionSpec => ({
@@ -115,7 +118,7 @@ test('a container killed mid-command is restored from the snapshot before the co
   await new Promise((r) => setTimeout(r, 1500));
   const [container] = await sessionContainers(docker, id);
   assert.ok(container, 'the session has a container');
-  await docker.getContainer(container.Id).kill();
+  await docker.getContainer(container.id).kill();
 
   const result = await client.result(id);
   assert.equal(result.status, 'completed', result.error);
@@ -128,6 +131,7 @@ test('a container killed mid-command is restored from the snapshot before the co
   assert.equal(String(shellState?.data.output).trim(), 'two /workspace/out', 'cwd and exports came back with the snapshot');
   assert.equal(lastOutput(events), lastOutput(cleanEvents), 'same final workspace as a fault-free run, byte for byte');
   assert.deepEqual(await sessionContainers(docker, id), [], 'no container left behind');
+  await recordHistory(id, 'restore-session.json');
 });
 
 test('when a sandbox host stops for good, its sessions continue on another host', async () => {

@@ -3,8 +3,6 @@
  */
 import '../helpers/quiet';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { Worker } from '@temporalio/worker';
 import Docker from 'dockerode';
@@ -17,6 +15,7 @@ import { connectDatabase, connectDocker } from '../../workers/services';
 import { createWorkers, type KeelWorkers } from '../../workers/worker';
 import { sessionContainers, testConfig, uniqueId, workflowBundle } from '../helpers/env';
 import { ensureSandboxImage } from '../helpers/env';
+import { recordHistory } from '../helpers/history';
 import { TestTemporal } from '../helpers/temporal';
 
 let temporal: TestTemporal;
@@ -85,9 +84,7 @@ test('the demo session completes in a real sandbox and records every step in ord
   // The history of this session replays against the current workflow code.
   const history = await client.temporal.workflow.getHandle(id).fetchHistory();
   await Worker.runReplayHistory({ workflowBundle: await workflowBundle() }, history, id);
-  if (process.env.KEEL_RECORD_HISTORY) {
-    writeFileSync(join(__dirname, '..', 'histories', 'demo-session.json'), JSON.stringify(history, null, 1));
-  }
+  await recordHistory(client.temporal, id, 'demo-session.json');
 });
 
 test('the shell keeps its working directory and exported variables between calls', async () => {

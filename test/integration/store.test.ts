@@ -131,6 +131,14 @@ describe('recordEvents', () => {
     assert.equal(s?.tenant, 'default');
   });
 
+  test('an event whose text holds NUL characters is recorded, with U+FFFD in their place', async () => {
+    const { recordEvents } = createStoreActivities({ sql });
+    const id = sid('nul');
+    await recordEvents({ sessionId: id, events: [started(), { seq: 2, type: 'tool.result', data: { output: 'a\u0000b', ['k\u0000']: ['\u0000'] } }] });
+    const events = await getEvents(sql, id);
+    assert.deepEqual(events.find((e) => e.seq === 2)?.data, { output: 'a\uFFFDb', ['k\uFFFD']: ['\uFFFD'] });
+  });
+
   test('notifies keel_events with <sessionId>:<maxSeq> on commit', async () => {
     const { recordEvents } = createStoreActivities({ sql });
     const id = sid('notify');

@@ -15,6 +15,7 @@ import type { ScriptTurn, SessionResult, SessionSpec } from '../../common/types'
 import { connectDatabase } from '../../workers/services';
 import { createWorkers, type KeelWorkers } from '../../workers/worker';
 import { ensureSandboxImage, sessionContainers, testConfig, uniqueId, workflowBundle } from '../helpers/env';
+import { recordHistory } from '../helpers/history';
 import { timeSkippingServerPath } from '../helpers/temporal';
 
 const THREE_DAYS = 3 * 24 * 3600;
@@ -73,4 +74,5 @@ test('a 3-day sleep holds no container and resumes with the workspace intact', a
   const timer = history.events?.find((e) => e.timerStartedEventAttributes)?.timerStartedEventAttributes;
   assert.equal(Number(timer?.startToFireTimeout?.seconds), THREE_DAYS, 'a durable 3-day timer');
   assert.deepEqual(await sessionContainers(docker, id), []);
+  await recordHistory(env.client, id, 'suspend-session.json');
 });

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { sandboxSpecProblems } from '../../common/sandbox-spec';
 import { capOutput, describeCall, toolJsonSchemas, validateToolCall } from '../../common/tools';
 
 test('a valid shell call passes and keeps its arguments', () => {
@@ -54,4 +55,12 @@ test('describeCall shortens long commands to one line', () => {
   assert.equal(describeCall('shell', { command: 'echo   hi\nls' }), 'echo hi ls');
   assert.equal(describeCall('shell', { command: 'x'.repeat(100) }).length, 60);
   assert.equal(describeCall('read_file', { path: 'a/b.py' }), 'a/b.py');
+});
+
+test('sandbox specs that would lift a limit are refused', () => {
+  assert.deepEqual(sandboxSpecProblems({ memoryMb: 512, cpus: 0.5, pidsLimit: 64 }), []);
+  assert.deepEqual(sandboxSpecProblems(undefined), []);
+  const problems = sandboxSpecProblems({ memoryMb: 0, cpus: -1, pidsLimit: 0, hostTimeoutSec: 0 });
+  assert.equal(problems.length, 4);
+  assert.match(problems[0]!, /sandbox\.memoryMb must be a number from 64 to 65536, not 0/);
 });
