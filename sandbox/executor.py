@@ -420,7 +420,9 @@ class Executor:
         except ProcessLookupError:
             pass
         # Answer only once the command is gone, so the caller can rely on it.
-        return {"cancelled": True, "finished": reaped.wait(10)}
+        finished = reaped.wait(10)
+        reap_group(pgid)
+        return {"cancelled": True, "finished": finished}
 
     def op_shell(self, rid, args):
         command = args.get("command")
@@ -444,15 +446,17 @@ class Executor:
                                     % (saved[0].decode("utf-8", "replace"), cwd)).encode())
             env[b"PWD"] = cwd.encode("utf-8", "surrogateescape") if isinstance(cwd, str) else cwd
             # No preexec_fn and close_fds: CPython spawns with vfork, the cheapest way to start bash.
-            proc = subprocess.Popen(
-                ["bash", "-c", SHELL_SCRIPT_LEGACY if legacy else SHELL_SCRIPT],
-                stdin=subprocess.DEVNULL,  # never the protocol's stdin
-                stdout=write_fd,
-                stderr=write_fd,  # one pipe: stdout and stderr interleave as on a terminal
-                cwd=cwd,
-                env=env,
-                start_new_session=True,  # own process group, so a timeout kills all of it
-            )
+            with SPAWN_LOCK:  # registered before the orphan reaper can see it exit
+                proc = subprocess.Popen(
+                    ["bash", "-c", SHELL_SCRIPT_LEGACY if legacy else SHELL_SCRIPT],
+                    stdin=subprocess.DEVNULL,  # never the protocol's stdin
+                    stdout=write_fd,
+                    stderr=write_fd,  # one pipe: stdout and stderr interleave as on a terminal
+                    cwd=cwd,
+                    env=env,
+                    start_new_session=True,  # own process group, so a timeout kills all of it
+                )
+                CHILDREN.add(proc.pid)
         except Exception:
             os.close(read_fd)
             raise
@@ -470,6 +474,8 @@ class Executor:
                 cancelled = rid in self.cancelled
                 self.cancelled.discard(rid)
             reaped.set()
+        with SPAWN_LOCK:
+            CHILDREN.discard(proc.pid)
         if proc.returncode is not None and proc.returncode >= 0 and not timed_out:
             _save_shell_state(out_path, saved)
         _unlink(out_path)
@@ -603,6 +609,7 @@ def _collect(proc, fd, capture, deadline):
                     except ProcessLookupError:
                         pass
                     proc.wait()
+                    reap_group(proc.pid)
                     if pidfd is not None:
                         poller.unregister(pidfd)
                     exited, drain_until = True, time.monotonic() + DRAIN_GRACE_SEC
@@ -1220,13 +1227,84 @@ def _read_json(path):
         return None
 
 
+# The executor is the container's PID 1, so every orphaned process becomes its child.
+# Its own shells are reaped by their callers (CHILDREN); everything else by reap_orphans.
+SPAWN_LOCK = threading.Lock()
+CHILDREN = set()
+
+
+def _processes():
+    """(pid, state, ppid, pgrp) of every process in the container, from /proc."""
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name, "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if len(fields) > 2:
+            yield int(name), fields[0], int(fields[1]), int(fields[2])
+
+
+def reap_orphans(pgrp=None):
+    """Collect exited orphans (of process group `pgrp` only, when given). Returns how many
+    processes of that group are still alive. A no-op unless we are PID 1."""
+    if os.getpid() != 1:
+        return 0
+    alive = 0
+    with SPAWN_LOCK:
+        for pid, state, ppid, group in _processes():
+            if pgrp is not None and group != pgrp:
+                continue
+            if state == b"Z" and ppid == 1 and pid not in CHILDREN:
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+            elif state != b"Z":
+                alive += 1
+    return alive
+
+
+def reap_group(pgrp, timeout=1.0):
+    """After SIGKILL to a process group: wait until none of it is left, zombies included,
+    so a caller told "killed" can rely on it."""
+    deadline = time.monotonic() + timeout
+    while reap_orphans(pgrp) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    reap_orphans(pgrp)
+
+
+def _reap_forever():
+    while True:
+        time.sleep(1.0)
+        reap_orphans()
+
+
+def _not_dumpable():
+    """Commands run as our uid. Without this they could open /proc/<our pid>/fd/0 and fd/1,
+    the protocol's stdin and stdout, to steal requests or forge answers."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(4, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE, 0
+            log("prctl(PR_SET_DUMPABLE) failed: errno %d" % ctypes.get_errno())
+    except Exception as e:  # an executor without this is weaker, not broken
+        log("cannot make the executor non-dumpable: %s" % e)
+
+
 def main():
+    _not_dumpable()
     lease = None
     if len(sys.argv) == 3 and sys.argv[1] == "--pool-lease":
         lease = float(sys.argv[2])
     executor = Executor(lease)
     if lease is not None:
         threading.Thread(target=executor.watch_lease, daemon=True).start()
+    if os.getpid() == 1:
+        threading.Thread(target=_reap_forever, daemon=True).start()
     log("ready (pid %d%s)" % (os.getpid(), ", pool lease %gs" % lease if lease is not None else ""))
     stdin = sys.stdin.buffer
     while True:

@@ -122,7 +122,9 @@ function lockedDown(args: { name: string; labels: Record<string, string>; volume
       CapDrop: ['ALL'],
       SecurityOpt: ['no-new-privileges'],
       ReadonlyRootfs: true,
-      Init: true,
+      // The executor is PID 1 itself (it reaps orphans): an init process would hold the
+      // protocol's stdin and stdout where any command could open them via /proc/1/fd.
+      Init: false,
       Memory: memoryMb * 1024 * 1024,
       MemorySwap: memoryMb * 1024 * 1024,
       NanoCpus: Math.round(cpus * 1e9),

@@ -289,6 +289,21 @@ describe('security', () => {
     assert.equal((await sh("awk '/^NoNewPrivs/ {print $2}' /proc/self/status")).output, '1\n');
   });
 
+  it("cannot reach the executor's protocol stdin and stdout through /proc", async () => {
+    const r = await sh('cat /proc/1/cmdline | tr "\\0" " "; echo; ls /proc/1/fd/ 2>&1 | head -1; echo forged > /proc/1/fd/1 2>&1 || echo refused');
+    const [cmdline, listing, write] = r.output.trim().split('\n');
+    assert.match(cmdline!, /executor\.py/, 'the executor is PID 1');
+    assert.match(listing!, /Permission denied/);
+    assert.match(write!, /Permission denied|refused/);
+  });
+
+  it('reaps orphaned background processes (the executor is PID 1)', async () => {
+    await sh('(sleep 0.2 &) ; (true &)');
+    await new Promise((r) => setTimeout(r, 2500));
+    const zombies = await sh("awk '$3 == \"Z\"' /proc/[0-9]*/stat 2>/dev/null | wc -l");
+    assert.equal(zombies.output.trim(), '0');
+  });
+
   it('has no network interface besides lo', async () => {
     const r = await sh("tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '");
     assert.equal(r.output, 'lo\n');
