@@ -46,7 +46,7 @@ import { TestTemporal } from '../test/helpers/temporal';
 import { spawnWorker } from '../test/helpers/processes';
 import { benchDensity, densityLevels, type DensityLevel } from './density';
 import { benchSnapshots } from './snapshots';
-import { summarize, type Summary } from './stats';
+import { summarize, type Summary, timed } from './stats';
 
 const CALLS = Number(process.env.BENCH_CALLS ?? 200);
 const SANDBOXES = Number(process.env.BENCH_SANDBOXES ?? 10);
@@ -91,12 +91,6 @@ function judged(row: Row, target?: Target): Row {
 /** One number as a Summary (n = 1), for figures that are not distributions. */
 function single(value: number): Summary {
   return summarize([value]);
-}
-
-async function timed<T>(fn: () => Promise<T>): Promise<[number, T]> {
-  const t0 = performance.now();
-  const value = await fn();
-  return [performance.now() - t0, value];
 }
 
 /** The baseline: one `docker exec` through the Engine API, as most sandboxes run a command. */

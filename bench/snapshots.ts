@@ -16,7 +16,7 @@ import Docker from 'dockerode';
 import { DirBlobStore } from '../activities/blobs';
 import { createSandboxActivities, defaultImageTag, ensureImage, SandboxRuntime, takeSnapshot } from '../activities/sandbox';
 import type { SandboxHandle } from '../common/types';
-import { summarize, type Summary } from './stats';
+import { summarize, type Summary, timed } from './stats';
 
 export interface SnapshotBenchRow {
   figure: string;
@@ -25,12 +25,6 @@ export interface SnapshotBenchRow {
 }
 
 const MB = 1 << 20;
-
-async function timed<T>(fn: () => Promise<T>): Promise<[number, T]> {
-  const t0 = performance.now();
-  const value = await fn();
-  return [performance.now() - t0, value];
-}
 
 /** Read a directory out of the container as a tar through the Engine API, discarding it. */
 async function getArchiveMs(docker: Docker, containerId: string, path: string): Promise<[number, number]> {

@@ -19,3 +19,10 @@ export function summarize(samples: number[]): Summary {
   const s = [...samples].sort((a, b) => a - b);
   return { n: s.length, p50: percentile(s, 50), p95: percentile(s, 95), p99: percentile(s, 99), min: s[0] ?? NaN, max: s.at(-1) ?? NaN };
 }
+
+/** Run `fn` and return how long it took, in ms, with its result. */
+export async function timed<T>(fn: () => Promise<T>): Promise<[number, T]> {
+  const t0 = performance.now();
+  const value = await fn();
+  return [performance.now() - t0, value];
+}

@@ -75,7 +75,7 @@ RACY_NS = 2 * 10**9
 MAX_MANIFESTS = 4
 HASH_CHUNK = 1 << 20
 MAX_READ_BATCH = 4 << 20
-JOURNAL_MAX_BYTES = 16 * 1024 * 1024
+JOURNAL_MAX_BYTES = 1024 * 1024
 MAX_KEYS = 1000
 DEFAULT_MAX_OUTPUT = 16000
 DEFAULT_TIMEOUT_SEC = 120
@@ -299,7 +299,7 @@ class Executor:
             response = self.respond(rid, op, args)
             entry["response"] = response
             entry["done"].set()
-            journal({"key": key, "phase": "done", "response": response, "at": time.time()})
+            journal({"key": key, "phase": "done", "ok": response.get("ok"), "at": time.time()})
             self._trim()
         else:
             entry["done"].wait()
@@ -1172,7 +1172,8 @@ _journal_fd = None
 
 
 def journal(record):
-    """Append one record to the on-disk journal (a later restore can read it back). The file stays open."""
+    """Append one small record (key, phase, outcome) to the on-disk trace of keyed calls, for a person
+    debugging a sandbox. Nothing reads it back: retries are answered from the in-memory table. The file stays open."""
     global _journal_fd
     data = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8", "surrogateescape")
     with _journal_lock:

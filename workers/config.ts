@@ -91,12 +91,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     devServerArgs: (env.KEEL_DEV_SERVER_ARGS ?? '').split(/\s+/).filter(Boolean),
     blobDir: env.KEEL_BLOB_DIR || `${env.KEEL_STATE_DIR || `${projectDir}/.keel`}/blobs`,
     ...(env.KEEL_BLOB_S3_BUCKET ? { blobS3: s3Options(env, env.KEEL_BLOB_S3_BUCKET) } : {}),
-    poolSize: nonNegative(env.KEEL_POOL_SIZE, 0, 'KEEL_POOL_SIZE'),
-    reapIntervalSec: nonNegative(env.KEEL_REAP_INTERVAL_SEC, 60, 'KEEL_REAP_INTERVAL_SEC'),
-    maxWorkflowTasks: positiveInt(env.KEEL_MAX_WORKFLOW_TASKS, 40, 'KEEL_MAX_WORKFLOW_TASKS', 2),
-    maxLocalActivities: positiveInt(env.KEEL_MAX_LOCAL_ACTIVITIES, 100, 'KEEL_MAX_LOCAL_ACTIVITIES'),
-    maxSandboxActivities: positiveInt(env.KEEL_MAX_SANDBOX_ACTIVITIES, 500, 'KEEL_MAX_SANDBOX_ACTIVITIES'),
-    maxCachedWorkflows: env.KEEL_MAX_CACHED_WORKFLOWS ? positiveInt(env.KEEL_MAX_CACHED_WORKFLOWS, 0, 'KEEL_MAX_CACHED_WORKFLOWS', 0) : undefined,
+    poolSize: numberFrom(env.KEEL_POOL_SIZE, 0, 'KEEL_POOL_SIZE', 0),
+    reapIntervalSec: numberFrom(env.KEEL_REAP_INTERVAL_SEC, 60, 'KEEL_REAP_INTERVAL_SEC', 0, true),
+    maxWorkflowTasks: numberFrom(env.KEEL_MAX_WORKFLOW_TASKS, 40, 'KEEL_MAX_WORKFLOW_TASKS', 2),
+    maxLocalActivities: numberFrom(env.KEEL_MAX_LOCAL_ACTIVITIES, 100, 'KEEL_MAX_LOCAL_ACTIVITIES', 1),
+    maxSandboxActivities: numberFrom(env.KEEL_MAX_SANDBOX_ACTIVITIES, 500, 'KEEL_MAX_SANDBOX_ACTIVITIES', 1),
+    maxCachedWorkflows: env.KEEL_MAX_CACHED_WORKFLOWS ? numberFrom(env.KEEL_MAX_CACHED_WORKFLOWS, 0, 'KEEL_MAX_CACHED_WORKFLOWS', 0) : undefined,
     env,
   };
 }
@@ -119,17 +119,13 @@ function s3Options(env: Record<string, string | undefined>, bucket: string): S3B
   };
 }
 
-function nonNegative(value: string | undefined, fallback: number, name: string): number {
+/** A number from the environment: `fallback` when unset, else at least `min` (and whole, unless `fraction`). */
+function numberFrom(value: string | undefined, fallback: number, name: string, min: number, fraction = false): number {
   if (value === undefined || value === '') return fallback;
   const n = Number(value);
-  if (!Number.isFinite(n) || n < 0) throw new Error(`${name} must be a number >= 0, not "${value}"`);
-  return n;
-}
-
-function positiveInt(value: string | undefined, fallback: number, name: string, min = 1): number {
-  if (value === undefined || value === '') return fallback;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be an integer >= ${min}, not "${value}"`);
+  if (!Number.isFinite(n) || n < min || (!fraction && !Number.isInteger(n))) {
+    throw new Error(`${name} must be ${fraction ? 'a number' : 'an integer'} >= ${min}, not "${value}"`);
+  }
   return n;
 }
 

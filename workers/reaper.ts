@@ -8,7 +8,7 @@
  */
 import { Client, WorkflowNotFoundError } from '@temporalio/client';
 import type Docker from 'dockerode';
-import { listManagedContainers, reapStoppedPool, removeSession } from '../activities/sandbox/containers';
+import { reapOrphans, reapStoppedPool } from '../activities/sandbox/containers';
 
 export interface ReaperOptions {
   docker: Docker;
@@ -32,22 +32,11 @@ async function isLive(client: Client, sessionId: string): Promise<boolean> {
 
 /** One pass. Returns the session ids whose containers were removed. */
 export async function reapOnce(opts: ReaperOptions): Promise<string[]> {
-  const minAge = opts.minAgeSec ?? 120;
-  const now = Date.now() / 1000;
-  const sessions = new Set<string>();
-  // Claimed warm-pool containers carry their session in a claim record, not a label: list them the same way.
-  for (const c of await listManagedContainers(opts.docker)) {
-    if (c.hostId === opts.hostId && c.sessionId && now - c.created >= minAge) sessions.add(c.sessionId);
-  }
-  const reaped: string[] = [];
-  for (const sessionId of sessions) {
-    if (await isLive(opts.client, sessionId)) continue;
-    await removeSession(opts.docker, sessionId);
-    opts.log?.(`reaper: removed the sandbox of ended session ${sessionId}`);
-    reaped.push(sessionId);
-  }
+  const minAgeSec = opts.minAgeSec ?? 120;
+  const reaped = await reapOrphans(opts.docker, (id) => isLive(opts.client, id), { hostId: opts.hostId, minAgeSec });
+  for (const id of reaped) opts.log?.(`reaper: removed the sandbox of ended session ${id}`);
   // Idle pool containers whose worker died stop themselves when their lease runs out; remove those.
-  const pool = await reapStoppedPool(opts.docker, opts.hostId, minAge);
+  const pool = await reapStoppedPool(opts.docker, opts.hostId, minAgeSec);
   if (pool > 0) opts.log?.(`reaper: removed ${pool} stopped warm-pool containers`);
   return reaped;
 }

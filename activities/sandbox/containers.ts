@@ -297,6 +297,15 @@ export async function removeSession(
   return removed;
 }
 
+export interface ReapOptions {
+  /** Only containers and volumes labelled with this host. @default every host */
+  hostId?: string;
+  /** Leave younger containers and volumes alone (a session may be starting). @default 0 */
+  minAgeSec?: number;
+  /** Called with each container id removed. */
+  onContainer?: (id: string) => void;
+}
+
 /**
  * Remove containers and workspace volumes of sessions that are no longer live
  * (e.g. a worker died between provisioning and teardown). Returns the session ids reaped.
@@ -304,19 +313,27 @@ export async function removeSession(
 export async function reapOrphans(
   docker: Docker,
   isLive: (sessionId: string) => Promise<boolean>,
-  onContainer?: (id: string) => void,
+  opts: ReapOptions = {},
 ): Promise<string[]> {
+  const minAge = opts.minAgeSec ?? 0;
+  const now = Date.now() / 1000;
+  const old = (createdSec: number) => now - createdSec >= minAge;
   const sessions = new Set<string>();
-  for (const c of await listManagedContainers(docker)) if (c.sessionId) sessions.add(c.sessionId);
-  const { Volumes } = await docker.listVolumes({ filters: { label: [`${LABEL_MANAGED}=true`] } });
+  // Claimed warm-pool containers carry their session in a claim record; listManagedContainers resolves it.
+  for (const c of await listManagedContainers(docker)) {
+    if (c.sessionId && (!opts.hostId || c.hostId === opts.hostId) && old(c.created)) sessions.add(c.sessionId);
+  }
+  const labels = [`${LABEL_MANAGED}=true`, ...(opts.hostId ? [`${LABEL_HOST}=${opts.hostId}`] : [])];
+  const { Volumes } = await docker.listVolumes({ filters: { label: labels } });
   for (const v of Volumes ?? []) {
     const id = v.Labels?.[LABEL_SESSION];
-    if (id) sessions.add(id);
+    const created = Date.parse((v as { CreatedAt?: string }).CreatedAt ?? '') / 1000;
+    if (id && (Number.isNaN(created) || old(created))) sessions.add(id);
   }
   const reaped: string[] = [];
   for (const sessionId of sessions) {
     if (await isLive(sessionId)) continue;
-    await removeSession(docker, sessionId, onContainer);
+    await removeSession(docker, sessionId, opts.onContainer);
     reaped.push(sessionId);
   }
   return reaped;

@@ -14,6 +14,7 @@ import type { ScriptTurn } from '../../common/types';
 import { connectDatabase } from '../../workers/services';
 import { testConfig, uniqueId } from '../helpers/env';
 import { ensureSandboxImage } from '../helpers/env';
+import { waitForEvent } from '../helpers/events';
 import { spawnWorker, type WorkerProcess } from '../helpers/processes';
 import { TestTemporal } from '../helpers/temporal';
 
@@ -47,23 +48,12 @@ after(async () => {
   await temporal?.down();
 });
 
-async function waitForEvent(id: string, pred: (e: { type: string; data: Record<string, unknown> }) => boolean) {
-  for (let i = 0; i < 600; i++) {
-    const events = await getEvents(sql, id);
-    if (events.some(pred)) return;
-    const ended = events.find((e) => e.type === 'session.ended');
-    if (ended) throw new Error(`session ${id} ended before the event came: ${JSON.stringify(ended.data)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`event never came for ${id}`);
-}
-
 test('a worker killed with SIGKILL mid-tool-call costs no step and runs no command twice', async () => {
   const first = await spawnWorker(env);
   workers.push(first);
 
   const crashed = await client.start(spec, { sessionId: uniqueId('crash') });
-  await waitForEvent(crashed, (e) => e.type === 'tool.call' && e.data.name === 'shell');
+  await waitForEvent(sql, crashed, (e) => e.type === 'tool.call' && e.data.name === 'shell');
   await new Promise((r) => setTimeout(r, 1500)); // the command is now running inside the sandbox
   await first.kill('SIGKILL');
 

@@ -15,6 +15,7 @@ import type { ScriptTurn, SessionSpec } from '../../common/types';
 import { connectDatabase } from '../../workers/services';
 import { ensureSandboxImage, sessionContainers, testConfig, uniqueId } from '../helpers/env';
 import { recordHistory as record } from '../helpers/history';
+import { waitForEvent } from '../helpers/events';
 import { spawnWorker, type WorkerProcess } from '../helpers/processes';
 import { TestTemporal } from '../helpers/temporal';
 
@@ -59,17 +60,7 @@ const spec = (script: ScriptTurn[], extra: Partial<SessionSpec> = {}): SessionSp
   ...extra,
 });
 
-async function waitFor(id: string, pred: (e: EventRow) => boolean): Promise<EventRow> {
-  for (let i = 0; i < 900; i++) {
-    const events = await getEvents(sql, id);
-    const hit = events.find(pred);
-    if (hit) return hit;
-    const ended = events.find((e) => e.type === 'session.ended');
-    if (ended) throw new Error(`session ended first: ${JSON.stringify(ended.data)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`no matching event in ${id}`);
-}
+const waitFor = (id: string, pred: (e: EventRow) => boolean) => waitForEvent(sql, id, pred);
 
 const lastOutput = (events: EventRow[]) => String(events.filter((e) => e.type === 'tool.result').at(-1)?.data.output);
 

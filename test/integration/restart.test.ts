@@ -14,6 +14,7 @@ import { connectDatabase } from '../../workers/services';
 import { createWorkers, type KeelWorkers } from '../../workers/worker';
 import { testConfig, uniqueId, workflowBundle } from '../helpers/env';
 import { ensureSandboxImage } from '../helpers/env';
+import { waitForEvent } from '../helpers/events';
 import { TestTemporal } from '../helpers/temporal';
 
 let temporal: TestTemporal;
@@ -47,10 +48,7 @@ test('the session completes across a Temporal server restart', async () => {
   const config = testConfig(temporal.address);
   let client = await KeelClient.connect(config);
   const id = await client.start({ task: 'restart test', model: { provider: 'scripted', model: 'restart', script } }, { sessionId: uniqueId('restart') });
-  for (let i = 0; !(await getEvents(sql, id)).some((e) => e.type === 'tool.call'); i++) {
-    assert.ok(i < 600, 'tool call never started');
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await waitForEvent(sql, id, (e) => e.type === 'tool.call');
   await client.close();
 
   await temporal.down('SIGTERM');

@@ -15,6 +15,7 @@ import { connectDatabase, connectDocker } from '../../workers/services';
 import { createWorkers, type KeelWorkers } from '../../workers/worker';
 import { sessionContainers, testConfig, uniqueId, workflowBundle } from '../helpers/env';
 import { ensureSandboxImage } from '../helpers/env';
+import { waitForEvent } from '../helpers/events';
 import { recordHistory } from '../helpers/history';
 import { TestTemporal } from '../helpers/temporal';
 
@@ -128,11 +129,7 @@ test('cancel stops a running command, removes the container and records why', as
   const id = await client.start(scripted([{ toolCalls: [{ name: 'shell', input: { command: 'sleep 120' } }] }, { text: 'never' }]), {
     sessionId: uniqueId('cancel'),
   });
-  for (let i = 0; i < 200; i++) {
-    const events = await getEvents(sql, id);
-    if (events.some((e) => e.type === 'tool.call')) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await waitForEvent(sql, id, (e) => e.type === 'tool.call');
   await client.cancel(id, 'test wants it stopped');
   const result = await client.result(id);
   assert.equal(result.status, 'cancelled');

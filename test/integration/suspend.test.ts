@@ -15,6 +15,7 @@ import type { ScriptTurn, SessionResult, SessionSpec } from '../../common/types'
 import { connectDatabase } from '../../workers/services';
 import { createWorkers, type KeelWorkers } from '../../workers/worker';
 import { ensureSandboxImage, sessionContainers, testConfig, uniqueId, workflowBundle } from '../helpers/env';
+import { waitForEvent } from '../helpers/events';
 import { recordHistory } from '../helpers/history';
 import { timeSkippingServerPath } from '../helpers/temporal';
 
@@ -55,10 +56,7 @@ test('a 3-day sleep holds no container and resumes with the workspace intact', a
   const handle = await env.client.workflow.start('agentSession', { taskQueue: SESSION_QUEUE, workflowId: id, args: [spec] });
 
   // Time does not skip until we wait for the result: look at the sandbox during the pause.
-  for (let i = 0; !(await getEvents(sql, id)).some((e) => e.type === 'sandbox.suspended'); i++) {
-    assert.ok(i < 600, 'the session never suspended');
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await waitForEvent(sql, id, (e) => e.type === 'sandbox.suspended');
   assert.deepEqual(await sessionContainers(docker, id), [], 'no container while suspended');
 
   const result = (await handle.result()) as SessionResult;
