@@ -53,6 +53,9 @@ const script: ScriptTurn[] = [
   { toolCalls: [{ name: 'shell', input: { command: 'echo step >> log.txt && sleep 3 && echo done >> log.txt' } }] },
   { toolCalls: [{ name: 'write_file', input: { path: 'proj/data.csv', content: 'a,b\n1,2\n' } }] },
   { toolCalls: [{ name: 'shell', input: { command: 'sleep 3 && wc -l data.csv >> log.txt' } }] },
+  // Sessions wait here (suspended: the sleep is longer than idleSuspendSec) until every kind of
+  // fault has been injected once, so each kind hits live sessions however fast they run.
+  { toolCalls: [{ name: 'sleep', input: { seconds: 1800, reason: 'the first round of faults' } }] },
   { toolCalls: [{ name: 'shell', input: { command: 'for i in 1 2 3; do echo "row $i" >> data.csv; sleep 1; done' } }] },
   { toolCalls: [{ name: 'read_file', input: { path: 'proj/data.csv' } }] },
   { toolCalls: [{ name: 'shell', input: { command: 'sleep 3 && python3 -c "print(sum(range(10)))" >> log.txt' } }] },
@@ -118,9 +121,16 @@ async function inject(sessionIds: string[], kind: string): Promise<void> {
       break;
     }
     case 'docker kill': {
-      const ours = (await listManagedContainers(docker)).filter((c) => c.state === 'running' && sessionIds.includes(c.sessionId));
-      if (ours.length === 0) return;
-      await docker.getContainer(pick(ours).id).kill().catch(() => undefined);
+      // Right after a dockerd restart, or while sessions sleep suspended, nothing may run yet: wait a little.
+      for (let i = 0; i < 40; i++) {
+        const ours = (await listManagedContainers(docker)).filter((c) => c.state === 'running' && sessionIds.includes(c.sessionId));
+        if (ours.length > 0) {
+          await docker.getContainer(pick(ours).id).kill().catch(() => undefined);
+          break;
+        }
+        if (i === 39) return; // not counted: the check below then fails loudly
+        await new Promise((r) => setTimeout(r, 500));
+      }
       break;
     }
     case 'dockerd restart':
@@ -136,6 +146,29 @@ async function inject(sessionIds: string[], kind: string): Promise<void> {
       break;
   }
   faults[kind]!++;
+}
+
+/**
+ * Send each session the message that ends its sleep, once its sleep has begun (a message that
+ * arrives earlier reaches the model instead, and does not end a later sleep). Retries across restarts.
+ */
+async function wake(ids: string[]): Promise<void> {
+  const pending = new Set(ids);
+  while (pending.size > 0) {
+    for (const id of [...pending]) {
+      try {
+        const events = await getEvents(sql, id);
+        if (events.some((e) => e.type === 'session.ended')) pending.delete(id);
+        else if (events.some((e) => e.type === 'tool.call' && e.data.name === 'sleep')) {
+          await client.message(id, 'every fault kind has been injected once: go on');
+          pending.delete(id);
+        }
+      } catch {
+        // Postgres or Temporal is restarting: try again on the next pass.
+      }
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
 }
 
 /** Wait for a result across Temporal restarts. */
@@ -172,6 +205,7 @@ const digestOf = (events: EventRow[]) => String(events.filter((e) => e.type === 
 test(`${SESSIONS} sessions complete under injected faults with the same workspace as a fault-free run`, { timeout: DEADLINE_MS + 120_000 }, async () => {
   console.log(`chaos: seed ${SEED}, ${SESSIONS} sessions${skipped.length ? `; skipping ${skipped.join(', ')} (needs root and local services)` : ''}`);
   const reference = await client.start(spec, { sessionId: uniqueId('chaos-ref') });
+  await wake([reference]);
   assert.equal((await client.result(reference)).status, 'completed');
   const expected = digestOf(await getEvents(sql, reference));
   assert.match(expected, /proj\/main\.py/);
@@ -182,18 +216,26 @@ test(`${SESSIONS} sessions complete under injected faults with the same workspac
   const done = Promise.all(ids.map(async (id) => results.set(id, await resultOf(id))));
 
   let finished = false;
-  void done.finally(() => (finished = true));
+  let waking: Promise<void> | undefined;
+  const finish = () => (finished = true);
+  done.then(finish, finish);
   const started = Date.now();
-  // Each kind once, in random order, then at random; 2.5 to 4.5 s apart.
-  const firstRound = available().sort(() => random() - 0.5);
+  // Each kind once, 2.5 to 4.5 s apart; then at random, 6 to 10 s apart, so that
+  // sessions still make progress between dockerd restarts (each one sends every session to a restore).
+  // Container kills first, while every session is busy; dockerd restart last, since it stops all containers.
+  const order = ['docker kill', 'worker SIGKILL', 'postgres restart', 'temporal restart', 'dockerd restart'];
+  const firstRound = order.filter((k) => available().includes(k));
   while (!finished && Date.now() - started < DEADLINE_MS) {
-    await new Promise((r) => setTimeout(r, 2500 + random() * 2000));
+    await new Promise((r) => setTimeout(r, firstRound.length > 0 ? 2500 + random() * 2000 : 6000 + random() * 4000));
     if (finished) break;
-    await inject(ids, firstRound.shift() ?? pick(available()));
+    const kind = firstRound.shift();
+    await inject(ids, kind ?? pick(available()));
+    if (kind && firstRound.length === 0) waking = wake(ids);
   }
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise((_, reject) => (timer = setTimeout(() => reject(new Error('sessions did not finish in time')), 180_000)));
   await Promise.race([done, late]).finally(() => clearTimeout(timer));
+  await waking;
   console.log(`chaos: faults injected: ${Object.entries(faults).map(([k, n]) => `${k} ${n}`).join(', ')}`);
   console.log(`chaos: all ${SESSIONS} sessions ended in ${((Date.now() - started) / 1000).toFixed(0)} s`);
 
