@@ -60,7 +60,7 @@ chown 1000:1000 "$root/home/keel" "$root/workspace"
 chmod 0755 "$root/home/keel" "$root/workspace"
 install -m 0755 -o 0 -g 0 "$here/executor.py" "$root/opt/keel/executor.py"
 
-recipe=$(cat "$here/Dockerfile" "$here/executor.py" "$here/build.sh" "$here/build-rootfs.sh" | sha256sum | cut -c1-12)
+recipe=${tag##*:}  # the recipe hash (see recipeHash in the TypeScript image module)
 echo "build-rootfs: importing $tag" >&2
 tar -C "$root" --numeric-owner -c . | docker import \
   --change 'USER keel' \

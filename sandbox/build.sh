@@ -21,8 +21,8 @@ fi
 case "$method" in
   dockerfile)
     echo "build: docker build -t $tag (Dockerfile)" >&2
-    recipe=$(cat "$here/Dockerfile" "$here/executor.py" "$here/build.sh" "$here/build-rootfs.sh" | sha256sum | cut -c1-12)
-    docker build --label "keel.recipe=$recipe" --label keel.build=dockerfile -t "$tag" "$here" >&2
+    # The tag's suffix is the recipe hash (host/image.ts computes it over every file here).
+    docker build --label "keel.recipe=${tag##*:}" --label keel.build=dockerfile -t "$tag" "$here" >&2
     ;;
   debootstrap)
     exec bash "$here/build-rootfs.sh" "$tag"

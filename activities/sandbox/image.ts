@@ -4,12 +4,28 @@
  */
 import { createHash } from 'node:crypto';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
 import type Docker from 'dockerode';
 
-/** The recipe files, in hashing order. `sandbox/build.sh` labels images with the same hash. */
-export const RECIPE_FILES = ['Dockerfile', 'executor.py', 'build.sh', 'build-rootfs.sh'] as const;
+/** Files under `sandbox/` that are not part of the recipe: notes, and Python's byte-code caches. */
+const NOT_RECIPE = /(^|\/)(__pycache__(\/|$)|[^/]*\.pyc$|[^/]*\.md$)/;
+
+/** Every file of the recipe in `dir`, as paths relative to it, sorted (the hashing order). */
+export function recipeFiles(dir: string = sandboxDir()): string[] {
+  const out: string[] = [];
+  const walk = (d: string): void => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      const path = join(d, e.name);
+      const rel = relative(dir, path);
+      if (NOT_RECIPE.test(rel)) continue;
+      if (e.isDirectory()) walk(path);
+      else out.push(rel);
+    }
+  };
+  walk(dir);
+  return out.sort();
+}
 
 /**
  * The repository root: the nearest folder above this file holding package.json
@@ -18,7 +34,7 @@ export const RECIPE_FILES = ['Dockerfile', 'executor.py', 'build.sh', 'build-roo
 export function repoRoot(from: string = __dirname): string {
   let dir = from;
   for (;;) {
-    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'sandbox', 'executor.py'))) return dir;
+    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'sandbox', 'Dockerfile'))) return dir;
     const up = dirname(dir);
     if (up === dir) throw new Error(`no Keel checkout (package.json with sandbox/) above ${from}`);
     dir = up;
@@ -30,10 +46,15 @@ export function sandboxDir(): string {
   return join(repoRoot(), 'sandbox');
 }
 
-/** First 12 hex digits of sha256 over the recipe files' contents, concatenated in {@link RECIPE_FILES} order. */
+/**
+ * First 12 hex digits of sha256 over every recipe file ({@link recipeFiles}): its relative path,
+ * a NUL, its contents, a NUL. A renamed, added or changed file changes the tag.
+ */
 export function recipeHash(dir: string = sandboxDir()): string {
+  const files = recipeFiles(dir);
+  if (!files.includes('Dockerfile')) throw new Error(`ENOENT: no sandbox recipe (Dockerfile) in ${dir}`);
   const hash = createHash('sha256');
-  for (const file of RECIPE_FILES) hash.update(readFileSync(join(dir, file)));
+  for (const file of files) hash.update(`${file}\0`).update(readFileSync(join(dir, file))).update('\0');
   return hash.digest('hex').slice(0, 12);
 }
 

@@ -3,16 +3,22 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { mkdirSync } from 'node:fs';
 import { defaultImageTag, recipeHash, sandboxDir } from '../../activities/sandbox';
-import { RECIPE_FILES, repoRoot } from '../../activities/sandbox/image';
+import { recipeFiles, repoRoot } from '../../activities/sandbox/image';
+
+const RECIPE = ['Dockerfile', 'build.sh', 'executor/main.py', 'executor/tools.py'];
 
 describe('recipe hash', () => {
   const dir = mkdtempSync(join(tmpdir(), 'keel-recipe-'));
   after(() => rmSync(dir, { recursive: true, force: true }));
   const write = (contents: Record<string, string>): void => {
-    for (const [name, text] of Object.entries(contents)) writeFileSync(join(dir, name), text);
+    for (const [name, text] of Object.entries(contents)) {
+      mkdirSync(join(dir, name, '..'), { recursive: true });
+      writeFileSync(join(dir, name), text);
+    }
   };
-  write(Object.fromEntries(RECIPE_FILES.map((f) => [f, `contents of ${f}\n`])));
+  write(Object.fromEntries(RECIPE.map((f) => [f, `contents of ${f}\n`])));
 
   it('is 12 hex digits and stable', () => {
     const h = recipeHash(dir);
@@ -23,7 +29,8 @@ describe('recipe hash', () => {
 
   it('changes when any recipe file changes, and back when it is restored', () => {
     const before = recipeHash(dir);
-    for (const file of RECIPE_FILES) {
+    assert.deepEqual(recipeFiles(dir), [...RECIPE].sort());
+    for (const file of RECIPE) {
       write({ [file]: `changed ${file}\n` });
       assert.notEqual(recipeHash(dir), before, `${file} should change the hash`);
       write({ [file]: `contents of ${file}\n` });
@@ -33,7 +40,19 @@ describe('recipe hash', () => {
 
   it('ignores files that are not part of the recipe', () => {
     const before = recipeHash(dir);
-    write({ 'notes.md': 'unrelated' });
+    write({ 'notes.md': 'unrelated', 'executor/__pycache__/main.cpython-311.pyc': 'bytecode', 'executor/x.pyc': 'bytecode' });
+    assert.equal(recipeHash(dir), before);
+  });
+
+  it('changes when a file is added or renamed', () => {
+    const before = recipeHash(dir);
+    write({ 'executor/extra.py': 'new module\n' });
+    const added = recipeHash(dir);
+    assert.notEqual(added, before);
+    rmSync(join(dir, 'executor/extra.py'));
+    write({ 'executor/other.py': 'new module\n' });
+    assert.notEqual(recipeHash(dir), added, 'a renamed file changes the hash');
+    rmSync(join(dir, 'executor/other.py'));
     assert.equal(recipeHash(dir), before);
   });
 
@@ -47,7 +66,7 @@ describe('recipe hash', () => {
   });
 
   it('finds the repository sandbox/ folder from the source tree', () => {
-    assert.ok(existsSync(join(sandboxDir(), 'executor.py')));
+    assert.ok(existsSync(join(sandboxDir(), 'Dockerfile')));
     assert.ok(existsSync(join(repoRoot(), 'package.json')));
     assert.match(defaultImageTag(), /^keel-sandbox:[0-9a-f]{12}$/);
   });
