@@ -304,7 +304,7 @@ export async function benchDensity(opts: DensityOptions = {}): Promise<DensityLe
   const sql = await connectDatabase(config);
   const workers = await createWorkers(config, { workflowBundle: await workflowBundle() });
   const running = workers.run();
-  const keel = await KeelClient.connect(config);
+  const keel = await KeelClient.connect({ address: config.temporalAddress });
   const out: DensityLevel[] = [];
   try {
     for (const n of levels) out.push(await runLevel(n, calls, { keel, sql, docker, log }));

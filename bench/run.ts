@@ -36,12 +36,13 @@ import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import type Docker from 'dockerode';
 import { KeelClient } from '../client';
-import { createSandboxActivities, resolveSandboxConfig, SandboxRuntime } from '../activities/sandbox';
-import { getEvents } from '../activities/store';
+import { createSandboxActivities, resolveSandboxConfig } from '../activities/sandbox';
+import { defaultImageTag, SandboxRuntime, WarmPool } from '../host';
+import { getEvents } from '../store';
 import type { ScriptTurn } from '../common/types';
 import { connectDatabase, connectDocker } from '../workers/services';
 import { createWorkers } from '../workers/worker';
-import { testConfig, uniqueId, workflowBundle } from '../test/helpers/env';
+import { scratchBlobs, testConfig, uniqueId, workflowBundle } from '../test/helpers/env';
 import { TestTemporal } from '../test/helpers/temporal';
 import { spawnWorker } from '../test/helpers/processes';
 import { benchDensity, densityLevels, type DensityLevel } from './density';
@@ -118,7 +119,7 @@ async function main() {
 
   // 1. Sandbox ready: provisionSandbox until the executor answers. Cold: create + start a container.
   const runtime = new SandboxRuntime(docker);
-  const sandbox = createSandboxActivities({ runtime, config: { hostId: 'bench', hostQueue: 'bench' } });
+  const sandbox = createSandboxActivities({ runtime, blobs: scratchBlobs(), config: { hostId: 'bench', hostQueue: 'bench' } });
   const starts: number[] = [];
   for (let i = 0; i < SANDBOXES; i++) {
     const id = uniqueId('bench-start');
@@ -171,7 +172,7 @@ async function main() {
   // 3. Full durable tool call: workflow -> activity -> sandbox -> Postgres -> workflow.
   const workers = await createWorkers(config, { workflowBundle: await workflowBundle() });
   const running = workers.run();
-  const keel = await KeelClient.connect(config);
+  const keel = await KeelClient.connect({ address: config.temporalAddress });
   const script: ScriptTurn[] = [
     { toolCalls: Array.from({ length: CALLS }, () => ({ name: 'shell', input: { command: 'echo hi' } })) },
     { text: 'done' },
@@ -265,11 +266,12 @@ async function main() {
 async function warmStarts(docker: Docker): Promise<{ pooled: boolean; samples: number[] }> {
   const pooled = POOL_SIZE > 0;
   const runtime = new SandboxRuntime(docker);
-  const acts = createSandboxActivities({ runtime, config: { hostId: 'bench-pool', hostQueue: 'bench-pool', poolSize: POOL_SIZE } });
+  const pool = pooled ? new WarmPool(runtime, { hostId: 'bench-pool', image: defaultImageTag(), size: POOL_SIZE }) : undefined;
+  const acts = createSandboxActivities({ runtime, blobs: scratchBlobs(), config: { hostId: 'bench-pool', hostQueue: 'bench-pool' }, ...(pool ? { pool } : {}) });
   const samples: number[] = [];
   try {
     for (let i = 0; i < SANDBOXES; i++) {
-      await runtime.pool?.ready();
+      await pool?.ready();
       const id = uniqueId('bench-warm');
       const [ms] = await timed(() => acts.provisionSandbox({ sessionId: id }));
       samples.push(ms);

@@ -13,8 +13,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Docker from 'dockerode';
-import { DirBlobStore } from '../activities/blobs';
-import { createSandboxActivities, defaultImageTag, ensureImage, SandboxRuntime, takeSnapshot } from '../activities/sandbox';
+import { DirBlobStore } from '../blobs';
+import { createSandboxActivities } from '../activities/sandbox';
+import { defaultImageTag, ensureImage, SandboxRuntime, takeSnapshot } from '../host';
 import type { SandboxHandle } from '../common/types';
 import { summarize, type Summary, timed } from './stats';
 

@@ -1,10 +1,12 @@
 /**
  * `keel doctor`: is every service Keel needs there, and if not, what fixes it.
  */
-import { imageExists, defaultImageTag } from '../activities/sandbox';
+import { connectTemporal } from '../client/connection';
+import { ServiceError } from '../common/errors';
+import { defaultImageTag, imageExists } from '../host/image';
 import type { KeelConfig } from '../workers/config';
 import { resolveTemporalCli } from '../workers/dev-server';
-import { ServiceError, connectDatabase, connectDocker, connectTemporalClient } from '../workers/services';
+import { connectDatabase, connectDocker } from '../workers/services';
 
 export interface Check {
   name: string;
@@ -28,7 +30,7 @@ export async function runDoctor(config: KeelConfig): Promise<Check[]> {
   const checks: Check[] = [];
   checks.push(
     await check('Temporal', async () => {
-      const conn = await connectTemporalClient(config);
+      const conn = await connectTemporal(config.temporalAddress);
       await conn.close();
       return `reachable at ${config.temporalAddress}, namespace ${config.temporalNamespace}`;
     }),

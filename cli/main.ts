@@ -4,19 +4,20 @@
  */
 import { existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { Command } from 'commander';
-import { KeelClient, SessionError } from '../client';
-import { getEvents, getSession, listSessions } from '../activities/store';
-import { defaultImageTag, ensureImage } from '../activities/sandbox';
+import { ServiceError, SessionError } from '../common/errors';
+import { defaultImageTag, ensureImage } from '../host/image';
+import { stepsOf } from '../inspect';
+import { getEvents, getSession, listSessions } from '../store';
 import { loadConfig, type KeelConfig } from '../workers/config';
 import { devServerFiles, resolveTemporalCli, startDevServer, waitForPort } from '../workers/dev-server';
-import { ServiceError, connectDatabase, connectDocker, openBlobStore } from '../workers/services';
+import { connectDatabase, connectDocker, openBlobStore } from '../workers/services';
 import { installLogger } from '../workers/logging';
 import { reapOnce } from '../workers/reaper';
 import { createWorkers } from '../workers/worker';
 import { runDiff } from './diff';
 import { printChecks, runDoctor } from './doctor';
-import { demoSpec, exitCodeFor, runSession, runSpec } from './sessions';
-import { formatTimeline, stepsOf, type EventRow } from './timeline';
+import { connectClient, demoSpec, exitCodeFor, runSession, runSpec } from './sessions';
+import { formatTimeline } from './timeline';
 
 const program = new Command('keel')
   .description('Durable, sandboxed AI agent sessions on Temporal, Docker and Postgres.')
@@ -152,7 +153,7 @@ program
       const steps = (await getEvents(sql, id)).filter((e) => e.type === 'model.call').length;
       if (steps === 0) throw new SessionError(`no session ${id} in the event log`);
       if (step > steps) throw new SessionError(`session ${id} has ${steps} steps; --step takes 1 to ${steps}`);
-      await runDiff(cfg, id, step, { json: o.json, sql, blobs: store.blobs });
+      await runDiff(id, step, { json: o.json, sql, blobs: store.blobs });
     } finally {
       store.close();
       await sql.end({ timeout: 2 });
@@ -165,7 +166,7 @@ program
   .argument('<sessionId>')
   .option('--json', 'print the result as JSON')
   .action(async (id: string, o: { json?: boolean }) => {
-    const client = await KeelClient.connect(config());
+    const client = await connectClient(config());
     try {
       const result = await client.result(id);
       console.log(o.json ? JSON.stringify(result) : `${id} ${result.status}${result.summary ? `: ${result.summary}` : ''}`);
@@ -181,7 +182,7 @@ program
   .argument('<sessionId>')
   .argument('<text>')
   .action(async (id: string, text: string) => {
-    const client = await KeelClient.connect(config());
+    const client = await connectClient(config());
     try {
       await client.message(id, text);
       console.log(`message sent to ${id}`);
@@ -196,7 +197,7 @@ program
   .argument('<sessionId>')
   .option('--reason <text>', 'recorded in the event log', 'cancelled by user')
   .action(async (id: string, o: { reason: string }) => {
-    const client = await KeelClient.connect(config());
+    const client = await connectClient(config());
     try {
       await client.cancel(id, o.reason);
       console.log(`cancel requested for ${id}; \`npx keel wait ${id}\` returns when it has stopped`);
@@ -234,7 +235,7 @@ program
   .action(async (o: { minAge: string }) => {
     const cfg = config();
     const docker = await connectDocker(cfg);
-    const client = await KeelClient.connect(cfg);
+    const client = await connectClient(cfg);
     try {
       const reaped = await reapOnce({ docker, client: client.temporal, hostId: cfg.hostId, minAgeSec: Number(o.minAge) });
       console.log(reaped.length ? `removed the sandboxes of ${reaped.join(', ')}` : 'nothing to remove');

@@ -3,14 +3,17 @@
  * then its timeline from Postgres and where to look next.
  */
 import { readFileSync } from 'node:fs';
-import type { SessionResult, SessionSpec, ScriptTurn } from '../common/types';
-import { KeelClient, SessionError, parseModel } from '../client';
-import { getEvents } from '../activities/store';
+import { KeelClient, parseModel } from '../client';
+import { SessionError } from '../common/errors';
+import type { EventRow } from '../common/events';
+import type { ScriptTurn, SessionResult, SessionSpec } from '../common/types';
+import { follow, stepsOf } from '../inspect';
+import { getEvents } from '../store';
 import type { KeelConfig } from '../workers/config';
 import { connectDatabase } from '../workers/services';
 import { createWorkers, type KeelWorkers } from '../workers/worker';
 import { DEMO_TASK, demoScript } from './demo-script';
-import { follow, formatStep, formatTimeline, stepsOf, type EventRow } from './timeline';
+import { formatStep, formatTimeline } from './timeline';
 
 export interface RunOptions {
   json?: boolean;
@@ -49,7 +52,7 @@ export function runSpec(
 
 /** Start a session and, unless detached, follow it to the end. Returns the process exit code. */
 export async function runSession(config: KeelConfig, spec: SessionSpec, opts: RunOptions): Promise<number> {
-  const client = await KeelClient.connect(config);
+  const client = await connectClient(config);
   let workers: KeelWorkers | undefined;
   let running: Promise<void> | undefined;
   const sql = opts.detach ? undefined : await connectDatabase(config);
@@ -89,17 +92,21 @@ export async function runSession(config: KeelConfig, spec: SessionSpec, opts: Ru
   }
 }
 
+/** The client for a CLI command, connected as the config says. */
+export function connectClient(config: KeelConfig): Promise<KeelClient> {
+  return KeelClient.connect({ address: config.temporalAddress, namespace: config.temporalNamespace });
+}
+
 /** Prints each tool step as its result is recorded, with the arguments of its call. */
 function progressPrinter(json: boolean): (e: EventRow) => void {
   const calls = new Map<string, EventRow>();
   return (e) => {
     if (json) return;
     // The last turn's text is the summary, printed at the end.
-    const toolCount = (e.data.toolCalls as unknown[] | undefined)?.length ?? 0;
-    if (e.type === 'model.call' && toolCount > 0 && typeof e.data.text === 'string' && e.data.text) console.log(`  · ${e.data.text}`);
-    if (e.type === 'tool.call') calls.set(String(e.data.callId), e);
+    if (e.type === 'model.call' && e.data.toolCalls.length > 0 && e.data.text) console.log(`  · ${e.data.text}`);
+    if (e.type === 'tool.call') calls.set(e.data.callId, e);
     if (e.type === 'tool.result') {
-      const call = calls.get(String(e.data.callId));
+      const call = calls.get(e.data.callId);
       for (const step of stepsOf(call ? [call, e] : [e])) console.log(formatStep(step));
     }
   };
@@ -112,7 +119,7 @@ function printEnd(result: SessionResult, events: EventRow[], ui: string): void {
   if (result.error) console.log(`\nerror: ${result.error}`);
   console.log('\ntimeline (from Postgres):');
   for (const line of formatTimeline(events)) console.log(line);
-  const changed = events.filter((e) => e.type === 'tool.result' && e.data.snapshot).at(-1);
+  const changed = events.filter((e): e is Extract<EventRow, { type: 'tool.result' }> => e.type === 'tool.result' && e.data.snapshot !== undefined).at(-1);
   console.log(`\nnext:\n  npx keel show ${result.sessionId}     the timeline again (--json for all of it)`);
   if (changed) console.log(`  npx keel diff ${result.sessionId} --step ${changed.data.step}     what that step changed in the sandbox`);
   console.log(`  ${ui}   the workflow in the Temporal UI`);

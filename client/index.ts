@@ -1,24 +1,27 @@
 /**
- * A small client library for Keel sessions: start, steer and wait.
+ * Keel's client library: start, steer and wait for sessions from any Node
+ * program. It loads `@temporalio/client` and Keel's pure types, nothing of the
+ * worker side (no Docker, Postgres or worker runtime).
  *
  * ```ts
- * const keel = await KeelClient.connect(loadConfig());
+ * import { KeelClient } from 'keel/client';
+ * const keel = await KeelClient.connect({ address: 'localhost:7233' });
  * const id = await keel.start({ task: 'fix the failing test', model: { provider: 'anthropic', model: 'claude-sonnet-4-5' } });
  * const result = await keel.result(id);
  * ```
  */
 import { randomBytes } from 'node:crypto';
 import { Client, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Connection } from '@temporalio/client';
-import { CANCEL_SIGNAL, MESSAGE_SIGNAL, SESSION_QUEUE, STATUS_QUERY, WORKFLOW_TYPE } from '../common/constants';
+import { CANCEL_SIGNAL, MESSAGE_SIGNAL, SESSION_QUEUE, STATUS_QUERY } from '../common/constants';
+import { SessionError } from '../common/errors';
 import { sandboxSpecProblems } from '../common/sandbox-spec';
-import type { SessionResult, SessionSpec, SessionState } from '../common/types';
-import type { KeelConfig } from '../workers/config';
-import { connectTemporalClient } from '../workers/services';
+import type { ModelSpec, SessionResult, SessionSpec, SessionState } from '../common/types';
+import type { agentSession } from '../workflows/session';
+import { connectTemporal, resolveConnectionOptions, type ConnectionOptions } from './connection';
 
-/** A request Keel refuses: unknown session, duplicate id, bad spec. */
-export class SessionError extends Error {
-  override name = 'SessionError';
-}
+export { ServiceError, SessionError } from '../common/errors';
+export type { ModelSpec, SandboxSpec, ScriptTurn, SessionResult, SessionSpec, SessionState, SessionStatus } from '../common/types';
+export type { ConnectionOptions } from './connection';
 
 export function newSessionId(now = new Date()): string {
   const stamp = now.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
@@ -27,13 +30,16 @@ export function newSessionId(now = new Date()): string {
 
 export class KeelClient {
   private constructor(
+    /** The Temporal client underneath, for what this library does not cover. */
     readonly temporal: Client,
     private readonly connection: Connection,
   ) {}
 
-  static async connect(config: KeelConfig): Promise<KeelClient> {
-    const connection = await connectTemporalClient(config);
-    return new KeelClient(new Client({ connection, namespace: config.temporalNamespace }), connection);
+  /** Connect to Temporal (options, else `TEMPORAL_ADDRESS` / `TEMPORAL_NAMESPACE`, else localhost:7233 / default). */
+  static async connect(opts: ConnectionOptions = {}): Promise<KeelClient> {
+    const o = resolveConnectionOptions(opts);
+    const connection = await connectTemporal(o.address, o.connectTimeoutMs);
+    return new KeelClient(new Client({ connection, namespace: o.namespace }), connection);
   }
 
   /** Start a session. The session id is the workflow id: starting an existing one is refused. */
@@ -41,7 +47,7 @@ export class KeelClient {
     validateSpec(spec);
     const sessionId = opts.sessionId ?? newSessionId();
     try {
-      await this.temporal.workflow.start(WORKFLOW_TYPE, {
+      await this.temporal.workflow.start<typeof agentSession>('agentSession', {
         workflowId: sessionId,
         taskQueue: SESSION_QUEUE,
         args: [spec],
@@ -57,25 +63,32 @@ export class KeelClient {
     return sessionId;
   }
 
+  /** Add a user message; the model sees it on its next turn (a sleeping session wakes). */
   async message(sessionId: string, text: string): Promise<void> {
-    await this.guard(sessionId, () => this.temporal.workflow.getHandle(sessionId).signal(MESSAGE_SIGNAL, text));
+    await this.guard(sessionId, () => this.handle(sessionId).signal<[string]>(MESSAGE_SIGNAL, text));
   }
 
+  /** Stop a session: the running command is killed, the container removed, the reason recorded. */
   async cancel(sessionId: string, reason = 'cancelled by user'): Promise<void> {
-    await this.guard(sessionId, () => this.temporal.workflow.getHandle(sessionId).signal(CANCEL_SIGNAL, reason));
+    await this.guard(sessionId, () => this.handle(sessionId).signal<[string?]>(CANCEL_SIGNAL, reason));
   }
 
+  /** The live state of a running session (step, tool calls, status). */
   async status(sessionId: string): Promise<SessionState> {
-    return this.guard(sessionId, () => this.temporal.workflow.getHandle(sessionId).query<SessionState>(STATUS_QUERY));
+    return this.guard(sessionId, () => this.handle(sessionId).query<SessionState>(STATUS_QUERY));
   }
 
   /** Wait for the session to end and return its result. */
   async result(sessionId: string): Promise<SessionResult> {
-    return this.guard(sessionId, () => this.temporal.workflow.getHandle(sessionId).result() as Promise<SessionResult>);
+    return this.guard(sessionId, () => this.handle(sessionId).result());
   }
 
   async close(): Promise<void> {
     await this.connection.close();
+  }
+
+  private handle(sessionId: string) {
+    return this.temporal.workflow.getHandle<typeof agentSession>(sessionId);
   }
 
   private async guard<T>(sessionId: string, fn: () => Promise<T>): Promise<T> {
@@ -88,12 +101,13 @@ export class KeelClient {
   }
 }
 
+const PROVIDERS: ReadonlyArray<ModelSpec['provider']> = ['scripted', 'anthropic', 'openai', 'openai-compatible'];
+
 /** Refuse a spec the workflow could not run, before it reaches Temporal. */
 export function validateSpec(spec: SessionSpec): void {
   if (!spec.task?.trim()) throw new SessionError('a session needs a task');
-  const providers = ['scripted', 'anthropic', 'openai', 'openai-compatible'];
-  if (!providers.includes(spec.model?.provider)) {
-    throw new SessionError(`unknown model provider "${spec.model?.provider}"; use one of ${providers.join(', ')}`);
+  if (!PROVIDERS.includes(spec.model?.provider)) {
+    throw new SessionError(`unknown model provider "${spec.model?.provider}"; use one of ${PROVIDERS.join(', ')}`);
   }
   if (spec.model.provider === 'scripted' && !spec.model.script?.length) {
     throw new SessionError('a scripted model needs a script with at least one turn');
@@ -106,11 +120,11 @@ export function validateSpec(spec: SessionSpec): void {
 }
 
 /** Parse `provider:model`, e.g. `anthropic:claude-sonnet-4-5` or `openai-compatible:llama3.1`. */
-export function parseModel(text: string): { provider: SessionSpec['model']['provider']; model: string } {
+export function parseModel(text: string): { provider: ModelSpec['provider']; model: string } {
   const i = text.indexOf(':');
-  const provider = (i < 0 ? text : text.slice(0, i)) as SessionSpec['model']['provider'];
+  const provider = (i < 0 ? text : text.slice(0, i)) as ModelSpec['provider'];
   const model = i < 0 ? '' : text.slice(i + 1);
-  if (!['anthropic', 'openai', 'openai-compatible', 'scripted'].includes(provider) || !model) {
+  if (!PROVIDERS.includes(provider) || !model) {
     throw new SessionError(`--model takes provider:model (anthropic, openai or openai-compatible), not "${text}"`);
   }
   return { provider, model };

@@ -1,9 +1,10 @@
 /**
- * The activity interfaces the session workflow calls. Each factory in
- * `activities/` returns an object that satisfies one of these, so workflows
- * depend on types only, never on activity code.
+ * The activity interfaces the session workflow calls: the contract. Each factory in
+ * `activities/` returns an object that `satisfies` one of these, so workflows
+ * depend on types only, never on activity code, and a factory cannot drift from it.
  */
-import type { Message, ModelSpec, ModelTurn, SandboxHandle, SandboxSpec, SessionEvent, SnapshotInfo, ToolCall, ToolResult } from './types';
+import type { SessionEvent } from './events';
+import type { Message, ModelSpec, ModelTurn, SandboxHandle, SandboxSpec, SnapshotInfo, ToolCall, ToolResult } from './types';
 
 export interface SandboxActivities {
   /**

@@ -2,13 +2,10 @@
 export const SESSION_QUEUE = 'keel-sessions';
 /** Shared queue every sandbox-host worker polls for provisioning; later calls go to the host's own queue. */
 export const SANDBOX_QUEUE = 'keel-sandbox';
-/** Signal names, query names and the workflow type, as clients see them. */
-export const WORKFLOW_TYPE = 'agentSession';
+/** Signal and query names, as clients see them. */
 export const MESSAGE_SIGNAL = 'message';
 export const CANCEL_SIGNAL = 'cancel';
 export const STATUS_QUERY = 'status';
-
-export const DEFAULT_MAX_STEPS = 50;
 
 export const DEFAULT_SYSTEM_PROMPT = [
   'You are an autonomous software engineer working inside a sandboxed Linux container (Debian, bash, python3, git).',
@@ -16,3 +13,8 @@ export const DEFAULT_SYSTEM_PROMPT = [
   'Use the tools to inspect and change files and to run commands. Verify your work by running it.',
   'When the task is done, reply with a short summary of what you did and call no tool.',
 ].join('\n');
+
+/** The task queue of one sandbox host: every sandbox activity of a session after provisioning goes there. */
+export function hostQueueFor(hostId: string): string {
+  return `${SANDBOX_QUEUE}-${hostId}`;
+}

@@ -4,6 +4,7 @@
  * by the client before a session starts and by the sandbox host before it
  * creates a container. Pure code: safe for workflows.
  */
+import { SANDBOX_DEFAULTS } from './defaults';
 import type { SandboxSpec } from './types';
 
 const BOUNDS = {
@@ -29,4 +30,15 @@ export function sandboxSpecProblems(spec: SandboxSpec | undefined): string[] {
     problems.push('sandbox.image must be an image name');
   }
   return problems;
+}
+
+/** A spec's resource limits and timings, each field given or its default. */
+export function sandboxLimits(spec: SandboxSpec | undefined): { [K in keyof typeof SANDBOX_DEFAULTS]: number } {
+  return {
+    memoryMb: spec?.memoryMb ?? SANDBOX_DEFAULTS.memoryMb,
+    cpus: spec?.cpus ?? SANDBOX_DEFAULTS.cpus,
+    pidsLimit: spec?.pidsLimit ?? SANDBOX_DEFAULTS.pidsLimit,
+    idleSuspendSec: spec?.idleSuspendSec ?? SANDBOX_DEFAULTS.idleSuspendSec,
+    hostTimeoutSec: spec?.hostTimeoutSec ?? SANDBOX_DEFAULTS.hostTimeoutSec,
+  };
 }

@@ -6,6 +6,7 @@
  * Pure code: safe to import from workflows.
  */
 import { z } from 'zod';
+import { DEFAULT_SHELL_TIMEOUT_SEC, FILE_TOOL_TIMEOUT_SEC } from './defaults';
 
 const path = z.string().min(1).describe('Path, relative to /workspace or absolute.');
 
@@ -13,7 +14,13 @@ export const toolSchemas = {
   shell: z
     .object({
       command: z.string().min(1).describe('A bash command. Working directory and exported variables persist between calls.'),
-      timeoutSec: z.number().int().positive().max(3600).optional().describe('Kill the command after this many seconds. Default 120.'),
+      timeoutSec: z
+        .number()
+        .int()
+        .positive()
+        .max(3600)
+        .optional()
+        .describe(`Kill the command after this many seconds. Default ${DEFAULT_SHELL_TIMEOUT_SEC}.`),
     })
     .strict(),
   read_file: z
@@ -49,6 +56,17 @@ export const toolSchemas = {
     })
     .strict(),
 } as const;
+
+/**
+ * How long a sandbox tool call may run, in seconds: a shell call's own `timeoutSec` or the default,
+ * {@link FILE_TOOL_TIMEOUT_SEC} for file tools. The workflow sizes activity timeouts from it and the
+ * sandbox host enforces it, so the two cannot drift apart.
+ */
+export function toolTimeoutSec(name: string, input: unknown): number {
+  if (name !== 'shell') return FILE_TOOL_TIMEOUT_SEC;
+  const t = (input as { timeoutSec?: unknown } | null)?.timeoutSec;
+  return typeof t === 'number' && t > 0 ? t : DEFAULT_SHELL_TIMEOUT_SEC;
+}
 
 /** Tools the workflow itself carries out (durable timers); every other tool runs in the sandbox. */
 export const WORKFLOW_TOOLS: ReadonlySet<string> = new Set(['sleep']);

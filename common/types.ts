@@ -18,7 +18,7 @@ export interface ModelSpec {
   baseURL?: string;
   /** The turns a `scripted` model plays, in order. Required for `scripted`, ignored otherwise. */
   script?: ScriptTurn[];
-  /** @default 4096 */
+  /** @default DEFAULT_MAX_OUTPUT_TOKENS (4096) */
   maxOutputTokens?: number;
 }
 
@@ -28,9 +28,9 @@ export interface ScriptTurn {
   toolCalls?: Array<{ name: string; input: unknown }>;
 }
 
-/** Resource limits and image for a session's sandbox container. Every field has a safe default. */
+/** Resource limits and image for a session's sandbox container. Every field has a safe default (`SANDBOX_DEFAULTS`). */
 export interface SandboxSpec {
-  /** @default the image `npm run setup` builds from sandbox/ (`keel-sandbox:<recipe hash>`; see sandbox/build.sh) */
+  /** @default the sandbox host's default image (`keel-sandbox:<recipe hash>`, built from sandbox/) */
   image?: string;
   /** @default 1024 */
   memoryMb?: number;
@@ -55,7 +55,7 @@ export interface SessionSpec {
   task: string;
   model: ModelSpec;
   sandbox?: SandboxSpec;
-  /** Model turns before the session stops with status `step_limit`. @default 50 */
+  /** Model turns before the session stops with status `step_limit`. @default DEFAULT_MAX_STEPS (50) */
   maxSteps?: number;
   /** @default 'default' */
   tenant?: string;
@@ -145,30 +145,6 @@ export type SessionStatus =
   | 'step_limit'
   | 'cancelled'
   | 'failed';
-
-/** Event types recorded in Postgres. Every step of a session is one or more of these. */
-export type EventType =
-  | 'session.started'
-  | 'session.status'
-  | 'sandbox.provisioned'
-  | 'sandbox.removed'
-  | 'sandbox.restored'
-  | 'sandbox.snapshot'
-  | 'sandbox.suspended'
-  | 'sandbox.resumed'
-  | 'model.call'
-  | 'tool.call'
-  | 'tool.result'
-  | 'message.user'
-  | 'session.error'
-  | 'session.ended';
-
-/** An event as the workflow emits it. `seq` is assigned by the workflow, so a retried write is a no-op. */
-export interface SessionEvent {
-  seq: number;
-  type: EventType;
-  data: Record<string, unknown>;
-}
 
 /** Returned by the `status` query. */
 export interface SessionState {

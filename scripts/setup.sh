@@ -40,8 +40,14 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   log "installing npm dependencies (npm ci)"
   npm ci --no-audit --no-fund --loglevel=error
 fi
-if [ ! -f dist/.built ] || [ -n "$(find common workflows activities workers cli client package.json tsconfig.json tsconfig.build.json -newer dist/.built -print -quit 2>/dev/null)" ]; then
+# Any source, package.json or tsconfig newer than the last build (tests and bench run from source).
+stale() {
+  find . \( -path ./node_modules -o -path ./dist -o -path ./.keel -o -path ./.git -o -path ./test -o -path ./bench \) -prune -o \
+    \( -name '*.ts' -o -name package.json -o -name 'tsconfig*.json' \) -newer dist/.built -print -quit 2>/dev/null
+}
+if [ ! -f dist/.built ] || [ -n "$(stale)" ]; then
   log "compiling TypeScript"
+  rm -rf dist  # files that moved or went must not linger in the build
   npx tsc -p tsconfig.build.json
   touch dist/.built
 fi

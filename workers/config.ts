@@ -2,10 +2,11 @@
  * The one place Keel reads its environment. Every option, its variable and its default.
  * Activities never read process.env: workers build them from this config.
  */
-import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { dirname, join } from 'node:path';
-import type { S3BlobStoreOptions } from '../activities/blobs';
+import { join } from 'node:path';
+import type { S3BlobStoreOptions } from '../blobs';
+import { resolveConnectionOptions } from '../client/connection';
+import { keelRoot } from '../host/paths';
 
 export interface KeelConfig {
   /** Temporal frontend, `host:port`. Env `TEMPORAL_ADDRESS`. @default 'localhost:7233' */
@@ -20,7 +21,10 @@ export interface KeelConfig {
   dockerHost?: string;
   /** Names this sandbox host; its worker polls `keel-sandbox-<hostId>`. Env `KEEL_HOST_ID`. @default the machine's hostname */
   hostId: string;
-  /** Sandbox image for sessions that do not name one. Env `KEEL_SANDBOX_IMAGE`. @default `keel-sandbox:<hash of sandbox/>` */
+  /**
+   * Sandbox image for sessions that do not name one. Env `KEEL_SANDBOX_IMAGE`.
+   * @default unset: the sandbox host uses `keel-sandbox:<hash of sandbox/>` (see `defaultImageTag`)
+   */
   sandboxImage?: string;
   /** What a `keel worker` process runs: `all`, `session` (workflows, model, store) or `sandbox`. Env `KEEL_WORKER_ROLE`. @default 'all' */
   workerRole: 'all' | 'session' | 'sandbox';
@@ -72,14 +76,16 @@ export interface KeelConfig {
 
 const ROLES = ['all', 'session', 'sandbox'] as const;
 
-export function loadConfig(env: Record<string, string | undefined> = process.env, projectDir = findProjectDir()): KeelConfig {
+export function loadConfig(env: Record<string, string | undefined> = process.env, projectDir = keelRoot()): KeelConfig {
   const role = env.KEEL_WORKER_ROLE ?? 'all';
   if (!(ROLES as readonly string[]).includes(role)) {
     throw new Error(`KEEL_WORKER_ROLE must be one of ${ROLES.join(', ')}, not "${role}"`);
   }
+  const temporal = resolveConnectionOptions({}, env);
+  const stateDir = env.KEEL_STATE_DIR || join(projectDir, '.keel');
   return {
-    temporalAddress: env.TEMPORAL_ADDRESS || 'localhost:7233',
-    temporalNamespace: env.TEMPORAL_NAMESPACE || 'default',
+    temporalAddress: temporal.address,
+    temporalNamespace: temporal.namespace,
     temporalUi: env.KEEL_TEMPORAL_UI || 'http://localhost:8233',
     databaseUrl: env.DATABASE_URL || 'postgres://keel:keel@localhost:5432/keel',
     dockerHost: env.DOCKER_HOST || undefined,
@@ -87,9 +93,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     sandboxImage: env.KEEL_SANDBOX_IMAGE || undefined,
     workerRole: role as KeelConfig['workerRole'],
     temporalCli: env.TEMPORAL_CLI || undefined,
-    stateDir: env.KEEL_STATE_DIR || `${projectDir}/.keel`,
+    stateDir,
     devServerArgs: (env.KEEL_DEV_SERVER_ARGS ?? '').split(/\s+/).filter(Boolean),
-    blobDir: env.KEEL_BLOB_DIR || `${env.KEEL_STATE_DIR || `${projectDir}/.keel`}/blobs`,
+    blobDir: env.KEEL_BLOB_DIR || join(stateDir, 'blobs'),
     ...(env.KEEL_BLOB_S3_BUCKET ? { blobS3: s3Options(env, env.KEEL_BLOB_S3_BUCKET) } : {}),
     poolSize: numberFrom(env.KEEL_POOL_SIZE, 0, 'KEEL_POOL_SIZE', 0),
     reapIntervalSec: numberFrom(env.KEEL_REAP_INTERVAL_SEC, 60, 'KEEL_REAP_INTERVAL_SEC', 0, true),
@@ -127,15 +133,4 @@ function numberFrom(value: string | undefined, fallback: number, name: string, m
     throw new Error(`${name} must be ${fraction ? 'a number' : 'an integer'} >= ${min}, not "${value}"`);
   }
   return n;
-}
-
-/** The folder holding Keel's package.json, from source (tsx) or from dist/. */
-export function findProjectDir(start = __dirname): string {
-  let dir = start;
-  while (!existsSync(join(dir, 'package.json'))) {
-    const up = dirname(dir);
-    if (up === dir) throw new Error(`cannot find Keel's package.json above ${start}`);
-    dir = up;
-  }
-  return dir;
 }

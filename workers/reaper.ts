@@ -8,7 +8,7 @@
  */
 import { Client, WorkflowNotFoundError } from '@temporalio/client';
 import type Docker from 'dockerode';
-import { reapOrphans, reapStoppedPool } from '../activities/sandbox/containers';
+import { reapOrphans, reapStoppedPool } from '../host/reap';
 
 export interface ReaperOptions {
   docker: Docker;

@@ -5,15 +5,19 @@
  */
 import { Client } from '@temporalio/client';
 import { Worker, type NativeConnection, type WorkerInterceptors } from '@temporalio/worker';
-import type { Sql } from 'postgres';
 import type Docker from 'dockerode';
-import { SANDBOX_QUEUE, SESSION_QUEUE } from '../common/constants';
 import { createModelActivities, resolveModelConfig } from '../activities/model';
-import { createSandboxActivities, defaultImageTag, resolveSandboxConfig, SandboxRuntime } from '../activities/sandbox';
+import { createSandboxActivities } from '../activities/sandbox';
 import { createStoreActivities } from '../activities/store';
+import { connectTemporal } from '../client/connection';
+import { hostQueueFor, SANDBOX_QUEUE, SESSION_QUEUE } from '../common/constants';
+import { defaultImageTag } from '../host/image';
+import { WarmPool } from '../host/pool';
+import { SandboxRuntime } from '../host/runtime';
+import type { Sql } from '../store';
 import type { KeelConfig } from './config';
 import { startReaper } from './reaper';
-import { connectDatabase, connectDocker, connectTemporalClient, connectTemporalWorker, openBlobStore } from './services';
+import { connectDatabase, connectDocker, connectTemporalWorker, openBlobStore } from './services';
 
 export interface KeelWorkers {
   /** Resolves when every worker has stopped. */
@@ -22,10 +26,6 @@ export interface KeelWorkers {
   shutdown(): Promise<void>;
   /** The queue this process's sandbox-host worker owns, if it runs one. */
   hostQueue?: string;
-}
-
-export function hostQueueFor(hostId: string): string {
-  return `${SANDBOX_QUEUE}-${hostId}`;
 }
 
 export interface WorkerOptions {
@@ -71,16 +71,14 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
     runtime = new SandboxRuntime(docker);
     const store = openBlobStore(config);
     stops.push(store.close);
+    const defaultImage = config.sandboxImage ?? defaultImageTag();
+    // The pool registers with the runtime, which removes its idle containers at shutdown.
+    const pool = config.poolSize > 0 ? new WarmPool(runtime, { hostId: config.hostId, image: defaultImage, size: config.poolSize }) : undefined;
     const activities = createSandboxActivities({
       runtime,
       blobs: store.blobs,
-      config: resolveSandboxConfig({
-        hostId: config.hostId,
-        hostQueue,
-        defaultImage: config.sandboxImage ?? defaultImageTag(),
-        blobDir: config.blobDir,
-        poolSize: config.poolSize,
-      }),
+      config: { hostId: config.hostId, hostQueue, defaultImage },
+      ...(pool ? { pool } : {}),
     });
     // The shared queue takes provisioning; the host's own queue takes everything after (host affinity).
     for (const taskQueue of [SANDBOX_QUEUE, hostQueue]) {
@@ -95,7 +93,7 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
       );
     }
     if (config.reapIntervalSec > 0) {
-      const clientConnection = await connectTemporalClient(config);
+      const clientConnection = await connectTemporal(config.temporalAddress);
       const client = new Client({ connection: clientConnection, namespace: config.temporalNamespace });
       const log = (msg: string) => console.error(msg);
       stops.push(startReaper({ docker, client, hostId: config.hostId, intervalSec: config.reapIntervalSec, log }));

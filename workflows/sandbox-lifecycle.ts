@@ -9,16 +9,17 @@
 import { ActivityFailure, ApplicationFailure, TimeoutFailure, proxyActivities } from '@temporalio/workflow';
 import type { SandboxActivities } from '../common/activities';
 import { SANDBOX_QUEUE } from '../common/constants';
-import type { EventType, SandboxHandle, SandboxSpec, ToolCall, ToolResult } from '../common/types';
+import type { EventData, EventType } from '../common/events';
+import { SandboxFailure } from '../common/failures';
+import { sandboxLimits } from '../common/sandbox-spec';
+import type { SandboxHandle, SandboxSpec, ToolCall, ToolResult } from '../common/types';
 
-type Emit = (type: EventType, data: Record<string, unknown>) => void;
+export type Emit = <T extends EventType>(type: T, data: EventData<T>) => void;
 
 /** Tools that can change files, so a snapshot follows them. */
 const MUTATING = new Set(['shell', 'write_file', 'edit_file']);
 /** Restores allowed for one tool call before it is reported to the model as failed. */
 const MAX_RESTORES_PER_CALL = 2;
-/** How long a sandbox host may leave a task in its queue before the session moves to another host. @default */
-export const DEFAULT_HOST_TIMEOUT_SEC = 30;
 
 const { provisionSandbox } = proxyActivities<SandboxActivities>({
   taskQueue: SANDBOX_QUEUE,
@@ -44,7 +45,7 @@ function onHost(handle: SandboxHandle, timeoutSec: number, hostTimeoutSec: numbe
 export function sandboxLoss(err: unknown): string | undefined {
   if (!(err instanceof ActivityFailure)) return undefined;
   const cause = err.cause;
-  if (cause instanceof ApplicationFailure && cause.type === 'Sandbox.ContainerGone') return `container lost: ${cause.message}`;
+  if (cause instanceof ApplicationFailure && cause.type === SandboxFailure.ContainerGone) return `container lost: ${cause.message}`;
   if (cause instanceof TimeoutFailure && cause.timeoutType === 'SCHEDULE_TO_START') return 'sandbox host stopped answering';
   return undefined;
 }
@@ -61,7 +62,7 @@ export class SessionSandbox {
     private readonly spec: SandboxSpec | undefined,
     private readonly emit: Emit,
   ) {
-    this.hostTimeoutSec = spec?.hostTimeoutSec ?? DEFAULT_HOST_TIMEOUT_SEC;
+    this.hostTimeoutSec = sandboxLimits(spec).hostTimeoutSec;
   }
 
   /** A container holding the session's files: new, or restored from the last snapshot. */

@@ -5,9 +5,8 @@
  * effect is an activity. Events get their sequence numbers here, so a retried
  * write to Postgres is a no-op rather than a duplicate.
  */
-import { SessionSandbox } from './sandbox-lifecycle';
+import { SessionSandbox, type Emit } from './sandbox-lifecycle';
 import {
-  ApplicationFailure,
   CancellationScope,
   condition,
   defineQuery,
@@ -19,18 +18,13 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { ModelActivities, StoreActivities } from '../common/activities';
-import { CANCEL_SIGNAL, DEFAULT_MAX_STEPS, DEFAULT_SYSTEM_PROMPT, MESSAGE_SIGNAL, STATUS_QUERY } from '../common/constants';
-import { validateToolCall, type ToolInput } from '../common/tools';
-import type {
-  EventType,
-  Message,
-  SessionEvent,
-  SessionResult,
-  SessionSpec,
-  SessionState,
-  ToolCall,
-  ToolResult,
-} from '../common/types';
+import { CANCEL_SIGNAL, DEFAULT_SYSTEM_PROMPT, MESSAGE_SIGNAL, STATUS_QUERY } from '../common/constants';
+import { DEFAULT_MAX_STEPS } from '../common/defaults';
+import type { SessionEvent } from '../common/events';
+import { failureTypeOf } from '../common/failures';
+import { sandboxLimits } from '../common/sandbox-spec';
+import { toolTimeoutSec, validateToolCall, type ToolInput } from '../common/tools';
+import type { Message, SessionResult, SessionSpec, SessionState, ToolCall, ToolResult } from '../common/types';
 
 export const messageSignal = defineSignal<[string]>(MESSAGE_SIGNAL);
 export const cancelSignal = defineSignal<[string?]>(CANCEL_SIGNAL);
@@ -47,9 +41,6 @@ const { recordEvents } = proxyLocalActivities<StoreActivities>({
   retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '30s' },
 });
 
-const DEFAULT_TOOL_TIMEOUT_SEC = 120;
-const DEFAULT_IDLE_SUSPEND_SEC = 300;
-
 export async function agentSession(spec: SessionSpec): Promise<SessionResult> {
   const sessionId = workflowInfo().workflowId;
   const maxSteps = spec.maxSteps ?? DEFAULT_MAX_STEPS;
@@ -62,8 +53,8 @@ export async function agentSession(spec: SessionSpec): Promise<SessionResult> {
 
   let seq = 0;
   let pending: SessionEvent[] = [];
-  const emit = (type: EventType, data: Record<string, unknown>) => {
-    pending.push({ seq: ++seq, type, data });
+  const emit: Emit = (type, data) => {
+    pending.push({ seq: ++seq, type, data } as SessionEvent);
   };
   const flush = async () => {
     if (pending.length === 0) return;
@@ -147,7 +138,7 @@ export async function agentSession(spec: SessionSpec): Promise<SessionResult> {
     } else {
       state.status = 'failed';
       error = errorMessage(err);
-      emit('session.error', { message: error, type: failureType(err) });
+      emit('session.error', { message: error, type: failureTypeOf(err) });
     }
   }
 
@@ -184,7 +175,7 @@ export async function agentSession(spec: SessionSpec): Promise<SessionResult> {
         result =
           checked.name === 'sleep'
             ? await sleep(call.id, checked.input as ToolInput<'sleep'>)
-            : await sandbox.run({ id: call.id, name: checked.name, input: checked.input }, timeoutOf(checked.name, checked.input));
+            : await sandbox.run({ id: call.id, name: checked.name, input: checked.input }, toolTimeoutSec(checked.name, checked.input));
       } catch (err) {
         // The audit trail pairs every tool.call with a result, even an interrupted one.
         const reason = isCancellation(err) ? 'Cancelled' : 'Failed';
@@ -200,25 +191,13 @@ export async function agentSession(spec: SessionSpec): Promise<SessionResult> {
 
   /** The `sleep` tool: a durable timer. A long one releases the container until the next tool call. */
   async function sleep(callId: string, input: ToolInput<'sleep'>): Promise<ToolResult> {
-    const idleSec = spec.sandbox?.idleSuspendSec ?? DEFAULT_IDLE_SUSPEND_SEC;
+    const idleSec = sandboxLimits(spec.sandbox).idleSuspendSec;
     if (input.seconds > idleSec) await sandbox.suspend(`sleep ${input.seconds}s${input.reason ? `: ${input.reason}` : ''}`);
     await flush();
     const woken = await condition(() => inbox.length > 0, `${input.seconds}s`);
     const output = woken ? 'Woke early: a user message arrived.' : `Slept ${input.seconds} s.`;
     return { callId, name: 'sleep', ok: true, output };
   }
-}
-
-function timeoutOf(name: string, input: unknown): number {
-  return name === 'shell' ? ((input as { timeoutSec?: number }).timeoutSec ?? DEFAULT_TOOL_TIMEOUT_SEC) : 60;
-}
-
-/** The `type` of the ApplicationFailure behind an error (activity failures wrap it as their cause). */
-function failureType(err: unknown): string | undefined {
-  for (let e = err; e; e = (e as { cause?: unknown }).cause) {
-    if (e instanceof ApplicationFailure) return e.type ?? undefined;
-  }
-  return undefined;
 }
 
 function errorMessage(err: unknown): string {

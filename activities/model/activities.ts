@@ -1,6 +1,7 @@
 import { Context } from '@temporalio/activity';
 import { generateText, stepCountIs } from 'ai';
 import type { ModelActivities } from '../../common/activities';
+import { DEFAULT_MAX_OUTPUT_TOKENS } from '../../common/defaults';
 import type { Message, ModelSpec, ModelTurn, ToolCall } from '../../common/types';
 import { secretsOf, withModelDefaults, type ModelConfig } from './config';
 import { classifyModelError } from './errors';
@@ -13,9 +14,6 @@ export interface ModelActivityDeps {
   /** Credentials and endpoints, usually from {@link resolveModelConfig}. */
   config: ModelConfig;
 }
-
-/** @default 4096, see ModelSpec.maxOutputTokens */
-const DEFAULT_MAX_OUTPUT_TOKENS = 4096;
 
 /** The activity's cancellation signal, or undefined when called outside an activity (tests, scripts). */
 function activitySignal(): AbortSignal | undefined {
@@ -47,7 +45,7 @@ function toToolCalls(calls: ReadonlyArray<{ toolCallId: string; toolName: string
 }
 
 /** Model activities for the session worker. */
-export function createModelActivities({ config }: ModelActivityDeps): ModelActivities {
+export function createModelActivities({ config }: ModelActivityDeps) {
   const resolved = withModelDefaults(config);
   const secrets = secretsOf(resolved);
   return {
@@ -103,5 +101,5 @@ export function createModelActivities({ config }: ModelActivityDeps): ModelActiv
         });
       }
     },
-  };
+  } satisfies ModelActivities;
 }

@@ -1,16 +1,7 @@
 import { APICallError } from '@ai-sdk/provider';
 import { ApplicationFailure } from '@temporalio/common';
 import { RetryError } from 'ai';
-
-/** Failure types thrown by the model activity. */
-export const ModelFailure = {
-  RateLimit: 'Model.RateLimit',
-  Auth: 'Model.Auth',
-  BadRequest: 'Model.BadRequest',
-  Unavailable: 'Model.Unavailable',
-  NotConfigured: 'Model.NotConfigured',
-  ScriptExhausted: 'Model.ScriptExhausted',
-} as const;
+import { failure, ModelFailure } from '../../common/failures';
 
 /** What the classifier needs to know about the call that failed. */
 export interface FailureContext {
@@ -85,43 +76,21 @@ export function classifyModelError(err: unknown, ctx: FailureContext): unknown {
     const details = [{ statusCode: status ?? null }];
     if (status === 429) {
       const delay = retryAfterMs(api.responseHeaders);
-      return ApplicationFailure.create({
-        type: ModelFailure.RateLimit,
-        message: `${ctx.label} is rate limited (HTTP 429${delay !== undefined ? `, retry after ${delay} ms` : ''}): ${detail}`,
-        nonRetryable: false,
+      return failure(ModelFailure.RateLimit, `${ctx.label} is rate limited (HTTP 429${delay !== undefined ? `, retry after ${delay} ms` : ''}): ${detail}`, {
         details,
-        ...(delay !== undefined && delay > 0 ? { nextRetryDelay: delay } : {}),
+        ...(delay !== undefined ? { nextRetryDelayMs: delay } : {}),
       });
     }
     if (status === 401 || status === 403) {
-      return ApplicationFailure.create({
-        type: ModelFailure.Auth,
-        message: `${ctx.label} refused the credentials (HTTP ${status}): ${detail}. Check the API key the worker was given.`,
-        nonRetryable: true,
-        details,
-      });
+      return failure(ModelFailure.Auth, `${ctx.label} refused the credentials (HTTP ${status}): ${detail}. Check the API key the worker was given.`, { details });
     }
     if (status !== undefined && status >= 400 && status < 500 && status !== 408) {
-      return ApplicationFailure.create({
-        type: ModelFailure.BadRequest,
-        message: `${ctx.label} rejected the request (HTTP ${status}): ${detail}`,
-        nonRetryable: true,
-        details,
-      });
+      return failure(ModelFailure.BadRequest, `${ctx.label} rejected the request (HTTP ${status}): ${detail}`, { details });
     }
-    return ApplicationFailure.create({
-      type: ModelFailure.Unavailable,
-      message: `${ctx.label} is unavailable (${status !== undefined ? `HTTP ${status}` : 'network error'}): ${detail}`,
-      nonRetryable: false,
-      details,
-    });
+    return failure(ModelFailure.Unavailable, `${ctx.label} is unavailable (${status !== undefined ? `HTTP ${status}` : 'network error'}): ${detail}`, { details });
   }
   if (ctx.timedOutAfterMs !== undefined && isAbort(err)) {
-    return ApplicationFailure.create({
-      type: ModelFailure.Unavailable,
-      message: `${ctx.label} did not answer within ${ctx.timedOutAfterMs} ms`,
-      nonRetryable: false,
-    });
+    return failure(ModelFailure.Unavailable, `${ctx.label} did not answer within ${ctx.timedOutAfterMs} ms`);
   }
   if (err instanceof Error && ctx.secrets.some((s) => s && err.message.includes(s))) {
     // A fresh error: the original's stack and cause would carry the secret too.

@@ -2,14 +2,14 @@ import { createAnthropic } from '@ai-sdk/anthropic';
 import { createOpenAI } from '@ai-sdk/openai';
 import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
 import type { LanguageModelV3 } from '@ai-sdk/provider';
-import { ApplicationFailure } from '@temporalio/common';
+import type { ApplicationFailure } from '@temporalio/common';
+import { failure, ModelFailure } from '../../common/failures';
 import type { ModelSpec } from '../../common/types';
 import type { ResolvedModelConfig } from './config';
-import { ModelFailure } from './errors';
 import { ScriptedLanguageModel } from './scripted';
 
 function notConfigured(message: string): ApplicationFailure {
-  return ApplicationFailure.nonRetryable(message, ModelFailure.NotConfigured);
+  return failure(ModelFailure.NotConfigured, message);
 }
 
 /**
@@ -19,10 +19,10 @@ function notConfigured(message: string): ApplicationFailure {
  */
 function refuseSpecBaseURL(spec: ModelSpec, envVar: string): void {
   if (spec.baseURL) {
-    throw ApplicationFailure.nonRetryable(
+    throw failure(
+      ModelFailure.BadRequest,
       `ModelSpec.baseURL is not accepted for provider "${spec.provider}": the worker's API key would be sent to it. ` +
         `Set ${envVar} on the worker instead.`,
-      ModelFailure.BadRequest,
     );
   }
 }

@@ -5,9 +5,8 @@ import type {
   LanguageModelV3GenerateResult,
   LanguageModelV3StreamResult,
 } from '@ai-sdk/provider';
-import { ApplicationFailure } from '@temporalio/common';
+import { failure, ModelFailure } from '../../common/failures';
 import type { ScriptTurn } from '../../common/types';
-import { ModelFailure } from './errors';
 
 const tokens = (chars: number) => Math.max(1, Math.ceil(chars / 4));
 
@@ -36,10 +35,7 @@ export class ScriptedLanguageModel implements LanguageModelV3 {
     const turn = options.prompt.filter((m) => m.role === 'assistant').length;
     const step = this.script[turn];
     if (!step) {
-      throw ApplicationFailure.nonRetryable(
-        `Scripted model ran out of turns at turn ${turn} (the script has ${this.script.length})`,
-        ModelFailure.ScriptExhausted,
-      );
+      throw failure(ModelFailure.ScriptExhausted, `Scripted model ran out of turns at turn ${turn} (the script has ${this.script.length})`);
     }
     const content: LanguageModelV3Content[] = [];
     if (step.text) content.push({ type: 'text', text: step.text });

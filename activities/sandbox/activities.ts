@@ -2,37 +2,41 @@
  * The sandbox activities: provision (or restore) a session's container, run
  * tool calls in it, snapshot it, destroy it. They run on the sandbox-host
  * worker of the Docker host that holds the container (the handle's `hostQueue`).
+ * The Docker work itself is in `host/`; this file is the Temporal boundary.
  */
 import { Context } from '@temporalio/activity';
-import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
-import type Docker from 'dockerode';
-import { BlobStoreConfigError, BlobStoreUnavailableError } from '../blobs';
+import { CancelledFailure } from '@temporalio/common';
+import type { BlobStore } from '../../blobs';
+import type { SandboxActivities } from '../../common/activities';
+import { SANDBOX_DEFAULTS } from '../../common/defaults';
+import { failure, SandboxFailure } from '../../common/failures';
 import { sandboxSpecProblems } from '../../common/sandbox-spec';
 import { validateToolCall, WORKFLOW_TOOLS } from '../../common/tools';
 import type { SandboxHandle, SandboxSpec, SnapshotInfo, ToolCall, ToolResult } from '../../common/types';
-import { DirBlobStore, type BlobStore } from '../blobs';
-import { blobDirOf, resolveSandboxConfig, SPEC_DEFAULTS, type SandboxConfig } from './config';
-import { containerName, createOptions, ensureVolume, ownerOf, removeSession, sessionContainers, type ManagedContainer } from './containers';
-import { classifyDockerError, containerGone, imageMissing, SandboxFailure, snapshotMissing, statusOf } from './errors';
-import { ExecutorGoneError, ExecutorTimeoutError, type ExecutorClient } from './executor-client';
-import { imageExists } from './image';
-import { NameTakenError, WarmPool } from './pool';
-import { SandboxRuntime } from './runtime';
-import { restoreSnapshot, SnapshotMissingError, takeSnapshot } from './snapshots';
+import { claimContainer, NameTakenError, startAttached, waitReady, type Ping } from '../../host/bring-up';
+import { statusOf } from '../../host/docker-errors';
+import { ExecutorGoneError } from '../../host/executor-client';
+import { imageExists } from '../../host/image';
+import { ensureVolume, ownerOf, removeSession, sessionContainers } from '../../host/inventory';
+import { createOptions } from '../../host/lockdown';
+import type { WarmPool } from '../../host/pool';
+import type { SandboxRuntime } from '../../host/runtime';
+import { restoreSnapshot, takeSnapshot } from '../../host/snapshots';
+import { resolveSandboxConfig, type SandboxConfig } from './config';
+import { badRequest, classifyDockerError, classifySandboxError, containerGone, imageMissing } from './errors';
 import { toExecutorOp, toToolResult } from './tool-ops';
 
 const HEARTBEAT_MS = 2000;
-const READY_TIMEOUT_MS = 30_000;
 
 export interface SandboxActivityDeps {
-  /** Holds the Docker client and the attach streams; pass one to be able to `close()` it at shutdown. */
-  runtime?: SandboxRuntime;
-  /** Used to make a runtime when none is given. */
-  docker?: Docker;
+  /** Holds the Docker client and the attach streams; the worker closes it at shutdown. */
+  runtime: SandboxRuntime;
+  /** Where snapshots go; every host that may restore a session must share it. */
+  blobs: BlobStore;
   /** Resolved with {@link resolveSandboxConfig}; unset fields take their defaults. */
   config?: Partial<SandboxConfig>;
-  /** Where snapshots go. @default a {@link DirBlobStore} in `config.blobDir` */
-  blobs?: BlobStore;
+  /** Pre-started containers to claim for sessions with the default image and limits. @default none */
+  pool?: WarmPool;
 }
 
 /** The current activity context, or undefined when called outside an activity (tests, scripts). */
@@ -53,28 +57,19 @@ function keepBeating(ctx: Context | undefined, details?: unknown): () => void {
   return () => clearInterval(timer);
 }
 
-/**
- * Build the sandbox activities. Give either a `runtime` (preferred: the worker
- * closes it at shutdown) or a `docker` client.
- */
+/** Build the sandbox activities of one sandbox host. */
 export function createSandboxActivities(deps: SandboxActivityDeps) {
-  if (!deps.runtime && !deps.docker) throw new Error('createSandboxActivities needs a runtime or a docker client');
-  const runtime: SandboxRuntime = deps.runtime ?? new SandboxRuntime(deps.docker as Docker);
+  const { runtime, blobs, pool } = deps;
   const { docker } = runtime;
   const config = resolveSandboxConfig(deps.config);
-  const blobs: BlobStore = deps.blobs ?? new DirBlobStore(blobDirOf(config));
-  const pool =
-    config.poolSize > 0
-      ? runtime.adoptPool(() => new WarmPool(runtime, { hostId: config.hostId, image: config.defaultImage, size: config.poolSize }))
-      : undefined;
 
-  /** The pool serves sessions whose spec is the pool's: default image and limits. */
+  /** The pool serves sessions whose spec is the pool's: its image and the default limits. */
   const poolFits = (spec: SandboxSpec | undefined): boolean =>
     pool !== undefined &&
     (spec?.image ?? config.defaultImage) === pool.options.image &&
-    (spec?.memoryMb ?? SPEC_DEFAULTS.memoryMb) === SPEC_DEFAULTS.memoryMb &&
-    (spec?.cpus ?? SPEC_DEFAULTS.cpus) === SPEC_DEFAULTS.cpus &&
-    (spec?.pidsLimit ?? SPEC_DEFAULTS.pidsLimit) === SPEC_DEFAULTS.pidsLimit;
+    (spec?.memoryMb ?? SANDBOX_DEFAULTS.memoryMb) === SANDBOX_DEFAULTS.memoryMb &&
+    (spec?.cpus ?? SANDBOX_DEFAULTS.cpus) === SANDBOX_DEFAULTS.cpus &&
+    (spec?.pidsLimit ?? SANDBOX_DEFAULTS.pidsLimit) === SANDBOX_DEFAULTS.pidsLimit;
 
   const handleFor = (containerId: string, image: string, generation: number, restoredFrom?: string): SandboxHandle => ({
     containerId,
@@ -85,46 +80,13 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
     image,
   });
 
-  /** Waits for the executor; returns its ping answer (which names the snapshot it was restored from). */
-  async function waitReady(client: ExecutorClient): Promise<Record<string, unknown>> {
-    const deadline = Date.now() + READY_TIMEOUT_MS;
-    for (;;) {
-      try {
-        const r = await client.request('ping', {}, { timeoutMs: 2000 });
-        if (r.ok) return r.result;
-      } catch (err) {
-        if (!(err instanceof ExecutorTimeoutError)) throw err;
-      }
-      if (Date.now() > deadline) throw new Error(`executor in ${client.containerId.slice(0, 12)} did not answer ping within ${READY_TIMEOUT_MS} ms`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-
-  async function startAndAttach(containerId: string): Promise<Record<string, unknown>> {
-    const client = runtime.client(containerId);
-    // Attach before start so nothing the executor says is missed.
-    await client.connect({ requireRunning: false });
-    try {
-      await docker.getContainer(containerId).start();
-    } catch (err) {
-      if (statusOf(err) !== 304) throw err; // 304: already started by a concurrent attempt
-    }
-    return waitReady(client);
-  }
-
   /** The container of one generation if it exists, started and answering; finishes a claim a crashed attempt began. */
-  async function existing(sessionId: string, generation: number) {
-    const mine: ManagedContainer[] = (await sessionContainers(docker, sessionId)).filter((c) => c.generation === generation);
+  async function existing(sessionId: string, generation: number): Promise<{ id: string; image: string; ping: Ping } | undefined> {
+    const mine = (await sessionContainers(docker, sessionId)).filter((c) => c.generation === generation);
     const c = mine.find((m) => m.state === 'running') ?? mine[0];
     if (!c) return undefined;
-    const ping = c.state === 'running' ? await waitReady(runtime.client(c.id)) : await startAndAttach(c.id);
-    if (c.poolVolume !== undefined) {
-      const client = runtime.client(c.id);
-      const r = await client.request('claim', { session: sessionId, generation }, { timeoutMs: 5000 });
-      if (!r.ok) throw new Error(`pool container ${c.id.slice(0, 12)} refused the claim: ${r.error.message}`);
-      const name = containerName(sessionId, generation);
-      if (c.name !== name) await docker.getContainer(c.id).rename({ name });
-    }
+    const ping = c.state === 'running' ? await waitReady(runtime.client(c.id)) : await startAttached(runtime, c.id);
+    if (c.poolVolume !== undefined) await claimContainer(runtime, { id: c.id, name: c.name, hostId: config.hostId }, sessionId, generation);
     return { id: c.id, image: c.image, ping };
   }
 
@@ -157,27 +119,14 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
       const info = await docker.getContainer(options.name).inspect();
       const owner = await ownerOf(docker, info);
       if (owner.sessionId !== sessionId || owner.generation !== generation) {
-        throw ApplicationFailure.nonRetryable(
-          `container name ${options.name} belongs to session ${owner.sessionId} generation ${owner.generation}`,
+        throw failure(
           SandboxFailure.NameConflict,
+          `container name ${options.name} belongs to session ${owner.sessionId} generation ${owner.generation}`,
         );
       }
       id = info.Id;
     }
-    return { id, image, ping: await startAndAttach(id) };
-  }
-
-  /** Classify a failure of a call into a known container. */
-  function classify(err: unknown, containerId: string, key?: string): unknown {
-    if (err instanceof ApplicationFailure || err instanceof CancelledFailure) return err;
-    if (err instanceof ExecutorGoneError) return containerGone(containerId, err.detail);
-    if (err instanceof SnapshotMissingError) return snapshotMissing(err.id);
-    if (err instanceof BlobStoreConfigError) return ApplicationFailure.nonRetryable(err.message, SandboxFailure.BlobStoreMisconfigured);
-    if (err instanceof BlobStoreUnavailableError) return ApplicationFailure.retryable(err.message, SandboxFailure.BlobStoreUnavailable);
-    if (err instanceof ExecutorTimeoutError) {
-      return ApplicationFailure.retryable(`${err.message}${key ? `; the retry reuses key ${key}` : ''}`, SandboxFailure.ExecutorTimeout);
-    }
-    return classifyDockerError(err);
+    return { id, image, ping: await startAttached(runtime, id) };
   }
 
   return {
@@ -198,14 +147,11 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
       generation?: number;
       restoreFrom?: string;
     }): Promise<SandboxHandle> {
-      if (!Number.isInteger(generation) || generation < 1) {
-        throw ApplicationFailure.nonRetryable(`generation must be an integer >= 1, not ${generation}`, 'Sandbox.BadRequest');
-      }
+      if (!Number.isInteger(generation) || generation < 1) throw badRequest(`generation must be an integer >= 1, not ${generation}`);
       // A spec that reached us without the client's check (another client, an old session) must not lift a limit.
       const problems = sandboxSpecProblems(spec);
-      if (problems.length) throw ApplicationFailure.nonRetryable(problems.join('; '), 'Sandbox.BadRequest');
-      const ctx = activityContext();
-      const stop = keepBeating(ctx);
+      if (problems.length) throw badRequest(problems.join('; '));
+      const stop = keepBeating(activityContext());
       let containerId = '';
       try {
         const up = await upContainer(sessionId, generation, spec);
@@ -216,7 +162,7 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
         return handleFor(up.id, up.image, generation, restoreFrom);
       } catch (err) {
         if (err instanceof ExecutorGoneError) throw containerGone(err.containerId, `${err.detail} while starting; see \`docker logs\``);
-        throw classify(err, containerId);
+        throw classifySandboxError(err, containerId);
       } finally {
         stop();
       }
@@ -271,7 +217,7 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
           await client.cancel(id).catch(() => false);
           throw err;
         }
-        throw classify(err, handle.containerId, key);
+        throw classifySandboxError(err, handle.containerId, key);
       } finally {
         stop();
       }
@@ -283,7 +229,7 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
       try {
         return (await takeSnapshot(runtime.client(handle.containerId), blobs, parent)).info;
       } catch (err) {
-        throw classify(err, handle.containerId);
+        throw classifySandboxError(err, handle.containerId);
       } finally {
         stop();
       }
@@ -305,7 +251,5 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
         stop();
       }
     },
-  };
+  } satisfies SandboxActivities;
 }
-
-export type SandboxActivities = ReturnType<typeof createSandboxActivities>;

@@ -1,65 +1,43 @@
 /**
- * Failure classification at the sandbox activity boundary. Each `type` is one
- * thing a workflow handles differently.
+ * Failure classification at the sandbox activity boundary: every error a sandbox
+ * activity can meet becomes one of the `Sandbox.*` failures of `common/failures.ts`,
+ * or passes through unchanged when it is a bug.
  */
-import { ApplicationFailure } from '@temporalio/common';
-
-/** Failure types thrown by sandbox activities. */
-export const SandboxFailure = {
-  /** The image is not on this host; retrying cannot help until someone builds it. */
-  ImageMissing: 'Sandbox.ImageMissing',
-  /** The Docker daemon did not answer; retryable. */
-  DockerUnavailable: 'Sandbox.DockerUnavailable',
-  /** The session's container no longer exists or stopped. */
-  ContainerGone: 'Sandbox.ContainerGone',
-  /** The executor inside the container did not answer in time; retryable (the idempotency key makes it safe). */
-  ExecutorTimeout: 'Sandbox.ExecutorTimeout',
-  /** The S3 blob store's bucket, region or credentials are wrong; retrying cannot help. */
-  BlobStoreMisconfigured: 'Sandbox.BlobStoreMisconfigured',
-  /** The blob store did not answer (network, 5xx, throttling); retryable. */
-  BlobStoreUnavailable: 'Sandbox.BlobStoreUnavailable',
-  /** A snapshot to restore from, or to compare with, is not in the blob store; retrying cannot help. */
-  SnapshotMissing: 'Sandbox.SnapshotMissing',
-  /** Two sessions' containers would share a name (a session id that ends like a generation suffix); not retryable. */
-  NameConflict: 'Sandbox.NameConflict',
-} as const;
-
-interface DockerishError {
-  statusCode?: number;
-  code?: string;
-  message?: string;
-}
-
-/** A Docker client error that means the daemon itself could not be reached. */
-export function isDockerUnreachable(err: unknown): boolean {
-  const code = (err as DockerishError)?.code;
-  return code === 'ECONNREFUSED' || code === 'ENOENT' || code === 'EACCES' || code === 'ECONNRESET' || code === 'ETIMEDOUT' || code === 'EHOSTUNREACH';
-}
-
-export function statusOf(err: unknown): number | undefined {
-  return (err as DockerishError)?.statusCode;
-}
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
+import { BlobStoreConfigError, BlobStoreUnavailableError } from '../../blobs';
+import { failure, SandboxFailure } from '../../common/failures';
+import { isDockerUnreachable } from '../../host/docker-errors';
+import { ExecutorGoneError, ExecutorTimeoutError } from '../../host/executor-client';
+import { SnapshotMissingError } from '../../host/snapshots';
 
 export function dockerUnavailable(err: unknown): ApplicationFailure {
-  const msg = (err as DockerishError)?.message ?? String(err);
-  return ApplicationFailure.retryable(
-    `Docker is unreachable (${msg}). Is dockerd running? Set DOCKER_HOST for a non-default endpoint (default unix:///var/run/docker.sock).`,
+  const msg = (err as { message?: string })?.message ?? String(err);
+  return failure(
     SandboxFailure.DockerUnavailable,
+    `Docker is unreachable (${msg}). Is dockerd running? Set DOCKER_HOST for a non-default endpoint (default unix:///var/run/docker.sock).`,
   );
 }
 
 export function imageMissing(image: string): ApplicationFailure {
-  return ApplicationFailure.nonRetryable(
-    `Sandbox image ${image} is not on this Docker host. Build it with \`npm run setup\` or \`bash sandbox/build.sh ${image}\`.`,
+  return failure(
     SandboxFailure.ImageMissing,
+    `Sandbox image ${image} is not on this Docker host. Build it with \`npx keel image --build\` or \`bash sandbox/build.sh ${image}\`.`,
   );
 }
 
 export function containerGone(containerId: string, detail: string): ApplicationFailure {
-  return ApplicationFailure.nonRetryable(
-    `Sandbox container ${containerId.slice(0, 12)} is gone (${detail}).`,
-    SandboxFailure.ContainerGone,
+  return failure(SandboxFailure.ContainerGone, `Sandbox container ${containerId.slice(0, 12)} is gone (${detail}).`);
+}
+
+export function snapshotMissing(id: string): ApplicationFailure {
+  return failure(
+    SandboxFailure.SnapshotMissing,
+    `Snapshot ${id} is not in the blob store. Every worker must use the same blob store: the same KEEL_BLOB_DIR, or the same KEEL_BLOB_S3_BUCKET (and endpoint and prefix).`,
   );
+}
+
+export function badRequest(message: string): ApplicationFailure {
+  return failure(SandboxFailure.BadRequest, message);
 }
 
 /** Rethrow Docker connection errors as `Sandbox.DockerUnavailable`; anything else unchanged. */
@@ -67,9 +45,15 @@ export function classifyDockerError(err: unknown): unknown {
   return isDockerUnreachable(err) ? dockerUnavailable(err) : err;
 }
 
-export function snapshotMissing(id: string): ApplicationFailure {
-  return ApplicationFailure.nonRetryable(
-    `Snapshot ${id} is not in the blob store. Every sandbox host must use the same blob store: the same KEEL_BLOB_DIR, or the same KEEL_BLOB_S3_BUCKET (and endpoint and prefix).`,
-    SandboxFailure.SnapshotMissing,
-  );
+/** Classify a failure of a call into a known container; `key` (the idempotency key) goes into timeout messages. */
+export function classifySandboxError(err: unknown, containerId: string, key?: string): unknown {
+  if (err instanceof ApplicationFailure || err instanceof CancelledFailure) return err;
+  if (err instanceof ExecutorGoneError) return containerGone(containerId, err.detail);
+  if (err instanceof SnapshotMissingError) return snapshotMissing(err.id);
+  if (err instanceof BlobStoreConfigError) return failure(SandboxFailure.BlobStoreMisconfigured, err.message);
+  if (err instanceof BlobStoreUnavailableError) return failure(SandboxFailure.BlobStoreUnavailable, err.message);
+  if (err instanceof ExecutorTimeoutError) {
+    return failure(SandboxFailure.ExecutorTimeout, `${err.message}${key ? `; the retry reuses key ${key}` : ''}`);
+  }
+  return classifyDockerError(err);
 }

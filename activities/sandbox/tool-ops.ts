@@ -3,9 +3,9 @@
  * executor answers to the `ToolResult` the model sees. Tool failures are
  * results, not exceptions.
  */
-import { capOutput, type ToolInput, type ToolName } from '../../common/tools';
+import { capOutput, toolTimeoutSec, type ToolInput, type ToolName } from '../../common/tools';
 import type { ToolCall, ToolResult } from '../../common/types';
-import type { ExecutorResponse } from './executor-client';
+import type { ExecutorResponse } from '../../host/executor-client';
 
 export interface ExecutorOp {
   op: ToolName;
@@ -14,18 +14,18 @@ export interface ExecutorOp {
   timeoutMs: number;
 }
 
-/** Slack over the tool's own timeout for process teardown and transport. */
+/** Slack over a shell command's own timeout for process teardown and transport. */
 const TRANSPORT_SLACK_MS = 30_000;
-const FILE_OP_TIMEOUT_MS = 60_000;
 
-export function toExecutorOp(name: ToolName, input: ToolInput<ToolName>, limits: { outputLimit: number; defaultTimeoutSec: number }): ExecutorOp {
+/** The executor request for a validated call; the shell's timeout is always explicit (see `toolTimeoutSec`). */
+export function toExecutorOp(name: ToolName, input: ToolInput<ToolName>, limits: { outputLimit: number }): ExecutorOp {
   const args: Record<string, unknown> = { ...(input as Record<string, unknown>), maxOutput: limits.outputLimit };
+  const timeoutSec = toolTimeoutSec(name, input);
   if (name === 'shell') {
-    const timeoutSec = (input as ToolInput<'shell'>).timeoutSec ?? limits.defaultTimeoutSec;
     args.timeoutSec = timeoutSec;
     return { op: name, args, timeoutMs: timeoutSec * 1000 + TRANSPORT_SLACK_MS };
   }
-  return { op: name, args, timeoutMs: FILE_OP_TIMEOUT_MS };
+  return { op: name, args, timeoutMs: timeoutSec * 1000 };
 }
 
 const str = (v: unknown): string => (typeof v === 'string' ? v : '');

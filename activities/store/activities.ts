@@ -1,8 +1,7 @@
 import type { StoreActivities } from '../../common/activities';
-import type { SessionEvent } from '../../common/types';
-import type { Sql } from './db';
+import type { SessionEvent } from '../../common/events';
+import { appendEvents, type Sql } from '../../store';
 import { withStoreErrors } from './errors';
-import { appendEvents } from './events';
 
 /** Dependencies of the store activities. */
 export interface StoreActivityDeps {
@@ -11,7 +10,7 @@ export interface StoreActivityDeps {
 }
 
 /** Store activities for the session worker. */
-export function createStoreActivities({ sql }: StoreActivityDeps): StoreActivities {
+export function createStoreActivities({ sql }: StoreActivityDeps) {
   return {
     /**
      * Append a batch of a session's events (idempotent by `seq`) and update
@@ -21,5 +20,5 @@ export function createStoreActivities({ sql }: StoreActivityDeps): StoreActiviti
     async recordEvents({ sessionId, events }: { sessionId: string; events: SessionEvent[] }): Promise<void> {
       await withStoreErrors(() => appendEvents(sql, sessionId, events));
     },
-  };
+  } satisfies StoreActivities;
 }

@@ -1,4 +1,4 @@
-import { ApplicationFailure } from '@temporalio/common';
+import { failure, StoreFailure } from '../../common/failures';
 
 /** Node / postgres.js error codes that mean "the database is not reachable right now". */
 const UNREACHABLE_CODES = new Set([
@@ -37,10 +37,7 @@ function isUnreachable(err: unknown): err is Error & { code: string } {
  */
 export function classifyStoreError(err: unknown): never {
   if (isUnreachable(err)) {
-    throw ApplicationFailure.retryable(
-      `Postgres is unreachable (${err.code}: ${err.message}). Check DATABASE_URL and that the server is running.`,
-      'Store.Unavailable',
-    );
+    throw failure(StoreFailure.Unavailable, `Postgres is unreachable (${err.code}: ${err.message}). Check DATABASE_URL and that the server is running.`);
   }
   throw err;
 }

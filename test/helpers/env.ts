@@ -2,9 +2,13 @@
  * Shared set-up for integration tests: config pointing at a test Temporal
  * server, the workflow bundle (built once per file), and cleanup helpers.
  */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import Docker from 'dockerode';
-import { defaultImageTag, ensureImage, listManagedContainers, type ManagedContainer } from '../../activities/sandbox';
+import { DirBlobStore } from '../../blobs';
+import { defaultImageTag, ensureImage, listManagedContainers, type ManagedContainer } from '../../host';
 import { loadConfig, type KeelConfig } from '../../workers/config';
 
 export function testConfig(temporalAddress: string, extra: Record<string, string> = {}): KeelConfig {
@@ -33,4 +37,9 @@ export function uniqueId(prefix: string): string {
 /** Build the sandbox image if the recipe changed since setup ran (seconds with the cached base). */
 export async function ensureSandboxImage(docker: Docker): Promise<void> {
   await ensureImage(docker, defaultImageTag());
+}
+
+/** A blob store in a fresh temporary directory, for tests whose snapshots nobody else reads. */
+export function scratchBlobs(): DirBlobStore {
+  return new DirBlobStore(mkdtempSync(join(tmpdir(), 'keel-test-blobs-')));
 }

@@ -1,11 +1,13 @@
 /** Waiting on a session's event log, as a person following `keel show` would. */
-import type { Sql } from 'postgres';
-import { getEvents, type EventRow } from '../../activities/store';
+import type { EventRow } from '../../common/events';
+import { getEvents, type Sql } from '../../store';
 
 /**
  * The first event of `sessionId` that matches `pred`, polling Postgres. Fails fast when the
  * session ends without one, and after `timeoutMs`.
  */
+export async function waitForEvent<E extends EventRow>(sql: Sql, sessionId: string, pred: (e: EventRow) => e is E, timeoutMs?: number): Promise<E>;
+export async function waitForEvent(sql: Sql, sessionId: string, pred: (e: EventRow) => boolean, timeoutMs?: number): Promise<EventRow>;
 export async function waitForEvent(sql: Sql, sessionId: string, pred: (e: EventRow) => boolean, timeoutMs = 90_000): Promise<EventRow> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {

@@ -3,7 +3,8 @@
  * durability, isolation or audit: those run on real Docker and Postgres.
  */
 import type { ModelActivities, SandboxActivities, StoreActivities } from '../../common/activities';
-import type { Message, ModelTurn, SessionEvent, ToolCall, ToolResult } from '../../common/types';
+import type { SessionEvent } from '../../common/events';
+import type { Message, ModelTurn, ToolCall, ToolResult } from '../../common/types';
 
 export const FAKE_HOST_QUEUE = 'keel-sandbox-fake';
 

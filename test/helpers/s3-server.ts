@@ -7,16 +7,16 @@ import { existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
-import { findProjectDir } from '../../workers/config';
-import { waitForPort } from '../../workers/dev-server';
+import { loadConfig } from '../../workers/config';
+import { toolPath, waitForPort } from '../../workers/dev-server';
 import { freePort } from './temporal';
 
 /** moto accepts any credentials unless told to check them; these are what tests sign with. */
 export const TEST_CREDENTIALS = { accessKeyId: 'testing', secretAccessKey: 'testing' };
 
-/** `moto_server`: KEEL_MOTO_SERVER, else the copy setup installs in .keel/tools/venv. */
+/** `moto_server`: KEEL_MOTO_SERVER, else the copy setup installs in the tool venv. */
 export function motoServerPath(): string {
-  return process.env.KEEL_MOTO_SERVER || join(findProjectDir(), '.keel', 'tools', 'venv', 'bin', 'moto_server');
+  return process.env.KEEL_MOTO_SERVER || toolPath(loadConfig(), 'moto_server');
 }
 
 export class TestS3 {

@@ -7,8 +7,8 @@ import { mkdtempSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { findProjectDir, loadConfig } from '../../workers/config';
-import { resolveTemporalCli, startDevServer, waitForPort } from '../../workers/dev-server';
+import { loadConfig } from '../../workers/config';
+import { resolveTemporalCli, startDevServer, toolPath, waitForPort } from '../../workers/dev-server';
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -59,7 +59,7 @@ export class TestTemporal {
   }
 }
 
-/** The time-skipping test server: TEMPORAL_TEST_SERVER, else the copy setup installs in .keel/tools. */
+/** The time-skipping test server: TEMPORAL_TEST_SERVER, else the copy setup installs in the tool venv. */
 export function timeSkippingServerPath(): string {
-  return process.env.TEMPORAL_TEST_SERVER || join(findProjectDir(), '.keel', 'tools', 'venv', 'bin', 'temporal-test-server');
+  return process.env.TEMPORAL_TEST_SERVER || toolPath(loadConfig(), 'temporal-test-server');
 }

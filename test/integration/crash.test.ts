@@ -9,7 +9,7 @@ import Docker from 'dockerode';
 import { after, before, test } from 'node:test';
 import type { Sql } from 'postgres';
 import { KeelClient } from '../../client';
-import { getEvents } from '../../activities/store';
+import { getEvents } from '../../store';
 import type { ScriptTurn } from '../../common/types';
 import { connectDatabase } from '../../workers/services';
 import { testConfig, uniqueId } from '../helpers/env';
@@ -37,7 +37,7 @@ before(async () => {
   temporal = await TestTemporal.start();
   env = { TEMPORAL_ADDRESS: temporal.address, KEEL_HOST_ID: uniqueId('crash-host') };
   const config = testConfig(temporal.address);
-  client = await KeelClient.connect(config);
+  client = await KeelClient.connect({ address: config.temporalAddress });
   sql = await connectDatabase(config);
 });
 

@@ -10,7 +10,8 @@ import { after, before, test } from 'node:test';
 import Docker from 'dockerode';
 import type { Sql } from 'postgres';
 import { KeelClient } from '../../client';
-import { getEvents, type EventRow } from '../../activities/store';
+import { getEvents } from '../../store';
+import { eventsOfType, type EventRow } from '../../common/events';
 import type { ScriptTurn, SessionSpec } from '../../common/types';
 import { connectDatabase } from '../../workers/services';
 import { ensureSandboxImage, sessionContainers, testConfig, uniqueId } from '../helpers/env';
@@ -29,7 +30,7 @@ before(async () => {
   await ensureSandboxImage(docker);
   temporal = await TestTemporal.start();
   const config = testConfig(temporal.address);
-  client = await KeelClient.connect(config);
+  client = await KeelClient.connect({ address: config.temporalAddress });
   sql = await connectDatabase(config);
 });
 
@@ -141,7 +142,7 @@ test('when a sandbox host stops for good, its sessions continue on another host'
     { text: 'done' },
   ];
   const id = await client.start(spec(script, { sandbox: { hostTimeoutSec: 5 } }), { sessionId: uniqueId('failover') });
-  const provisioned = await waitFor(id, (e) => e.type === 'sandbox.provisioned');
+  const provisioned = await waitForEvent(sql, id, (e) => e.type === 'sandbox.provisioned');
   const first = String(provisioned.data.hostId);
   await waitFor(id, (e) => e.type === 'tool.call' && e.data.name === 'shell');
   await workers.get(first)!.kill('SIGKILL');

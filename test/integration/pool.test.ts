@@ -10,19 +10,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Docker from 'dockerode';
-import { DirBlobStore } from '../../activities/blobs';
-import {
-  createSandboxActivities,
-  defaultImageTag,
-  ensureImage,
-  listManagedContainers,
-  reapOrphans,
-  reapStoppedPool,
-  SandboxRuntime,
-  type SandboxActivities,
-  type WarmPool,
-} from '../../activities/sandbox';
-import { claimVolumeName, ensurePoolVolume, poolOptions } from '../../activities/sandbox/containers';
+import { DirBlobStore } from '../../blobs';
+import { createSandboxActivities } from '../../activities/sandbox';
+import { defaultImageTag, ensureImage, listManagedContainers, reapOrphans, reapStoppedPool, SandboxRuntime, WarmPool } from '../../host';
+import { type SandboxActivities } from '../../common/activities';
+import { claimVolumeName, poolOptions } from '../../host';
+import { ensurePoolVolume } from '../../host/inventory';
 import type { SandboxHandle, ToolResult } from '../../common/types';
 
 const docker = new Docker();
@@ -56,8 +49,8 @@ before(
   async () => {
     await ensureImage(docker, tag, (line) => console.error(`[image] ${line}`));
     runtime = new SandboxRuntime(docker);
-    acts = createSandboxActivities({ runtime, blobs: new DirBlobStore(blobDir), config: { hostId, defaultImage: tag, poolSize: 2 } });
-    pool = runtime.pool as WarmPool;
+    pool = new WarmPool(runtime, { hostId, image: tag, size: 2 });
+    acts = createSandboxActivities({ runtime, blobs: new DirBlobStore(blobDir), config: { hostId, defaultImage: tag }, pool });
     await pool.ready();
   },
   { timeout: 900_000 },

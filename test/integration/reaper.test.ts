@@ -7,11 +7,12 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import Docker from 'dockerode';
 import { KeelClient } from '../../client';
-import { createSandboxActivities, SandboxRuntime } from '../../activities/sandbox';
+import { createSandboxActivities } from '../../activities/sandbox';
+import { SandboxRuntime } from '../../host';
 import { connectDocker } from '../../workers/services';
 import { reapOnce } from '../../workers/reaper';
 import { createWorkers, type KeelWorkers } from '../../workers/worker';
-import { sessionContainers, testConfig, uniqueId, workflowBundle } from '../helpers/env';
+import { sessionContainers, testConfig, uniqueId, workflowBundle, scratchBlobs } from '../helpers/env';
 import { ensureSandboxImage } from '../helpers/env';
 import { TestTemporal } from '../helpers/temporal';
 
@@ -28,7 +29,7 @@ before(async () => {
   const config = testConfig(temporal.address, { KEEL_HOST_ID: hostId, KEEL_REAP_INTERVAL_SEC: '0' });
   workers = await createWorkers(config, { workflowBundle: await workflowBundle() });
   running = workers.run();
-  client = await KeelClient.connect(config);
+  client = await KeelClient.connect({ address: config.temporalAddress });
   docker = await connectDocker(config);
 });
 
@@ -41,7 +42,7 @@ after(async () => {
 
 test('orphans are removed; a running session keeps its sandbox', async () => {
   const runtime = new SandboxRuntime(docker);
-  const sandbox = createSandboxActivities({ runtime, config: { hostId, hostQueue: `keel-sandbox-${hostId}` } });
+  const sandbox = createSandboxActivities({ runtime, blobs: scratchBlobs(), config: { hostId, hostQueue: `keel-sandbox-${hostId}` } });
   const orphan = uniqueId('orphan');
   await sandbox.provisionSandbox({ sessionId: orphan });
 

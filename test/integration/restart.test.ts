@@ -8,7 +8,8 @@ import Docker from 'dockerode';
 import { after, before, test } from 'node:test';
 import type { Sql } from 'postgres';
 import { KeelClient } from '../../client';
-import { getEvents } from '../../activities/store';
+import { getEvents } from '../../store';
+import { eventsOfType } from '../../common/events';
 import type { ScriptTurn, SessionResult } from '../../common/types';
 import { connectDatabase } from '../../workers/services';
 import { createWorkers, type KeelWorkers } from '../../workers/worker';
@@ -46,7 +47,7 @@ const script: ScriptTurn[] = [
 
 test('the session completes across a Temporal server restart', async () => {
   const config = testConfig(temporal.address);
-  let client = await KeelClient.connect(config);
+  let client = await KeelClient.connect({ address: config.temporalAddress });
   const id = await client.start({ task: 'restart test', model: { provider: 'scripted', model: 'restart', script } }, { sessionId: uniqueId('restart') });
   await waitForEvent(sql, id, (e) => e.type === 'tool.call');
   await client.close();
@@ -55,7 +56,7 @@ test('the session completes across a Temporal server restart', async () => {
   await new Promise((r) => setTimeout(r, 2000));
   await temporal.up();
 
-  client = await KeelClient.connect(config);
+  client = await KeelClient.connect({ address: config.temporalAddress });
   let result: SessionResult | undefined;
   for (let attempt = 0; !result; attempt++) {
     try {
@@ -69,6 +70,6 @@ test('the session completes across a Temporal server restart', async () => {
   assert.equal(result.status, 'completed', result.error);
   const events = await getEvents(sql, id);
   assert.deepEqual(events.map((e) => e.seq), events.map((_, i) => i + 1));
-  const read = events.find((e) => e.type === 'tool.result' && e.data.name === 'read_file');
+  const read = eventsOfType(events, 'tool.result').find((e) => e.data.name === 'read_file');
   assert.match(String(read?.data.output), /survived/);
 });

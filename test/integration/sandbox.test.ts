@@ -13,18 +13,12 @@ import { after, before, describe, it } from 'node:test';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import Docker from 'dockerode';
+import { scratchBlobs } from '../helpers/env';
 import type { SandboxHandle, ToolResult } from '../../common/types';
-import {
-  createSandboxActivities,
-  defaultImageTag,
-  ensureImage,
-  ExecutorClient,
-  listManagedContainers,
-  reapOrphans,
-  SandboxRuntime,
-  type SandboxActivities,
-} from '../../activities/sandbox';
-import { volumeName } from '../../activities/sandbox/containers';
+import { createSandboxActivities } from '../../activities/sandbox';
+import { defaultImageTag, ensureImage, ExecutorClient, listManagedContainers, reapOrphans, SandboxRuntime } from '../../host';
+import { type SandboxActivities } from '../../common/activities';
+import { volumeName } from '../../host';
 
 const docker = new Docker();
 const tag = defaultImageTag();
@@ -60,7 +54,7 @@ before(
   async () => {
     await ensureImage(docker, tag, (line) => console.error(`[image] ${line}`));
     runtime = new SandboxRuntime(docker);
-    acts = createSandboxActivities({ runtime, config: { hostId: 'test-host', defaultImage: tag } });
+    acts = createSandboxActivities({ runtime, blobs: scratchBlobs(), config: { hostId: 'test-host', defaultImage: tag } });
     handle = await acts.provisionSandbox({ sessionId, spec: { memoryMb: 512, pidsLimit: 128 } });
   },
   { timeout: 900_000 },
@@ -111,7 +105,7 @@ describe('provisioning', () => {
 
   it('fails DockerUnavailable (retryable) when the daemon is unreachable', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'keel-nodocker-'));
-    const offline = createSandboxActivities({ docker: new Docker({ socketPath: join(dir, 'docker.sock') }), config: { defaultImage: tag } });
+    const offline = createSandboxActivities({ runtime: new SandboxRuntime(new Docker({ socketPath: join(dir, 'docker.sock') })), blobs: scratchBlobs(), config: { defaultImage: tag } });
     const err = await expectFailure(offline.provisionSandbox({ sessionId: `test-offline-${run}` }), 'Sandbox.DockerUnavailable');
     assert.equal(err.nonRetryable, false);
     assert.match(err.message, /DOCKER_HOST/);
@@ -323,7 +317,7 @@ describe('executor client', () => {
     await sh('export FROM_OLD=1');
     const fresh = new SandboxRuntime(docker);
     try {
-      const acts2 = createSandboxActivities({ runtime: fresh, config: { hostId: 'test-host', defaultImage: tag } });
+      const acts2 = createSandboxActivities({ runtime: fresh, blobs: scratchBlobs(), config: { hostId: 'test-host', defaultImage: tag } });
       const r = await acts2.runTool({ sessionId, handle, call: { id: `fresh-${run}`, name: 'shell', input: { command: 'echo $FROM_OLD' } } });
       assert.equal(r.output, '1\n');
     } finally {
@@ -335,7 +329,7 @@ describe('executor client', () => {
     const key = `killed-${run}`;
     const dir = mkdtempSync(join(tmpdir(), 'keel-kill-'));
     const script = join(dir, 'attach.ts');
-    const client = resolve(__dirname, '../../activities/sandbox/executor-client.ts');
+    const client = resolve(__dirname, '../../host/executor-client.ts');
     writeFileSync(
       script,
       `import Docker from ${JSON.stringify(require.resolve('dockerode'))};

@@ -8,7 +8,8 @@ import { Worker } from '@temporalio/worker';
 import Docker from 'dockerode';
 import type { Sql } from 'postgres';
 import { KeelClient, SessionError } from '../../client';
-import { getEvents, getSession } from '../../activities/store';
+import { getEvents, getSession } from '../../store';
+import { eventsOfType } from '../../common/events';
 import type { ScriptTurn, SessionSpec } from '../../common/types';
 import { demoSpec } from '../../cli/sessions';
 import { connectDatabase, connectDocker } from '../../workers/services';
@@ -32,7 +33,7 @@ before(async () => {
   const config = testConfig(temporal.address, { KEEL_HOST_ID: uniqueId('host') });
   workers = await createWorkers(config, { workflowBundle: await workflowBundle() });
   running = workers.run();
-  client = await KeelClient.connect(config);
+  client = await KeelClient.connect({ address: config.temporalAddress });
   sql = await connectDatabase(config);
   docker = await connectDocker(config);
 });
@@ -72,7 +73,7 @@ test('the demo session completes in a real sandbox and records every step in ord
     assert.ok(usage.inputTokens > 0 && usage.outputTokens > 0, 'token usage recorded');
   }
 
-  const shells = events.filter((e) => e.type === 'tool.result' && e.data.name === 'shell');
+  const shells = eventsOfType(events, 'tool.result').filter((e) => e.data.name === 'shell');
   assert.equal(shells[0]?.data.exitCode, 1, 'first test run fails');
   assert.match(String(shells[0]?.data.output), /FAIL/);
   assert.equal(shells[1]?.data.exitCode, 0, 'second test run passes');

@@ -13,18 +13,13 @@ import { after, before, describe, it } from 'node:test';
 import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import Docker from 'dockerode';
-import { DirBlobStore } from '../../activities/blobs';
-import {
-  createSandboxActivities,
-  defaultImageTag,
-  ensureImage,
-  listManagedContainers,
-  SandboxRuntime,
-  takeSnapshot,
-  type SandboxActivities,
-} from '../../activities/sandbox';
-import { volumeName } from '../../activities/sandbox/containers';
-import { connect, createStoreActivities, migrate } from '../../activities/store';
+import { DirBlobStore } from '../../blobs';
+import { createSandboxActivities } from '../../activities/sandbox';
+import { defaultImageTag, ensureImage, listManagedContainers, SandboxRuntime, takeSnapshot } from '../../host';
+import { type SandboxActivities } from '../../common/activities';
+import { volumeName } from '../../host';
+import { connect, migrate } from '../../store';
+import { createStoreActivities } from '../../activities/store';
 import { runDiff } from '../../cli/diff';
 import type { SandboxHandle, SnapshotInfo, ToolResult } from '../../common/types';
 
@@ -304,14 +299,14 @@ describe('keel diff', () => {
       await store.recordEvents({
         sessionId: s.id,
         events: [
-          { seq: 0, type: 'session.started', data: { task: 'diff test', model: 'scripted:test' } },
+          { seq: 0, type: 'session.started', data: { task: 'diff test', model: 'scripted:test', tenant: 'default', maxSteps: 3 } },
           { seq: 1, type: 'tool.result', data: { step: 1, ...r1 } },
           { seq: 2, type: 'tool.result', data: { step: 2, ...r2 } },
           { seq: 3, type: 'tool.result', data: { step: 3, ...r3 } },
         ],
       });
       const lines: string[] = [];
-      const d = await runDiff({ databaseUrl: url, blobDir }, s.id, 2, { print: (l) => lines.push(l), sql });
+      const d = await runDiff(s.id, 2, { print: (l) => lines.push(l), sql, blobs: new DirBlobStore(blobDir) });
       assert.equal(d.before, r1.snapshot?.id);
       assert.equal(d.after, r2.snapshot?.id);
       const paths = (es: Array<{ path: string }>): string[] => es.map((e) => e.path).filter((p) => !p.startsWith('/home/keel/.keel'));
@@ -323,10 +318,10 @@ describe('keel diff', () => {
       assert.match(text, /A \/workspace\/notes\/t\.md \(5 B\)/);
       assert.match(text, /\+    return 2/);
 
-      const removed = await runDiff({ databaseUrl: url, blobDir }, s.id, 3, { print: () => undefined, sql });
+      const removed = await runDiff(s.id, 3, { print: () => undefined, sql, blobs: new DirBlobStore(blobDir) });
       assert.deepEqual(paths(removed.removed), ['/workspace/notes/t.md']);
       const json: string[] = [];
-      await runDiff({ databaseUrl: url, blobDir }, s.id, 1, { json: true, print: (l) => json.push(l), sql });
+      await runDiff(s.id, 1, { json: true, print: (l) => json.push(l), sql, blobs: new DirBlobStore(blobDir) });
       assert.equal(JSON.parse(json[0] as string).before, undefined, 'step 1 is compared with the empty sandbox');
     } finally {
       await sql.end({ timeout: 2 });

@@ -5,18 +5,9 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { ApplicationFailure } from '@temporalio/common';
-import type { SessionEvent } from '../../common/types';
-import {
-  connect,
-  createStoreActivities,
-  EVENTS_CHANNEL,
-  getEvents,
-  getSession,
-  listSessions,
-  migrate,
-  migrations,
-  type Sql,
-} from '../../activities/store';
+import type { EventType, SessionEvent } from '../../common/events';
+import { connect, EVENTS_CHANNEL, getEvents, getSession, listSessions, migrate, migrations, type Sql } from '../../store';
+import { createStoreActivities } from '../../activities/store';
 
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://keel:keel@localhost:5432/keel_test';
 const run = randomUUID().slice(0, 8);
@@ -32,8 +23,15 @@ after(async () => {
   await sql.end({ timeout: 5 });
 });
 
+/** Events with any payload: the store keeps what it is given (older rows have other shapes). */
+type LooseEvent = { seq: number; type: EventType; data: object };
+function looseStore() {
+  const { recordEvents } = createStoreActivities({ sql });
+  return { recordEvents: (a: { sessionId: string; events: LooseEvent[] }) => recordEvents(a as { sessionId: string; events: SessionEvent[] }) };
+}
+
 function started(task = 'do a thing'): SessionEvent {
-  return { seq: 0, type: 'session.started', data: { task, model: 'scripted:demo', tenant: 'acme', workflowRunId: 'run-1' } };
+  return { seq: 0, type: 'session.started', data: { task, model: 'scripted:demo', tenant: 'acme', maxSteps: 5, workflowRunId: 'run-1' } };
 }
 
 describe('migrate', () => {
@@ -72,9 +70,9 @@ describe('migrate', () => {
 
 describe('recordEvents', () => {
   test('writes events, and a retried duplicate write is ignored', async () => {
-    const { recordEvents } = createStoreActivities({ sql });
+    const { recordEvents } = looseStore();
     const id = sid('dup');
-    const events: SessionEvent[] = [
+    const events: LooseEvent[] = [
       started(),
       { seq: 1, type: 'model.call', data: { step: 1 } },
       { seq: 2, type: 'tool.call', data: { name: 'shell', input: { command: 'ls' } } },
@@ -89,7 +87,7 @@ describe('recordEvents', () => {
   });
 
   test('session row follows started -> status -> ended', async () => {
-    const { recordEvents } = createStoreActivities({ sql });
+    const { recordEvents } = looseStore();
     const id = sid('lifecycle');
     await recordEvents({ sessionId: id, events: [started('build it')] });
     let s = await getSession(sql, id);
@@ -120,7 +118,7 @@ describe('recordEvents', () => {
   });
 
   test('accepts a whole ModelSpec as the started model', async () => {
-    const { recordEvents } = createStoreActivities({ sql });
+    const { recordEvents } = looseStore();
     const id = sid('spec');
     await recordEvents({
       sessionId: id,
@@ -132,7 +130,7 @@ describe('recordEvents', () => {
   });
 
   test('an event whose text holds NUL characters is recorded, with U+FFFD in their place', async () => {
-    const { recordEvents } = createStoreActivities({ sql });
+    const { recordEvents } = looseStore();
     const id = sid('nul');
     await recordEvents({ sessionId: id, events: [started(), { seq: 2, type: 'tool.result', data: { output: 'a\u0000b', ['k\u0000']: ['\u0000'] } }] });
     const events = await getEvents(sql, id);
@@ -140,7 +138,7 @@ describe('recordEvents', () => {
   });
 
   test('notifies keel_events with <sessionId>:<maxSeq> on commit', async () => {
-    const { recordEvents } = createStoreActivities({ sql });
+    const { recordEvents } = looseStore();
     const id = sid('notify');
     const got: string[] = [];
     const sub = await sql.listen(EVENTS_CHANNEL, (payload) => {
@@ -180,7 +178,7 @@ describe('recordEvents', () => {
   });
 
   test('other failures are not disguised as Store.Unavailable', async () => {
-    const { recordEvents } = createStoreActivities({ sql });
+    const { recordEvents } = looseStore();
     // data must be an object; a seq outside int range is a real error, not an outage.
     await assert.rejects(
       recordEvents({ sessionId: sid('bad'), events: [{ seq: 2 ** 40, type: 'model.call', data: {} }] }),
@@ -194,7 +192,7 @@ describe('recordEvents', () => {
 
 describe('events are append-only', () => {
   test('UPDATE, DELETE and TRUNCATE on events raise', async () => {
-    const { recordEvents } = createStoreActivities({ sql });
+    const { recordEvents } = looseStore();
     const id = sid('immutable');
     await recordEvents({ sessionId: id, events: [started()] });
     await assert.rejects(sql`update events set data = '{}' where session_id = ${id}`, /append-only/);
@@ -206,7 +204,7 @@ describe('events are append-only', () => {
 
 describe('queries', () => {
   test('getEvents is ordered by seq and afterSeq tails', async () => {
-    const { recordEvents } = createStoreActivities({ sql });
+    const { recordEvents } = looseStore();
     const id = sid('order');
     // Written out of order, in two batches.
     await recordEvents({ sessionId: id, events: [{ seq: 3, type: 'tool.result', data: { i: 3 } }, started()] });
@@ -234,7 +232,7 @@ describe('queries', () => {
   });
 
   test('listSessions returns newest first and honours limit; getSession of unknown id is undefined', async () => {
-    const { recordEvents } = createStoreActivities({ sql });
+    const { recordEvents } = looseStore();
     const older = sid('list-a');
     const newer = sid('list-b');
     await recordEvents({ sessionId: older, events: [started()] });

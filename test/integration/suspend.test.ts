@@ -9,7 +9,7 @@ import { after, before, test } from 'node:test';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import Docker from 'dockerode';
 import type { Sql } from 'postgres';
-import { getEvents } from '../../activities/store';
+import { getEvents } from '../../store';
 import { SESSION_QUEUE } from '../../common/constants';
 import type { ScriptTurn, SessionResult, SessionSpec } from '../../common/types';
 import { connectDatabase } from '../../workers/services';

@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import { hostname } from 'node:os';
 import { describe, it } from 'node:test';
-import { defaultImageTag, resolveSandboxConfig } from '../../activities/sandbox';
-import { containerName, createOptions, safeName, volumeName } from '../../activities/sandbox/containers';
+import { defaultImageTag } from '../../host';
+import { resolveSandboxConfig } from '../../activities/sandbox';
+import { containerName, createOptions, safeName, volumeName } from '../../host';
 import { toExecutorOp, toToolResult } from '../../activities/sandbox/tool-ops';
+import { DEFAULT_SHELL_TIMEOUT_SEC, FILE_TOOL_TIMEOUT_SEC } from '../../common/defaults';
 
 describe('resolveSandboxConfig', () => {
   it('fills every default', () => {
@@ -12,16 +14,13 @@ describe('resolveSandboxConfig', () => {
       hostQueue: `keel-sandbox-${hostname()}`,
       defaultImage: defaultImageTag(),
       outputLimit: 16000,
-      defaultTimeoutSec: 120,
-      poolSize: 0,
     });
   });
 
   it('keeps explicit values and derives the queue from the host id', () => {
-    const c = resolveSandboxConfig({ hostId: 'h1', outputLimit: 500, defaultTimeoutSec: 5, defaultImage: 'img:1' });
+    const c = resolveSandboxConfig({ hostId: 'h1', outputLimit: 500, defaultImage: 'img:1' });
     assert.equal(c.hostQueue, 'keel-sandbox-h1');
     assert.equal(c.outputLimit, 500);
-    assert.equal(c.defaultTimeoutSec, 5);
     assert.equal(c.defaultImage, 'img:1');
     assert.equal(resolveSandboxConfig({ hostId: 'h1', hostQueue: 'q' }).hostQueue, 'q');
   });
@@ -54,13 +53,15 @@ describe('container naming and options', () => {
 });
 
 describe('tool result mapping', () => {
-  const limits = { outputLimit: 100, defaultTimeoutSec: 7 };
+  const limits = { outputLimit: 100 };
   const call = { id: 'c1', name: 'shell', input: { command: 'x' } };
 
   it('passes the default timeout and output cap to the executor', () => {
     const op = toExecutorOp('shell', { command: 'x' }, limits);
-    assert.deepEqual(op.args, { command: 'x', maxOutput: 100, timeoutSec: 7 });
-    assert.equal(op.timeoutMs, 37_000);
+    assert.deepEqual(op.args, { command: 'x', maxOutput: 100, timeoutSec: DEFAULT_SHELL_TIMEOUT_SEC });
+    assert.equal(op.timeoutMs, DEFAULT_SHELL_TIMEOUT_SEC * 1000 + 30_000);
+    assert.equal(toExecutorOp('shell', { command: 'x', timeoutSec: 7 }, limits).timeoutMs, 37_000);
+    assert.equal(toExecutorOp('read_file', { path: 'a' }, limits).timeoutMs, FILE_TOOL_TIMEOUT_SEC * 1000);
   });
 
   it('turns a non-zero exit into ok:false with the exit code', () => {

@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { mkdirSync } from 'node:fs';
-import { defaultImageTag, recipeHash, sandboxDir } from '../../activities/sandbox';
-import { recipeFiles, repoRoot } from '../../activities/sandbox/image';
+import { defaultImageTag, recipeHash, sandboxDir } from '../../host';
+import { keelRoot as repoRoot, recipeFiles } from '../../host';
 
 const RECIPE = ['Dockerfile', 'build.sh', 'executor/main.py', 'executor/tools.py'];
 

@@ -9,9 +9,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import type { ManifestEntry } from '../../activities/sandbox';
-import type { EventRow } from '../../activities/store';
-import { asText, diffManifests, stepSnapshots, unifiedDiff } from '../../cli/diff';
+import { diffManifests, type ManifestEntry } from '../../common/manifest';
+import type { EventRow } from '../../common/events';
+import { asText, stepSnapshots, unifiedDiff } from '../../inspect';
 
 const file = (path: string, sha: string, size = 1, mode = 0o644): ManifestEntry => ({ path, type: 'file', mode, size, sha });
 const dir = (path: string, mode = 0o755): ManifestEntry => ({ path, type: 'dir', mode });
@@ -39,7 +39,8 @@ describe('diffManifests', () => {
 });
 
 describe('stepSnapshots', () => {
-  const ev = (seq: number, type: EventRow['type'], data: Record<string, unknown>): EventRow => ({ sessionId: 's', seq, type, at: new Date(), data });
+  // Partial payloads: stepSnapshots reads only step and snapshot.
+  const ev = (seq: number, type: EventRow['type'], data: Record<string, unknown>): EventRow => ({ sessionId: 's', seq, type, at: new Date(), data }) as EventRow;
   const snap = (id: string) => ({ id, files: 0, bytes: 0, added: 0, modified: 0, removed: 0, changedBytes: 0, uploadedBytes: 0, durationMs: 0 });
   const events = [
     ev(1, 'session.started', {}),

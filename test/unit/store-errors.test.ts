@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ApplicationFailure } from '@temporalio/common';
 import { classifyStoreError } from '../../activities/store/errors';
-import { migrations } from '../../activities/store/migrations';
+import { migrations } from '../../store';
 
 function withCode(message: string, code: string): Error {
   return Object.assign(new Error(message), { code });

@@ -7,6 +7,7 @@ import { after, before, test } from 'node:test';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { SANDBOX_QUEUE, SESSION_QUEUE } from '../../common/constants';
+import { eventsOfType } from '../../common/events';
 import type { SessionResult, SessionSpec, SessionState } from '../../common/types';
 import { cancelSignal, messageSignal, statusQuery } from '../../workflows';
 import { workflowBundle, uniqueId } from '../helpers/env';
@@ -225,7 +226,7 @@ test('a long sleep releases the container and the next call resumes from the sna
   assert.ok(types.indexOf('sandbox.suspended') < types.indexOf('sandbox.resumed'));
   assert.equal(fakes.destroyed.length, 2, 'released at the sleep, removed at the end');
   assert.deepEqual(fakes.provisions.at(-1), { generation: 2, restoreFrom: 'snap-1' });
-  const slept = fakes.events.find((e) => e.type === 'tool.result' && e.data.name === 'sleep');
+  const slept = eventsOfType(fakes.events, 'tool.result').find((e) => e.data.name === 'sleep');
   assert.equal(slept?.data.output, 'Slept 2 s.');
 });
 
@@ -238,6 +239,6 @@ test('a message wakes a sleeping session early', async () => {
     return handle.result();
   });
   assert.equal(result.status, 'completed');
-  const slept = fakes.events.find((e) => e.type === 'tool.result' && e.data.name === 'sleep');
+  const slept = eventsOfType(fakes.events, 'tool.result').find((e) => e.data.name === 'sleep');
   assert.match(String(slept?.data.output), /Woke early/);
 });

@@ -22,16 +22,16 @@
  */
 import { randomUUID } from 'node:crypto';
 import type Docker from 'dockerode';
-import { claimVolumeName, containerName, ensurePoolVolume, poolOptions, recordClaim, removeContainer } from './containers';
-import { statusOf } from './errors';
-import type { ExecutorClient } from './executor-client';
+import { claimContainer, NameTakenError, startAttached, waitReady, type Ping } from './bring-up';
+import { ensurePoolVolume, removeContainer } from './inventory';
+import { claimVolumeName } from './labels';
+import { poolOptions } from './lockdown';
 import type { SandboxRuntime } from './runtime';
 
 /** An unclaimed pool container exits this long after its last lease renewal. */
 export const LEASE_SEC = 60;
 const RENEW_MS = (LEASE_SEC * 1000) / 4;
 const REQUEST_TIMEOUT_MS = 5000;
-const READY_TIMEOUT_MS = 30_000;
 /** After a failed fill, wait this long before the next (the image may be missing, Docker down). */
 const RETRY_MS = 5000;
 
@@ -46,7 +46,7 @@ export interface WarmPoolOptions {
 /** A claimed container: its id and the executor's ping answer. */
 export interface Claimed {
   id: string;
-  ping: Record<string, unknown>;
+  ping: Ping;
 }
 
 export class WarmPool {
@@ -65,6 +65,8 @@ export class WarmPool {
     this.log = options.log ?? runtime.log;
     this.renew = setInterval(() => void this.renewLeases(), RENEW_MS);
     this.renew.unref();
+    // Closing the runtime removes the idle containers: nothing outlives its worker.
+    runtime.onClose(() => this.close());
     this.fill();
   }
 
@@ -95,7 +97,7 @@ export class WarmPool {
       try {
         return await this.claimOne(next.id, sessionId, generation);
       } catch (err) {
-        if (isNameTaken(err)) {
+        if (err instanceof NameTakenError) {
           // Another attempt of this provisioning got there first; this one is ours alone and goes.
           await this.discard(next.id, next.volume, true);
           throw err;
@@ -108,20 +110,8 @@ export class WarmPool {
   }
 
   private async claimOne(id: string, sessionId: string, generation: number): Promise<Claimed> {
-    const client = this.runtime.client(id);
-    await recordClaim(this.docker, id, sessionId, this.options.hostId, generation);
-    const answer = await client.request('claim', { session: sessionId, generation }, { timeoutMs: REQUEST_TIMEOUT_MS });
-    if (!answer.ok) throw new Error(`executor refused the claim: ${answer.error.code}: ${answer.error.message}`);
-    const name = containerName(sessionId, generation);
-    try {
-      await this.docker.getContainer(id).rename({ name });
-    } catch (err) {
-      if (statusOf(err) === 409) throw new NameTakenError(id, name);
-      throw err;
-    }
-    const ping = await client.request('ping', {}, { timeoutMs: REQUEST_TIMEOUT_MS });
-    if (!ping.ok) throw new Error(`ping after claim failed: ${ping.error.message}`);
-    return { id, ping: ping.result };
+    await claimContainer(this.runtime, { id, hostId: this.options.hostId }, sessionId, generation);
+    return { id, ping: await waitReady(this.runtime.client(id), REQUEST_TIMEOUT_MS) };
   }
 
   /** Remove a container this pool made, with its claim record when it got one. */
@@ -181,10 +171,7 @@ export class WarmPool {
     let id: string | undefined;
     try {
       id = (await this.docker.createContainer(options)).id;
-      const client = this.runtime.client(id);
-      await client.connect({ requireRunning: false }); // attach before start: nothing the executor says is missed
-      await this.docker.getContainer(id).start();
-      await waitPing(client);
+      await startAttached(this.runtime, id);
       return { id, volume };
     } catch (err) {
       if (id) await this.discard(id, volume, false);
@@ -207,31 +194,5 @@ export class WarmPool {
         this.fill();
       }
     }
-  }
-}
-
-/** The session's container name is taken (normally by a concurrent attempt of the same generation). */
-export class NameTakenError extends Error {
-  constructor(readonly containerId: string, readonly containerName: string) {
-    super(`container name ${containerName} is taken`);
-    this.name = 'NameTakenError';
-  }
-}
-
-function isNameTaken(err: unknown): err is NameTakenError {
-  return err instanceof NameTakenError;
-}
-
-async function waitPing(client: ExecutorClient): Promise<void> {
-  const deadline = Date.now() + READY_TIMEOUT_MS;
-  for (;;) {
-    try {
-      const r = await client.request('ping', {}, { timeoutMs: 2000 });
-      if (r.ok) return;
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-    }
-    if (Date.now() > deadline) throw new Error(`pool container ${client.containerId.slice(0, 12)} did not answer ping`);
-    await new Promise((r) => setTimeout(r, 50));
   }
 }

@@ -9,8 +9,9 @@
  * view; dockerd 20.10 refuses putArchive on a read-only root outright), and
  * files the executor writes get the sandbox user's ownership for free.
  */
-import type { SnapshotInfo } from '../../common/types';
-import { BlobMismatchError, type BlobStore } from '../blobs';
+import { BlobMismatchError, readBlob, type BlobStore } from '../blobs';
+import { parseManifest, type ManifestEntry } from '../common/manifest';
+import type { SnapshotInfo } from '../common/types';
 import type { ExecutorClient, ExecutorResponse } from './executor-client';
 
 /** Bytes per transfer request, raw (base64 adds a third). */
@@ -233,24 +234,6 @@ export async function takeSnapshot(client: ExecutorClient, blobs: BlobStore, par
   }
 }
 
-/** One entry of a manifest (see sandbox/executor.py). */
-export type ManifestEntry =
-  | { path: string; type: 'dir'; mode: number }
-  | { path: string; type: 'symlink'; target: string }
-  | { path: string; type: 'file'; mode: number; size: number; sha: string };
-
-export interface Manifest {
-  version: number;
-  roots: string[];
-  entries: ManifestEntry[];
-}
-
-export function parseManifest(text: string): Manifest {
-  const m = JSON.parse(text) as Manifest;
-  if (!Array.isArray(m.entries)) throw new Error('not a snapshot manifest');
-  return m;
-}
-
 /** What {@link restoreSnapshot} did. */
 export interface RestoreOutcome {
   id: string;
@@ -301,12 +284,6 @@ export async function restoreSnapshot(client: ExecutorClient, blobs: BlobStore, 
   await pool(tasks, TRANSFER_CONCURRENCY);
   await call(client, 'restore_finish', { id }, WALK_TIMEOUT_MS);
   return { id, files: files.length, bytes, durationMs: Date.now() - started };
-}
-
-async function readBlob(blobs: BlobStore, sha: string): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of await blobs.get(sha)) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
 }
 
 /** Stream one large blob into the sandbox, several chunks in flight. */

@@ -51,3 +51,10 @@ const SHA256_HEX = /^[0-9a-f]{64}$/;
 export function assertSha(sha: string): void {
   if (!SHA256_HEX.test(sha)) throw new Error(`not a sha256 hex digest: ${JSON.stringify(sha).slice(0, 80)}`);
 }
+
+/** A whole blob in memory; for small blobs (file diffs, restores of small files). */
+export async function readBlob(blobs: BlobStore, sha: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of await blobs.get(sha)) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}

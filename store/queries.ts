@@ -1,8 +1,9 @@
 /**
- * Read-side queries for the CLI and tests. Plain functions, not activities:
+ * Read-side queries for the CLI, the API and tests. Plain functions, not activities:
  * reads do not belong in workflow history.
  */
-import type { EventType, SessionResult } from '../../common/types';
+import type { EventRow, EventType } from '../common/events';
+import type { SessionResult } from '../common/types';
 import type { Sql } from './db';
 
 /** One row of `sessions`. */
@@ -17,15 +18,6 @@ export interface SessionRow {
   endedAt: Date | null;
   result: SessionResult | null;
   workflowRunId: string | null;
-}
-
-/** One row of `events`. */
-export interface EventRow {
-  sessionId: string;
-  seq: number;
-  type: EventType;
-  at: Date;
-  data: Record<string, unknown>;
 }
 
 interface RawSession {
@@ -74,5 +66,6 @@ export async function getEvents(sql: Sql, id: string, opts: { afterSeq?: number 
     select session_id, seq, type, at, data from events
     where session_id = ${id} and seq > ${opts.afterSeq ?? -2147483648}
     order by seq`;
-  return rows.map((r) => ({ sessionId: r.session_id, seq: r.seq, type: r.type, at: r.at, data: r.data }));
+  // The log holds what `SessionEvent` describes (appendEvents writes nothing else): the one place it is typed.
+  return rows.map((r) => ({ sessionId: r.session_id, seq: r.seq, type: r.type, at: r.at, data: r.data }) as EventRow);
 }

@@ -1,15 +1,15 @@
 import type Docker from 'dockerode';
 import { ExecutorClient } from './executor-client';
-import type { WarmPool } from './pool';
 
 /**
  * What a sandbox-host worker process holds across activities: the Docker client,
- * one {@link ExecutorClient} (one attach stream) per container, and the warm pool
- * when there is one. Create one per worker process; await {@link close} at shutdown.
+ * one {@link ExecutorClient} (one attach stream) per container, and whatever else
+ * must go when the worker does (a warm pool registers itself with {@link onClose}).
+ * Create one per worker process; await {@link close} at shutdown.
  */
 export class SandboxRuntime {
   private readonly clients = new Map<string, ExecutorClient>();
-  private warm: WarmPool | undefined;
+  private readonly closers: Array<() => Promise<void>> = [];
 
   constructor(
     readonly docker: Docker,
@@ -33,23 +33,17 @@ export class SandboxRuntime {
     this.clients.delete(containerId);
   }
 
-  /** This runtime's warm pool, if sandbox activities were built with `poolSize > 0`. */
-  get pool(): WarmPool | undefined {
-    return this.warm;
-  }
-
-  /** Used by `createSandboxActivities`: one pool per runtime; returns the one it keeps. */
-  adoptPool(make: () => WarmPool): WarmPool {
-    this.warm ??= make();
-    return this.warm;
+  /** Run `fn` first when the runtime closes (e.g. a warm pool removing its idle containers). */
+  onClose(fn: () => Promise<void>): void {
+    this.closers.push(fn);
   }
 
   /**
-   * Remove the warm pool's idle containers, then detach from every container.
-   * Session containers keep running (another worker may carry on with them).
+   * Run the close hooks, then detach from every container. Session containers keep
+   * running (another worker may carry on with them).
    */
   async close(): Promise<void> {
-    await this.warm?.close();
+    for (const fn of this.closers.splice(0)) await fn();
     for (const client of this.clients.values()) client.close();
     this.clients.clear();
   }

@@ -1,4 +1,4 @@
-import type { SessionEvent } from '../../common/types';
+import type { SessionEvent } from '../common/events';
 import type { Sql } from './db';
 
 /** The channel `recordEvents` notifies on; payload `<sessionId>:<maxSeq>`. */

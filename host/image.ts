@@ -4,9 +4,10 @@
  */
 import { createHash } from 'node:crypto';
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { dirname, join, relative } from 'node:path';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
 import type Docker from 'dockerode';
+import { sandboxDir } from './paths';
 
 /** Files under `sandbox/` that are not part of the recipe: notes, and Python's byte-code caches. */
 const NOT_RECIPE = /(^|\/)(__pycache__(\/|$)|[^/]*\.pyc$|[^/]*\.md$)/;
@@ -25,25 +26,6 @@ export function recipeFiles(dir: string = sandboxDir()): string[] {
   };
   walk(dir);
   return out.sort();
-}
-
-/**
- * The repository root: the nearest folder above this file holding package.json
- * (works from `activities/sandbox/*.ts` under tsx and from `dist/activities/sandbox/*.js`).
- */
-export function repoRoot(from: string = __dirname): string {
-  let dir = from;
-  for (;;) {
-    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'sandbox', 'Dockerfile'))) return dir;
-    const up = dirname(dir);
-    if (up === dir) throw new Error(`no Keel checkout (package.json with sandbox/) above ${from}`);
-    dir = up;
-  }
-}
-
-/** The folder holding the image recipe. */
-export function sandboxDir(): string {
-  return join(repoRoot(), 'sandbox');
 }
 
 /**

@@ -14,7 +14,7 @@ import { randomUUID } from 'node:crypto';
 import { PassThrough } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import type Docker from 'dockerode';
-import { statusOf } from './errors';
+import { statusOf } from './docker-errors';
 
 /** One answer from the executor. */
 export type ExecutorResponse =

@@ -1,0 +1,32 @@
+/**
+ * Defaults that more than one part of Keel reads: the workflow sizes activity
+ * timeouts from the same numbers the sandbox host enforces, and the client and
+ * the workers connect to the same Temporal by default. Each default lives here
+ * and nowhere else. Pure code: safe for workflows.
+ */
+
+/** A `shell` call that names no `timeoutSec` is killed after this many seconds. */
+export const DEFAULT_SHELL_TIMEOUT_SEC = 120;
+/** The longest a file tool (`read_file`, `write_file`, `edit_file`, `list_files`) may take. */
+export const FILE_TOOL_TIMEOUT_SEC = 60;
+/** Most characters of one tool output the model sees (40% head, 60% tail, and a note of what was cut). */
+export const DEFAULT_OUTPUT_LIMIT = 16_000;
+/** Model turns before a session stops with status `step_limit`. */
+export const DEFAULT_MAX_STEPS = 50;
+/** Tokens a model may write in one turn. */
+export const DEFAULT_MAX_OUTPUT_TOKENS = 4096;
+
+/** Resource limits and timings of a session's sandbox when its `SandboxSpec` leaves them out. */
+export const SANDBOX_DEFAULTS = {
+  memoryMb: 1024,
+  cpus: 1,
+  pidsLimit: 256,
+  /** A wait longer than this releases the container (snapshot first, restore later). */
+  idleSuspendSec: 300,
+  /** How long a host may leave a call queued before the session moves to another host. */
+  hostTimeoutSec: 30,
+} as const;
+
+/** Where clients and workers find Temporal when nothing else is said. */
+export const DEFAULT_TEMPORAL_ADDRESS = 'localhost:7233';
+export const DEFAULT_TEMPORAL_NAMESPACE = 'default';

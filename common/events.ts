@@ -1,0 +1,50 @@
+/**
+ * The event log's vocabulary: every event type a session records, with the
+ * shape of its `data`. Writers (`emit` in the workflow) and readers (CLI, API,
+ * audit) share these types, so no payload is read with a cast. Pure code.
+ *
+ * Older rows may lack fields added later; such fields are optional here.
+ */
+import type { SessionResult, SessionStatus, SnapshotInfo, TokenUsage, ToolCall, ToolResult } from './types';
+
+/** Where a sandbox generation runs. */
+export interface SandboxPlace {
+  containerId: string;
+  hostId: string;
+  image: string;
+  generation: number;
+}
+
+export interface EventPayloads {
+  'session.started': { task: string; model: string; tenant: string; maxSteps: number; workflowRunId?: string };
+  'session.status': { status: SessionStatus; reason?: string };
+  'sandbox.provisioned': SandboxPlace;
+  /** A container replaced one that was lost (killed, OOM, host gone), restored from `snapshot`. */
+  'sandbox.restored': SandboxPlace & { snapshot?: string; reason: string };
+  /** A snapshot taken outside a tool call (before a suspend). */
+  'sandbox.snapshot': SnapshotInfo & { reason: string };
+  /** The container was released while the session waits; `lost` when it was already gone. */
+  'sandbox.suspended': { containerId: string; generation: number; snapshot?: string; reason: string; lost?: string };
+  'sandbox.resumed': SandboxPlace & { snapshot?: string };
+  'sandbox.removed': { containerId: string; removed: boolean; snapshot?: string };
+  'model.call': { step: number; text?: string; toolCalls: ToolCall[]; finishReason: string; usage: TokenUsage; durationMs: number };
+  'tool.call': { step: number; callId: string; name: string; input: unknown };
+  'tool.result': { step: number } & ToolResult;
+  'message.user': { text: string };
+  'session.error': { message: string; type?: string };
+  'session.ended': SessionResult & { reason?: string };
+}
+
+export type EventType = keyof EventPayloads;
+export type EventData<T extends EventType> = EventPayloads[T];
+
+/** An event as the workflow emits it. `seq` is assigned by the workflow, so a retried write is a no-op. */
+export type SessionEvent = { [T in EventType]: { seq: number; type: T; data: EventPayloads[T] } }[EventType];
+
+/** An event as read back from the log: the emitted event plus where and when it was stored. */
+export type EventRow = SessionEvent & { sessionId: string; at: Date };
+
+/** Narrow a list of events to one type. */
+export function eventsOfType<T extends EventType, E extends { type: EventType }>(events: readonly E[], type: T): Array<Extract<E, { type: T }>> {
+  return events.filter((e): e is Extract<E, { type: T }> => e.type === type);
+}

@@ -1,0 +1,104 @@
+/**
+ * Keel's failure vocabulary: every `ApplicationFailure` type an activity throws
+ * and a workflow or client branches on, and whether Temporal retries it.
+ *
+ * Failures are classified once, at the activity boundary (`activities/<x>/errors.ts`),
+ * with {@link failure}; everything else compares `type` with these constants,
+ * never with a string literal. Pure code: safe for workflows.
+ */
+import { ApplicationFailure } from '@temporalio/common';
+
+/** Failures of sandbox activities. */
+export const SandboxFailure = {
+  /** The image is not on this host; retrying cannot help until someone builds it. */
+  ImageMissing: 'Sandbox.ImageMissing',
+  /** The Docker daemon did not answer; retried. */
+  DockerUnavailable: 'Sandbox.DockerUnavailable',
+  /** The session's container no longer exists or stopped; the workflow restores it from the last snapshot. */
+  ContainerGone: 'Sandbox.ContainerGone',
+  /** The executor inside the container did not answer in time; retried (the idempotency key makes it safe). */
+  ExecutorTimeout: 'Sandbox.ExecutorTimeout',
+  /** The blob store's bucket, region or credentials are wrong; retrying cannot help. */
+  BlobStoreMisconfigured: 'Sandbox.BlobStoreMisconfigured',
+  /** The blob store did not answer (network, 5xx, throttling); retried. */
+  BlobStoreUnavailable: 'Sandbox.BlobStoreUnavailable',
+  /** A snapshot to restore from, or to compare with, is not in the blob store; retrying cannot help. */
+  SnapshotMissing: 'Sandbox.SnapshotMissing',
+  /** Two sessions' containers would share a name; not retried. */
+  NameConflict: 'Sandbox.NameConflict',
+  /** A request outside its bounds (a sandbox spec that would lift a limit, a bad generation); not retried. */
+  BadRequest: 'Sandbox.BadRequest',
+} as const;
+
+/** Failures of the event store. */
+export const StoreFailure = {
+  /** Postgres cannot be reached right now; retried. */
+  Unavailable: 'Store.Unavailable',
+} as const;
+
+/** Failures of model calls. */
+export const ModelFailure = {
+  /** HTTP 429; retried after the provider's `retry-after`. */
+  RateLimit: 'Model.RateLimit',
+  /** HTTP 401/403: the worker's key was refused; not retried. */
+  Auth: 'Model.Auth',
+  /** Another 4xx, or a request Keel refuses to send; not retried. */
+  BadRequest: 'Model.BadRequest',
+  /** 5xx, 408, network errors and timeouts; retried. */
+  Unavailable: 'Model.Unavailable',
+  /** A provider without its key or base URL; not retried (the message names the variable to set). */
+  NotConfigured: 'Model.NotConfigured',
+  /** A scripted model ran out of turns; not retried. */
+  ScriptExhausted: 'Model.ScriptExhausted',
+} as const;
+
+type ValueOf<T> = T[keyof T];
+export type FailureType = ValueOf<typeof SandboxFailure> | ValueOf<typeof StoreFailure> | ValueOf<typeof ModelFailure>;
+
+/** Whether Temporal retries each failure type: the one place this is decided. */
+export const RETRYABLE: Readonly<Record<FailureType, boolean>> = {
+  'Sandbox.ImageMissing': false,
+  'Sandbox.DockerUnavailable': true,
+  'Sandbox.ContainerGone': false,
+  'Sandbox.ExecutorTimeout': true,
+  'Sandbox.BlobStoreMisconfigured': false,
+  'Sandbox.BlobStoreUnavailable': true,
+  'Sandbox.SnapshotMissing': false,
+  'Sandbox.NameConflict': false,
+  'Sandbox.BadRequest': false,
+  'Store.Unavailable': true,
+  'Model.RateLimit': true,
+  'Model.Auth': false,
+  'Model.BadRequest': false,
+  'Model.Unavailable': true,
+  'Model.NotConfigured': false,
+  'Model.ScriptExhausted': false,
+};
+
+export interface FailureOptions {
+  /** Structured details for the caller (e.g. an HTTP status). Never secrets. */
+  details?: unknown[];
+  /** Overrides the retry policy's next interval (e.g. from `retry-after`). Only for retryable types. */
+  nextRetryDelayMs?: number;
+  cause?: Error;
+}
+
+/** An `ApplicationFailure` of a known type, retryable exactly when {@link RETRYABLE} says so. */
+export function failure(type: FailureType, message: string, opts: FailureOptions = {}): ApplicationFailure {
+  return ApplicationFailure.create({
+    type,
+    message,
+    nonRetryable: !RETRYABLE[type],
+    ...(opts.details ? { details: opts.details } : {}),
+    ...(opts.nextRetryDelayMs !== undefined && opts.nextRetryDelayMs > 0 ? { nextRetryDelay: opts.nextRetryDelayMs } : {}),
+    ...(opts.cause ? { cause: opts.cause } : {}),
+  });
+}
+
+/** The `type` of the first `ApplicationFailure` in an error's cause chain (activity failures wrap it). */
+export function failureTypeOf(err: unknown): string | undefined {
+  for (let e = err, depth = 0; e && depth < 10; e = (e as { cause?: unknown }).cause, depth++) {
+    if (e instanceof ApplicationFailure) return e.type ?? undefined;
+  }
+  return undefined;
+}

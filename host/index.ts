@@ -1,0 +1,18 @@
+/**
+ * The sandbox-host library: what a Docker host does for Keel. Containers and
+ * their lockdown, the executor protocol client, the warm pool, snapshot
+ * transfer, images and reaping. Used by the sandbox activities, the workers
+ * and the CLI; knows nothing of Temporal.
+ */
+export { claimContainer, NameTakenError, startAttached, waitReady, type Ping } from './bring-up';
+export { ignore404, isDockerUnreachable, statusOf } from './docker-errors';
+export { ExecutorClient, ExecutorGoneError, ExecutorTimeoutError, type ExecutorResponse, type RequestOptions } from './executor-client';
+export { defaultImageTag, ensureImage, imageExists, recipeFiles, recipeHash } from './image';
+export { listManagedContainers, removeSession, sessionContainers, type ManagedContainer } from './inventory';
+export { claimVolumeName, containerName, LABEL_CLAIM, LABEL_POOL, safeName, volumeName } from './labels';
+export { createOptions, EXECUTOR_COMMAND, poolOptions } from './lockdown';
+export { keelRoot, sandboxDir } from './paths';
+export { LEASE_SEC, WarmPool, type WarmPoolOptions } from './pool';
+export { reapOrphans, reapStoppedPool, type ReapOptions } from './reap';
+export { SandboxRuntime } from './runtime';
+export { restoreSnapshot, SnapshotMissingError, takeSnapshot, type ExecutorSnapshot, type RestoreOutcome, type SnapshotOutcome } from './snapshots';

@@ -1,0 +1,90 @@
+/**
+ * The security settings of every sandbox container, in one file a reviewer can
+ * read on its own. A session's commands are hostile by assumption: the container
+ * gets no network, no capabilities, no privilege gain, a read-only root, uid 1000,
+ * bounded memory, CPU and pids, and is writable only in /workspace (a named
+ * volume, never a host path) and two size-limited tmpfs. Warm-pool containers get
+ * exactly the same settings.
+ */
+import type Docker from 'dockerode';
+import { SANDBOX_DEFAULTS } from '../common/defaults';
+import type { SandboxSpec } from '../common/types';
+import { containerName, poolLabels, poolNames, sessionLabels, volumeName } from './labels';
+
+/** How the executor (the container's PID 1) is started; the warm pool adds `--pool-lease <sec>`. */
+export const EXECUTOR_COMMAND = ['python3', '-u', '/opt/keel/executor.py'] as const;
+
+/** Create options for generation `generation` of a session's container. */
+export function createOptions(args: { sessionId: string; hostId: string; image: string; spec?: SandboxSpec; generation?: number }): Docker.ContainerCreateOptions {
+  const { sessionId, hostId, image, spec } = args;
+  const generation = args.generation ?? 1;
+  return lockedDown({
+    name: containerName(sessionId, generation),
+    labels: sessionLabels(sessionId, hostId, generation),
+    volume: volumeName(sessionId, generation),
+    image,
+    spec,
+    command: [...EXECUTOR_COMMAND],
+  });
+}
+
+/**
+ * A warm-pool container: exactly the lockdown of {@link createOptions} with the default spec, no session
+ * labels, and an executor that exits unless its lease is renewed or it is claimed.
+ */
+export function poolOptions(args: { token: string; hostId: string; image: string; leaseSec: number }): Docker.ContainerCreateOptions {
+  const names = poolNames(args.token);
+  return lockedDown({
+    name: names.container,
+    labels: poolLabels(args.hostId, names.volume),
+    volume: names.volume,
+    image: args.image,
+    command: [...EXECUTOR_COMMAND, '--pool-lease', String(args.leaseSec)],
+  });
+}
+
+function lockedDown(args: { name: string; labels: Record<string, string>; volume: string; image: string; spec?: SandboxSpec; command: string[] }): Docker.ContainerCreateOptions {
+  const { spec } = args;
+  const memoryMb = spec?.memoryMb ?? SANDBOX_DEFAULTS.memoryMb;
+  const cpus = spec?.cpus ?? SANDBOX_DEFAULTS.cpus;
+  const pidsLimit = spec?.pidsLimit ?? SANDBOX_DEFAULTS.pidsLimit;
+  return {
+    name: args.name,
+    Image: args.image,
+    Cmd: args.command,
+    Labels: args.labels,
+    User: '1000:1000',
+    WorkingDir: '/workspace',
+    NetworkDisabled: true,
+    // The executor speaks JSON lines on stdin/stdout. StdinOnce=false keeps stdin
+    // open when an attached client goes away, so a later attach reaches the same executor.
+    OpenStdin: true,
+    StdinOnce: false,
+    AttachStdin: true,
+    AttachStdout: true,
+    AttachStderr: true,
+    Tty: false,
+    HostConfig: {
+      NetworkMode: 'none',
+      CapDrop: ['ALL'],
+      SecurityOpt: ['no-new-privileges'],
+      ReadonlyRootfs: true,
+      // The executor is PID 1 itself (it reaps orphans): an init process would hold the
+      // protocol's stdin and stdout where any command could open them via /proc/1/fd.
+      Init: false,
+      Memory: memoryMb * 1024 * 1024,
+      MemorySwap: memoryMb * 1024 * 1024,
+      NanoCpus: Math.round(cpus * 1e9),
+      PidsLimit: pidsLimit,
+      Tmpfs: {
+        '/tmp': 'rw,nosuid,nodev,size=256m,mode=1777',
+        '/home/keel': 'rw,nosuid,nodev,size=64m,uid=1000,gid=1000,mode=0755',
+      },
+      // A named volume, never a host path: a fresh one copies the image's
+      // /workspace (owned by uid 1000), so the keel user can write it.
+      Mounts: [{ Type: 'volume', Source: args.volume, Target: '/workspace', ReadOnly: false }],
+      LogConfig: { Type: 'json-file', Config: { 'max-size': '1m', 'max-file': '1' } },
+      RestartPolicy: { Name: 'no' },
+    },
+  };
+}

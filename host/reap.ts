@@ -1,0 +1,77 @@
+/**
+ * Removing what no live session owns: containers and volumes of sessions that
+ * ended (a host that died mid-teardown, a crashed test, a deleted workflow), and
+ * warm-pool containers whose worker died. The caller decides what "live" means.
+ */
+import type Docker from 'dockerode';
+import { ignore404 } from './docker-errors';
+import { claims, listManagedContainers, removeContainer, removeSession, toManaged } from './inventory';
+import { LABEL_HOST, LABEL_MANAGED, LABEL_POOL, LABEL_SESSION } from './labels';
+
+export interface ReapOptions {
+  /** Only containers and volumes labelled with this host. @default every host */
+  hostId?: string;
+  /** Leave younger containers and volumes alone (a session may be starting). @default 0 */
+  minAgeSec?: number;
+  /** Called with each container id removed. */
+  onContainer?: (id: string) => void;
+}
+
+/**
+ * Remove containers and workspace volumes of sessions that are no longer live
+ * (e.g. a worker died between provisioning and teardown). Returns the session ids reaped.
+ */
+export async function reapOrphans(
+  docker: Docker,
+  isLive: (sessionId: string) => Promise<boolean>,
+  opts: ReapOptions = {},
+): Promise<string[]> {
+  const minAge = opts.minAgeSec ?? 0;
+  const now = Date.now() / 1000;
+  const old = (createdSec: number) => now - createdSec >= minAge;
+  const sessions = new Set<string>();
+  // Claimed warm-pool containers carry their session in a claim record; listManagedContainers resolves it.
+  for (const c of await listManagedContainers(docker)) {
+    if (c.sessionId && (!opts.hostId || c.hostId === opts.hostId) && old(c.created)) sessions.add(c.sessionId);
+  }
+  const labels = [`${LABEL_MANAGED}=true`, ...(opts.hostId ? [`${LABEL_HOST}=${opts.hostId}`] : [])];
+  const { Volumes } = await docker.listVolumes({ filters: { label: labels } });
+  for (const v of Volumes ?? []) {
+    const id = v.Labels?.[LABEL_SESSION];
+    const created = Date.parse((v as { CreatedAt?: string }).CreatedAt ?? '') / 1000;
+    if (id && (Number.isNaN(created) || old(created))) sessions.add(id);
+  }
+  const reaped: string[] = [];
+  for (const sessionId of sessions) {
+    if (await isLive(sessionId)) continue;
+    await removeSession(docker, sessionId, opts.onContainer);
+    reaped.push(sessionId);
+  }
+  return reaped;
+}
+
+/**
+ * Remove this host's pool containers that are unclaimed and not running (their executor exits when its
+ * lease runs out, i.e. when the worker that filled the pool died) and older than `minAgeSec`, with their
+ * workspace volumes, and pool volumes no container uses. Returns how many containers it removed.
+ */
+export async function reapStoppedPool(docker: Docker, hostId: string, minAgeSec = 120): Promise<number> {
+  const [list, claimed] = await Promise.all([
+    docker.listContainers({ all: true, filters: { label: [`${LABEL_MANAGED}=true`, `${LABEL_POOL}=${hostId}`] } }),
+    claims(docker),
+  ]);
+  const now = Date.now() / 1000;
+  let n = 0;
+  for (const c of list) {
+    if (claimed.has(c.Id) || c.State === 'running' || c.State === 'restarting' || now - c.Created < minAgeSec) continue;
+    if (await removeContainer(docker, toManaged(c))) n++;
+  }
+  const { Volumes } = await docker.listVolumes({ filters: { label: [`${LABEL_MANAGED}=true`, `${LABEL_POOL}=${hostId}`], dangling: ['true'] } });
+  for (const v of Volumes ?? []) {
+    // A pool volume is created just before its container: leave young ones alone.
+    const createdAt = Date.parse((v as { CreatedAt?: string }).CreatedAt ?? '');
+    if (Number.isFinite(createdAt) && Date.now() - createdAt < minAgeSec * 1000) continue;
+    await ignore404(docker.getVolume(v.Name).remove()).catch(() => false); // in use after all: a later pass
+  }
+  return n;
+}
