@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { KeelClient, parseModel } from '../client';
 import { SessionError } from '../common/errors';
 import type { EventRow } from '../common/events';
-import type { ScriptTurn, SessionResult, SessionSpec } from '../common/types';
+import type { ScriptTurn, SessionResult, SessionSpec, SessionStatus } from '../common/types';
 import { follow, stepsOf } from '../inspect';
 import { getEvents } from '../store';
 import type { KeelConfig } from '../workers/config';
@@ -125,7 +125,21 @@ function printEnd(result: SessionResult, events: EventRow[], ui: string): void {
   console.log(`  ${ui}   the workflow in the Temporal UI`);
 }
 
-/** `keel wait` and `keel run` exit codes: 0 completed, 1 failed, 3 step limit, 4 cancelled. */
-export function exitCodeFor(status: SessionResult['status']): number {
-  return { completed: 0, failed: 1, step_limit: 3, cancelled: 4, running: 5 }[status];
+/**
+ * `keel wait` and `keel run` exit codes: 0 completed, 1 failed (also terminated or timed out by
+ * Temporal), 3 step limit, 4 cancelled, 5 still running, 6 waiting for a message (`wait --until-idle`).
+ */
+export const EXIT_CODES: Readonly<Record<SessionStatus, number>> = {
+  completed: 0,
+  failed: 1,
+  terminated: 1,
+  timed_out: 1,
+  step_limit: 3,
+  cancelled: 4,
+  running: 5,
+  waiting: 6,
+};
+
+export function exitCodeFor(status: SessionStatus): number {
+  return EXIT_CODES[status];
 }

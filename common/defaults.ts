@@ -30,3 +30,16 @@ export const SANDBOX_DEFAULTS = {
 /** Where clients and workers find Temporal when nothing else is said. */
 export const DEFAULT_TEMPORAL_ADDRESS = 'localhost:7233';
 export const DEFAULT_TEMPORAL_NAMESPACE = 'default';
+
+/** Content up to this many bytes (tool output, model text, tool arguments) stays inline in workflow history and events. */
+export const INLINE_CONTENT_BYTES = 1024;
+/**
+ * Most bytes of one tool output kept in the blob store. Beyond it the middle is cut (head and tail kept,
+ * half each) and the stored text says how many bytes were cut, so an output flood cannot fill the store.
+ */
+export const OUTPUT_STORE_CAP = 10 * 1024 * 1024;
+/** Tool calls one model turn may make; the rest are dropped and the model is told. */
+export const MAX_TOOL_CALLS_PER_TURN = 32;
+/** Largest tool arguments accepted (JSON bytes), and their deepest nesting. */
+export const MAX_TOOL_INPUT_BYTES = 4 * 1024 * 1024;
+export const MAX_TOOL_INPUT_DEPTH = 64;

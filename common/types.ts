@@ -20,6 +20,12 @@ export interface ModelSpec {
   script?: ScriptTurn[];
   /** @default DEFAULT_MAX_OUTPUT_TOKENS (4096) */
   maxOutputTokens?: number;
+  /**
+   * The model's context window in tokens; the transcript the model sees is fitted into it minus
+   * `maxOutputTokens` (see common/context.ts).
+   * @default from the table in common/context.ts by model name, else 32768
+   */
+  contextTokens?: number;
 }
 
 /** One turn of a scripted model: what the "model" says and which tools it calls. */
@@ -61,13 +67,50 @@ export interface SessionSpec {
   tenant?: string;
   /** Replaces the built-in system prompt. */
   systemPrompt?: string;
+  /**
+   * Keep the session alive when the model answers without tool calls: it waits durably for the next
+   * user message (releasing its container after `sandbox.idleSuspendSec`) and ends on `close`, on
+   * cancel, or after `idleTimeoutSec` without a message. @default false
+   */
+  keepAlive?: boolean;
+  /** With `keepAlive`: end the session after this many seconds without a message. @default 604800 (7 days) */
+  idleTimeoutSec?: number;
+  /**
+   * Model turns one workflow run may take before the session continues as new (Temporal also
+   * suggests it when a run's history grows past its limits). @default 1000
+   */
+  stepsPerRun?: number;
+}
+
+/**
+ * Content kept in the blob store rather than in workflow history: a large tool output,
+ * tool input or model text. Written once, named by the sha256 of its bytes.
+ */
+export interface ContentRef {
+  /** sha256 (hex) of the stored bytes. */
+  sha: string;
+  /** Bytes stored. */
+  bytes: number;
+  /**
+   * Bytes cut out of the middle before storing, when the content passed the storage cap
+   * (`OUTPUT_STORE_CAP`); the stored bytes then say so where the cut is.
+   */
+  cutBytes?: number;
 }
 
 export interface ToolCall {
   /** Unique within the session (the model's own id, or one the workflow assigns). */
   id: string;
   name: string;
+  /** The arguments; when `inputRef` is set, a preview of them with long strings shortened. */
   input: unknown;
+  /** The whole arguments (JSON), when they were too big to carry in workflow history. */
+  inputRef?: ContentRef;
+  /**
+   * Set by the model activity when the call cannot run (unknown tool, invalid or oversized arguments,
+   * one call too many): the model gets this as the call's error result.
+   */
+  invalid?: { error: string; message: string };
 }
 
 export interface ToolResult {
@@ -75,8 +118,13 @@ export interface ToolResult {
   name: string;
   /** false when the arguments were invalid, the tool failed, or the command exited non-zero. */
   ok: boolean;
-  /** What the model sees. Already capped; says how much was cut. */
+  /**
+   * The output: whole when small; otherwise a short preview (head and tail) and the whole output,
+   * up to the storage cap, is in `outputRef`. The model sees it capped at the output limit.
+   */
   output: string;
+  /** The whole output in the blob store, when it did not fit inline. */
+  outputRef?: ContentRef;
   exitCode?: number;
   durationMs?: number;
   /** Machine-readable reason when the tool itself failed, e.g. `InvalidArguments`, `UnknownTool`, `Timeout`, `NotFound`. */
@@ -118,13 +166,46 @@ export interface TokenUsage {
   outputTokens: number;
 }
 
+/** How the request of one model call was built (recorded with the call, so audit sees what the model saw). */
+export interface ContextReport {
+  /** The first event seq in the window; the workflow passes it back next time. */
+  fromSeq: number;
+  /** The last event seq the model saw. */
+  throughSeq: number;
+  /** Estimated tokens of the whole request (system, tools, transcript), and the budget it had to fit. */
+  estimatedTokens: number;
+  budgetTokens: number;
+  /** Tool outputs shown elided, and turns dropped from the window in this call. */
+  elided: number;
+  dropped: number;
+  /** sha256 of the canonical JSON of the request (system, messages, tools, model settings). */
+  requestSha: string;
+  /** sha256 of the exact HTTP body sent to the provider, when one was sent. */
+  bodySha?: string;
+}
+
 /** What the model activity returns for one call. */
 export interface ModelTurn {
+  /** The model's text; a preview when `textRef` is set. */
   text?: string;
+  /** The whole text, when it was too big to carry in workflow history. */
+  textRef?: ContentRef;
   toolCalls: ToolCall[];
+  /** Calls past the per-turn limit: not run, not kept in the transcript, counted here. */
+  droppedCalls?: number;
   finishReason: string;
   usage: TokenUsage;
   durationMs: number;
+  /** Set when the request was built from the event log (sessions started since long-session support). */
+  context?: ContextReport;
+}
+
+/** The part of the transcript a model call sees: events `fromSeq`..`throughSeq` and the task. */
+export interface ContextWindow {
+  fromSeq: number;
+  throughSeq: number;
+  /** Turns dropped from the window so far (the model is told). */
+  dropped: number;
 }
 
 /** Where a session's sandbox lives; later sandbox activities go to `hostQueue` (host affinity). */
@@ -139,16 +220,27 @@ export interface SandboxHandle {
   image: string;
 }
 
+/**
+ * `running` and `waiting` (for a message) are live; the rest are final. `terminated` and `timed_out`
+ * are set by Keel's reconciler when Temporal ended the workflow outside Keel's code.
+ */
 export type SessionStatus =
   | 'running'
+  | 'waiting'
   | 'completed'
   | 'step_limit'
   | 'cancelled'
-  | 'failed';
+  | 'failed'
+  | 'terminated'
+  | 'timed_out';
 
 /** Returned by the `status` query. */
 export interface SessionState {
   status: SessionStatus;
+  /** What a `waiting` session waits for. */
+  waitingFor?: 'message';
+  /** Which workflow run of the session this is (1, then +1 per continue-as-new). */
+  run?: number;
   step: number;
   toolCalls: number;
   lastTool?: string;

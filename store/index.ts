@@ -2,4 +2,4 @@
 export { connect, migrate, type Sql, type ConnectOptions } from './db';
 export { migrations, type Migration } from './migrations';
 export { appendEvents, EVENTS_CHANNEL, withoutNul } from './events';
-export { listSessions, getSession, getEvents, type SessionRow } from './queries';
+export { firstEvent, getEvents, getSession, listSessions, toolResultOf, type SessionRow } from './queries';

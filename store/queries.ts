@@ -60,12 +60,40 @@ export async function getSession(sql: Sql, id: string): Promise<SessionRow | und
   return rows[0] ? toSession(rows[0]) : undefined;
 }
 
-/** A session's events in `seq` order; with `afterSeq`, only those after it (for tailing). */
-export async function getEvents(sql: Sql, id: string, opts: { afterSeq?: number } = {}): Promise<EventRow[]> {
-  const rows = await sql<{ session_id: string; seq: number; type: EventType; at: Date; data: Record<string, unknown> }[]>`
+type RawEvent = { session_id: string; seq: number; type: EventType; at: Date; data: Record<string, unknown> };
+
+// The log holds what `SessionEvent` describes (appendEvents writes nothing else): the one place rows are typed.
+const toEvent = (r: RawEvent): EventRow => ({ sessionId: r.session_id, seq: r.seq, type: r.type, at: r.at, data: r.data }) as EventRow;
+
+/**
+ * A session's events in `seq` order; with `afterSeq`, only those after it (for tailing), with
+ * `throughSeq` none after that one, with `types` only those types.
+ */
+export async function getEvents(
+  sql: Sql,
+  id: string,
+  opts: { afterSeq?: number; throughSeq?: number; types?: readonly EventType[] } = {},
+): Promise<EventRow[]> {
+  const rows = await sql<RawEvent[]>`
     select session_id, seq, type, at, data from events
-    where session_id = ${id} and seq > ${opts.afterSeq ?? -2147483648}
+    where session_id = ${id} and seq > ${opts.afterSeq ?? -2147483648} and seq <= ${opts.throughSeq ?? 2147483647}
+      ${opts.types ? sql`and type in ${sql(opts.types)}` : sql``}
     order by seq`;
-  // The log holds what `SessionEvent` describes (appendEvents writes nothing else): the one place it is typed.
-  return rows.map((r) => ({ sessionId: r.session_id, seq: r.seq, type: r.type, at: r.at, data: r.data }) as EventRow);
+  return rows.map(toEvent);
+}
+
+/** The first event of a type (e.g. `session.started`), or undefined. */
+export async function firstEvent<T extends EventType>(sql: Sql, id: string, type: T): Promise<Extract<EventRow, { type: T }> | undefined> {
+  const rows = await sql<RawEvent[]>`
+    select session_id, seq, type, at, data from events where session_id = ${id} and type = ${type} order by seq limit 1`;
+  return rows[0] ? (toEvent(rows[0]) as Extract<EventRow, { type: T }>) : undefined;
+}
+
+/** The `tool.result` of one call, by the call's id. */
+export async function toolResultOf(sql: Sql, id: string, callId: string): Promise<Extract<EventRow, { type: 'tool.result' }> | undefined> {
+  const rows = await sql<RawEvent[]>`
+    select session_id, seq, type, at, data from events
+    where session_id = ${id} and type = 'tool.result' and data->>'callId' = ${callId}
+    order by seq desc limit 1`;
+  return rows[0] ? (toEvent(rows[0]) as Extract<EventRow, { type: 'tool.result' }>) : undefined;
 }
