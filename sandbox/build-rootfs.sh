@@ -58,7 +58,10 @@ grep -q '^keel:' "$root/etc/shadow" || echo 'keel:!:19000:0:99999:7:::' >>"$root
 mkdir -p "$root/home/keel" "$root/workspace" "$root/opt/keel"
 chown 1000:1000 "$root/home/keel" "$root/workspace"
 chmod 0755 "$root/home/keel" "$root/workspace"
+# The executor: the launcher and its package (only the .py files: never a local __pycache__).
 install -m 0755 -o 0 -g 0 "$here/executor.py" "$root/opt/keel/executor.py"
+install -d -m 0755 -o 0 -g 0 "$root/opt/keel/keel_executor"
+install -m 0644 -o 0 -g 0 -t "$root/opt/keel/keel_executor" "$here"/keel_executor/*.py
 
 recipe=${tag##*:}  # the recipe hash (see recipeHash in the TypeScript image module)
 echo "build-rootfs: importing $tag" >&2
