@@ -3,6 +3,7 @@
  * executor answers to the `ToolResult` the model sees. Tool failures are
  * results, not exceptions.
  */
+import { OUTPUT_STORE_CAP } from '../../common/defaults';
 import { capOutput, toolTimeoutSec, type ToolInput, type ToolName } from '../../common/tools';
 import type { ToolCall, ToolResult } from '../../common/types';
 import type { ExecutorResponse } from '../../host/executor-client';
@@ -23,6 +24,8 @@ export function toExecutorOp(name: ToolName, input: ToolInput<ToolName>, limits:
   const timeoutSec = toolTimeoutSec(name, input);
   if (name === 'shell') {
     args.timeoutSec = timeoutSec;
+    // The executor keeps this much of the output (head and tail) for the blob store.
+    args.storeBytes = OUTPUT_STORE_CAP;
     return { op: name, args, timeoutMs: timeoutSec * 1000 + TRANSPORT_SLACK_MS };
   }
   return { op: name, args, timeoutMs: timeoutSec * 1000 };

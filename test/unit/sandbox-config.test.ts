@@ -5,7 +5,7 @@ import { defaultImageTag } from '../../host';
 import { resolveSandboxConfig } from '../../activities/sandbox';
 import { containerName, createOptions, safeName, volumeName } from '../../host';
 import { toExecutorOp, toToolResult } from '../../activities/sandbox/tool-ops';
-import { DEFAULT_SHELL_TIMEOUT_SEC, FILE_TOOL_TIMEOUT_SEC } from '../../common/defaults';
+import { DEFAULT_SHELL_TIMEOUT_SEC, FILE_TOOL_TIMEOUT_SEC, OUTPUT_STORE_CAP } from '../../common/defaults';
 
 describe('resolveSandboxConfig', () => {
   it('fills every default', () => {
@@ -58,7 +58,7 @@ describe('tool result mapping', () => {
 
   it('passes the default timeout and output cap to the executor', () => {
     const op = toExecutorOp('shell', { command: 'x' }, limits);
-    assert.deepEqual(op.args, { command: 'x', maxOutput: 100, timeoutSec: DEFAULT_SHELL_TIMEOUT_SEC });
+    assert.deepEqual(op.args, { command: 'x', maxOutput: 100, timeoutSec: DEFAULT_SHELL_TIMEOUT_SEC, storeBytes: OUTPUT_STORE_CAP });
     assert.equal(op.timeoutMs, DEFAULT_SHELL_TIMEOUT_SEC * 1000 + 30_000);
     assert.equal(toExecutorOp('shell', { command: 'x', timeoutSec: 7 }, limits).timeoutMs, 37_000);
     assert.equal(toExecutorOp('read_file', { path: 'a' }, limits).timeoutMs, FILE_TOOL_TIMEOUT_SEC * 1000);
