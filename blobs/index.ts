@@ -2,6 +2,7 @@
 export { assertSha, BlobMismatchError, BlobMissingError, readBlob, type BlobSource, type BlobStore } from './store';
 export { ContentCache, fitsInline, preview, putContent } from './content';
 export { DirBlobStore } from './dir-store';
+export { classifyBlobError } from './errors';
 export {
   BlobStoreConfigError,
   BlobStoreUnavailableError,

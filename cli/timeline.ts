@@ -30,12 +30,16 @@ function detail(e: EventRow): string {
   switch (e.type) {
     case 'session.started':
       return `${e.data.model} task: ${oneLine(e.data.task, 70)}`;
+    case 'session.continued':
+      return `workflow run ${e.data.run} (${e.data.workflowRunId}) carries on from step ${e.data.step}`;
     case 'sandbox.provisioned':
       return `container ${e.data.containerId.slice(0, 12)} on ${e.data.hostId} (${e.data.image})`;
     case 'model.call': {
       const { usage, toolCalls, step } = e.data;
       const calls = toolCalls.map((c) => c.name).join(', ') || 'no tools';
-      return `step ${step}: ${calls}; ${usage?.inputTokens ?? 0} in / ${usage?.outputTokens ?? 0} out tokens`;
+      const ctx = e.data.context;
+      const window = ctx ? `; context ~${ctx.estimatedTokens}/${ctx.budgetTokens} tokens${ctx.elided ? `, ${ctx.elided} outputs elided` : ''}${ctx.dropped ? `, ${ctx.dropped} turns dropped` : ''}` : '';
+      return `step ${step}: ${calls}; ${usage?.inputTokens ?? 0} in / ${usage?.outputTokens ?? 0} out tokens${window}`;
     }
     case 'tool.call':
       return `${e.data.name} ${describeCall(e.data.name, e.data.input)}`;

@@ -4,7 +4,7 @@
  * depend on types only, never on activity code, and a factory cannot drift from it.
  */
 import type { SessionEvent } from './events';
-import type { Message, ModelSpec, ModelTurn, SandboxHandle, SandboxSpec, SnapshotInfo, ToolCall, ToolResult } from './types';
+import type { ContextWindow, Message, ModelSpec, ModelTurn, SandboxHandle, SandboxSpec, SnapshotInfo, ToolCall, ToolResult } from './types';
 
 export interface SandboxActivities {
   /**
@@ -24,8 +24,24 @@ export interface SandboxActivities {
   destroySandbox(input: { sessionId: string; belowGeneration?: number }): Promise<{ removed: boolean }>;
 }
 
+/** One model call. Sessions built from the event log send `window` and `turn`; older ones send `system` and `messages`. */
+export interface CallModelInput {
+  sessionId: string;
+  /** The model; a scripted model's script is read from the session's `session.started` event when absent here. */
+  model: ModelSpec;
+  /** The part of the event log the model sees. */
+  window?: ContextWindow;
+  /** Model turns the session has had before this one (a scripted model plays this turn of its script). */
+  turn?: number;
+  /** Before long-session support: the system prompt and the whole transcript, carried in history. */
+  system?: string;
+  messages?: Message[];
+}
+
 export interface ModelActivities {
-  callModel(input: { sessionId: string; model: ModelSpec; system: string; messages: Message[] }): Promise<ModelTurn>;
+  callModel(input: CallModelInput): Promise<ModelTurn>;
+  /** The `read_output` tool: part of an earlier call's stored output, read from the event log and the blob store. */
+  readOutput(input: { sessionId: string; call: ToolCall }): Promise<ToolResult>;
 }
 
 export interface StoreActivities {

@@ -5,6 +5,8 @@ export const SANDBOX_QUEUE = 'keel-sandbox';
 /** Signal and query names, as clients see them. */
 export const MESSAGE_SIGNAL = 'message';
 export const CANCEL_SIGNAL = 'cancel';
+/** Ends a kept-alive session instead of waiting for the next message. */
+export const CLOSE_SIGNAL = 'close';
 export const STATUS_QUERY = 'status';
 
 export const DEFAULT_SYSTEM_PROMPT = [

@@ -13,6 +13,13 @@ export const FILE_TOOL_TIMEOUT_SEC = 60;
 export const DEFAULT_OUTPUT_LIMIT = 16_000;
 /** Model turns before a session stops with status `step_limit`. */
 export const DEFAULT_MAX_STEPS = 50;
+/** A kept-alive session ends after this many seconds without a message. */
+export const DEFAULT_IDLE_TIMEOUT_SEC = 7 * 24 * 3600;
+/** Model turns one workflow run takes before the session continues as new (unless Temporal suggests it sooner). */
+export const DEFAULT_STEPS_PER_RUN = 1000;
+/** A run also continues as new once its history reaches this many events or bytes (Temporal's hard limits are 51,200 and 50 MB). */
+export const MAX_RUN_HISTORY_EVENTS = 10_000;
+export const MAX_RUN_HISTORY_BYTES = 8 * 1024 * 1024;
 /** Tokens a model may write in one turn. */
 export const DEFAULT_MAX_OUTPUT_TOKENS = 4096;
 

@@ -5,7 +5,7 @@
  *
  * Older rows may lack fields added later; such fields are optional here.
  */
-import type { SessionResult, SessionStatus, SnapshotInfo, TokenUsage, ToolCall, ToolResult } from './types';
+import type { ContentRef, ContextReport, SessionResult, SessionSpec, SessionStatus, SnapshotInfo, TokenUsage, ToolCall, ToolResult } from './types';
 
 /** Where a sandbox generation runs. */
 export interface SandboxPlace {
@@ -16,7 +16,10 @@ export interface SandboxPlace {
 }
 
 export interface EventPayloads {
-  'session.started': { task: string; model: string; tenant: string; maxSteps: number; workflowRunId?: string };
+  /** `spec` is the whole spec (model script and system prompt included): model calls read them from here. */
+  'session.started': { task: string; model: string; tenant: string; maxSteps: number; workflowRunId?: string; spec?: SessionSpec };
+  /** A new workflow run took over (continue-as-new), carrying the session's state. */
+  'session.continued': { run: number; workflowRunId: string; step: number };
   'session.status': { status: SessionStatus; reason?: string };
   'sandbox.provisioned': SandboxPlace;
   /** A container replaced one that was lost (killed, OOM, host gone), restored from `snapshot`. */
@@ -27,12 +30,30 @@ export interface EventPayloads {
   'sandbox.suspended': { containerId: string; generation: number; snapshot?: string; reason: string; lost?: string };
   'sandbox.resumed': SandboxPlace & { snapshot?: string };
   'sandbox.removed': { containerId: string; removed: boolean; snapshot?: string };
-  'model.call': { step: number; text?: string; toolCalls: ToolCall[]; finishReason: string; usage: TokenUsage; durationMs: number };
-  'tool.call': { step: number; callId: string; name: string; input: unknown };
+  'model.call': {
+    step: number;
+    /** The model's text, or a preview of it when `textRef` holds the whole. */
+    text?: string;
+    textRef?: ContentRef;
+    toolCalls: ToolCall[];
+    /** Calls past the per-turn limit, dropped unrun. */
+    droppedCalls?: number;
+    finishReason: string;
+    usage: TokenUsage;
+    durationMs: number;
+    /** How the request was built: the window, its estimate, and the request's hash. */
+    context?: ContextReport;
+  };
+  /** `input` is a preview when `inputRef` holds the whole arguments. */
+  'tool.call': { step: number; callId: string; name: string; input: unknown; inputRef?: ContentRef };
   'tool.result': { step: number } & ToolResult;
   'message.user': { text: string };
   'session.error': { message: string; type?: string };
-  'session.ended': SessionResult & { reason?: string };
+  /**
+   * `source: 'reconciler'` when Keel wrote it after Temporal ended the workflow outside Keel's code
+   * (terminated, timed out): not anchored in the workflow's history.
+   */
+  'session.ended': SessionResult & { reason?: string; source?: 'workflow' | 'reconciler' };
 }
 
 export type EventType = keyof EventPayloads;

@@ -18,16 +18,22 @@ export const SandboxFailure = {
   ContainerGone: 'Sandbox.ContainerGone',
   /** The executor inside the container did not answer in time; retried (the idempotency key makes it safe). */
   ExecutorTimeout: 'Sandbox.ExecutorTimeout',
-  /** The blob store's bucket, region or credentials are wrong; retrying cannot help. */
-  BlobStoreMisconfigured: 'Sandbox.BlobStoreMisconfigured',
-  /** The blob store did not answer (network, 5xx, throttling); retried. */
-  BlobStoreUnavailable: 'Sandbox.BlobStoreUnavailable',
   /** A snapshot to restore from, or to compare with, is not in the blob store; retrying cannot help. */
   SnapshotMissing: 'Sandbox.SnapshotMissing',
   /** Two sessions' containers would share a name; not retried. */
   NameConflict: 'Sandbox.NameConflict',
   /** A request outside its bounds (a sandbox spec that would lift a limit, a bad generation); not retried. */
   BadRequest: 'Sandbox.BadRequest',
+} as const;
+
+/** Failures of the blob store, wherever it is used (snapshots, stored tool outputs, transcripts). */
+export const BlobFailure = {
+  /** The store's bucket, region or credentials are wrong; retrying cannot help. */
+  Misconfigured: 'Blob.Misconfigured',
+  /** The store did not answer (network, 5xx, throttling); retried. */
+  Unavailable: 'Blob.Unavailable',
+  /** Content the event log refers to is not in the store: workers do not share one store; not retried. */
+  Missing: 'Blob.Missing',
 } as const;
 
 /** Failures of the event store. */
@@ -53,7 +59,11 @@ export const ModelFailure = {
 } as const;
 
 type ValueOf<T> = T[keyof T];
-export type FailureType = ValueOf<typeof SandboxFailure> | ValueOf<typeof StoreFailure> | ValueOf<typeof ModelFailure>;
+export type FailureType =
+  | ValueOf<typeof SandboxFailure>
+  | ValueOf<typeof BlobFailure>
+  | ValueOf<typeof StoreFailure>
+  | ValueOf<typeof ModelFailure>;
 
 /** Whether Temporal retries each failure type: the one place this is decided. */
 export const RETRYABLE: Readonly<Record<FailureType, boolean>> = {
@@ -61,11 +71,12 @@ export const RETRYABLE: Readonly<Record<FailureType, boolean>> = {
   'Sandbox.DockerUnavailable': true,
   'Sandbox.ContainerGone': false,
   'Sandbox.ExecutorTimeout': true,
-  'Sandbox.BlobStoreMisconfigured': false,
-  'Sandbox.BlobStoreUnavailable': true,
   'Sandbox.SnapshotMissing': false,
   'Sandbox.NameConflict': false,
   'Sandbox.BadRequest': false,
+  'Blob.Misconfigured': false,
+  'Blob.Unavailable': true,
+  'Blob.Missing': false,
   'Store.Unavailable': true,
   'Model.RateLimit': true,
   'Model.Auth': false,

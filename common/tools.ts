@@ -6,7 +6,7 @@
  * Pure code: safe to import from workflows.
  */
 import { z } from 'zod';
-import { DEFAULT_SHELL_TIMEOUT_SEC, FILE_TOOL_TIMEOUT_SEC } from './defaults';
+import { DEFAULT_OUTPUT_LIMIT, DEFAULT_SHELL_TIMEOUT_SEC, FILE_TOOL_TIMEOUT_SEC } from './defaults';
 
 const path = z.string().min(1).describe('Path, relative to /workspace or absolute.');
 
@@ -49,6 +49,13 @@ export const toolSchemas = {
       recursive: z.boolean().optional().describe('List sub-folders too (at most 1000 entries).'),
     })
     .strict(),
+  read_output: z
+    .object({
+      callId: z.string().min(1).describe('The id of an earlier tool call whose output to read.'),
+      offset: z.number().int().min(0).optional().describe('First character to return, 0-based. Default 0.'),
+      limit: z.number().int().positive().optional().describe(`Most characters to return. Default and maximum ${DEFAULT_OUTPUT_LIMIT}.`),
+    })
+    .strict(),
   sleep: z
     .object({
       seconds: z.number().int().positive().max(30 * 24 * 3600).describe('How long to pause, in seconds (up to 30 days).'),
@@ -68,8 +75,14 @@ export function toolTimeoutSec(name: string, input: unknown): number {
   return typeof t === 'number' && t > 0 ? t : DEFAULT_SHELL_TIMEOUT_SEC;
 }
 
-/** Tools the workflow itself carries out (durable timers); every other tool runs in the sandbox. */
+/** Tools the workflow itself carries out (durable timers). */
 export const WORKFLOW_TOOLS: ReadonlySet<string> = new Set(['sleep']);
+/** Tools the session worker carries out (they read the session's record, not its sandbox). */
+export const SESSION_TOOLS: ReadonlySet<string> = new Set(['read_output']);
+/** Whether a tool runs in the sandbox. */
+export function runsInSandbox(name: string): boolean {
+  return !WORKFLOW_TOOLS.has(name) && !SESSION_TOOLS.has(name);
+}
 
 export type ToolName = keyof typeof toolSchemas;
 export type ToolInput<N extends ToolName> = z.infer<(typeof toolSchemas)[N]>;
@@ -80,6 +93,8 @@ export const toolDescriptions: Record<ToolName, string> = {
   write_file: 'Create or overwrite a file in the sandbox.',
   edit_file: 'Replace one exact occurrence of old_string with new_string in a file.',
   list_files: 'List files in a folder of the sandbox.',
+  read_output:
+    'Read the whole output of an earlier tool call by its call id, in parts (offset, limit), e.g. when it was cut or elided from the conversation.',
   sleep:
     'Pause the session durably for minutes to days, e.g. to wait for CI or a person. A user message wakes it early. ' +
     'Long pauses release the sandbox; its files are restored when the session goes on.',

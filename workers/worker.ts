@@ -45,11 +45,14 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
   let hostQueue: string | undefined;
   const stops: Array<() => Promise<void> | void> = [];
   const base = { connection, namespace: config.temporalNamespace };
+  // Session workers read stored outputs and transcripts; sandbox hosts write them and snapshots: one store.
+  const store = openBlobStore(config);
+  stops.push(store.close);
 
   if (role === 'all' || role === 'session') {
     sql = await connectDatabase(config);
     const activities = {
-      ...createModelActivities({ config: resolveModelConfig(config.env) }),
+      ...createModelActivities({ config: resolveModelConfig(config.env), sql, blobs: store.blobs }),
       ...createStoreActivities({ sql }),
     };
     workers.push(
@@ -69,8 +72,6 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
     const docker: Docker = await connectDocker(config);
     hostQueue = hostQueueFor(config.hostId);
     runtime = new SandboxRuntime(docker);
-    const store = openBlobStore(config);
-    stops.push(store.close);
     const defaultImage = config.sandboxImage ?? defaultImageTag();
     // The pool registers with the runtime, which removes its idle containers at shutdown.
     const pool = config.poolSize > 0 ? new WarmPool(runtime, { hostId: config.hostId, image: defaultImage, size: config.poolSize }) : undefined;

@@ -1,2 +1,2 @@
 /** Every workflow a Keel worker registers. Deterministic code only: see workflows/session.ts. */
-export { agentSession, messageSignal, cancelSignal, statusQuery } from './session';
+export { agentSession, cancelSignal, closeSignal, messageSignal, statusQuery, type SessionCarry } from './session';

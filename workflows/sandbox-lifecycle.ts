@@ -50,6 +50,13 @@ export function sandboxLoss(err: unknown): string | undefined {
   return undefined;
 }
 
+/** What a workflow run hands the next about the sandbox (continue-as-new). */
+export interface SandboxCarry {
+  handle?: SandboxHandle;
+  generation: number;
+  lastSnapshot?: string;
+}
+
 export class SessionSandbox {
   handle?: SandboxHandle;
   generation = 0;
@@ -61,8 +68,19 @@ export class SessionSandbox {
     private readonly sessionId: string,
     private readonly spec: SandboxSpec | undefined,
     private readonly emit: Emit,
+    carried?: SandboxCarry,
   ) {
     this.hostTimeoutSec = sandboxLimits(spec).hostTimeoutSec;
+    if (carried) {
+      this.handle = carried.handle;
+      this.generation = carried.generation;
+      this.lastSnapshot = carried.lastSnapshot;
+    }
+  }
+
+  /** The state a new workflow run needs to carry on with the same container (or restore it). */
+  carry(): SandboxCarry {
+    return { generation: this.generation, ...(this.handle ? { handle: this.handle } : {}), ...(this.lastSnapshot ? { lastSnapshot: this.lastSnapshot } : {}) };
   }
 
   /** A container holding the session's files: new, or restored from the last snapshot. */

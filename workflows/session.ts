@@ -4,33 +4,82 @@
  * Deterministic code only (no I/O, clock or randomness): everything with a side
  * effect is an activity. Events get their sequence numbers here, so a retried
  * write to Postgres is a no-op rather than a duplicate.
+ *
+ * History stays bounded however long the session runs: the transcript lives in
+ * the event log and the blob store, and each model call carries only the window
+ * of the log it should read (`fromSeq`..`throughSeq`); large outputs, arguments
+ * and texts travel by reference. A run continues as new when Temporal suggests
+ * it, or at the limits in common/defaults.ts, carrying everything the next run
+ * needs (`SessionCarry`). Runs started before this shape (no marker
+ * {@link PATCH_CONTEXT_FROM_LOG} in their history) keep carrying the transcript.
  */
-import { SessionSandbox, type Emit } from './sandbox-lifecycle';
+import { SessionSandbox, type Emit, type SandboxCarry } from './sandbox-lifecycle';
 import {
+  allHandlersFinished,
   CancellationScope,
   condition,
+  continueAsNew,
   defineQuery,
   defineSignal,
   isCancellation,
+  patched,
   proxyActivities,
   proxyLocalActivities,
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { ModelActivities, StoreActivities } from '../common/activities';
-import { CANCEL_SIGNAL, DEFAULT_SYSTEM_PROMPT, MESSAGE_SIGNAL, STATUS_QUERY } from '../common/constants';
-import { DEFAULT_MAX_STEPS } from '../common/defaults';
+import type { CallModelInput, ModelActivities, StoreActivities } from '../common/activities';
+import { CANCEL_SIGNAL, CLOSE_SIGNAL, DEFAULT_SYSTEM_PROMPT, MESSAGE_SIGNAL, STATUS_QUERY } from '../common/constants';
+import {
+  DEFAULT_IDLE_TIMEOUT_SEC,
+  DEFAULT_MAX_STEPS,
+  DEFAULT_STEPS_PER_RUN,
+  MAX_RUN_HISTORY_BYTES,
+  MAX_RUN_HISTORY_EVENTS,
+} from '../common/defaults';
 import type { SessionEvent } from '../common/events';
 import { failureTypeOf } from '../common/failures';
 import { sandboxLimits } from '../common/sandbox-spec';
-import { toolTimeoutSec, validateToolCall, type ToolInput } from '../common/tools';
-import type { Message, SessionResult, SessionSpec, SessionState, ToolCall, ToolResult } from '../common/types';
+import { SESSION_TOOLS, toolTimeoutSec, validateToolCall, type ToolInput } from '../common/tools';
+import type {
+  ContextWindow,
+  Message,
+  ModelTurn,
+  SessionResult,
+  SessionSpec,
+  SessionState,
+  TokenUsage,
+  ToolCall,
+  ToolResult,
+} from '../common/types';
 
 export const messageSignal = defineSignal<[string]>(MESSAGE_SIGNAL);
 export const cancelSignal = defineSignal<[string?]>(CANCEL_SIGNAL);
+export const closeSignal = defineSignal<[]>(CLOSE_SIGNAL);
 export const statusQuery = defineQuery<SessionState>(STATUS_QUERY);
 
-const { callModel } = proxyActivities<ModelActivities>({
+/** Marks runs whose model calls read the transcript from the event log (see the module comment). */
+export const PATCH_CONTEXT_FROM_LOG = 'keel-context-from-event-log';
+
+/** What one workflow run hands the next when it continues as new. */
+export interface SessionCarry {
+  /** The run that takes over: 2 for the first continuation. */
+  run: number;
+  seq: number;
+  step: number;
+  toolCalls: number;
+  usage: TokenUsage;
+  /** Messages that arrived and were not yet shown to the model. */
+  inbox: string[];
+  window: ContextWindow;
+  sandbox: SandboxCarry;
+  /** `close` was asked for. */
+  closing: boolean;
+  /** A cancel that arrived while the run was handing over. */
+  cancelReason?: string;
+}
+
+const { callModel, readOutput } = proxyActivities<ModelActivities>({
   startToCloseTimeout: '5 minutes',
   retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 8 },
 });
@@ -41,17 +90,24 @@ const { recordEvents } = proxyLocalActivities<StoreActivities>({
   retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '30s' },
 });
 
-export async function agentSession(spec: SessionSpec): Promise<SessionResult> {
+export async function agentSession(spec: SessionSpec, carry?: SessionCarry): Promise<SessionResult> {
+  const fromLog = carry !== undefined || patched(PATCH_CONTEXT_FROM_LOG);
   const sessionId = workflowInfo().workflowId;
   const maxSteps = spec.maxSteps ?? DEFAULT_MAX_STEPS;
-  const state: SessionState = { status: 'running', step: 0, toolCalls: 0 };
-  const usage = { inputTokens: 0, outputTokens: 0 };
-  const inbox: string[] = [];
+  const state: SessionState = { status: 'running', step: carry?.step ?? 0, toolCalls: carry?.toolCalls ?? 0, run: carry?.run ?? 1 };
+  const usage = carry?.usage ?? { inputTokens: 0, outputTokens: 0 };
+  const inbox: string[] = [...(carry?.inbox ?? [])];
+  // Runs from before the event-log transcript carry it here, whole.
   const messages: Message[] = [{ role: 'user', text: spec.task }];
+  let window: ContextWindow = carry?.window ?? { fromSeq: 1, throughSeq: 0, dropped: 0 };
+  let closing = carry?.closing ?? false;
+  let continuing = false;
+  let endReason: string | undefined;
+  const runFirstStep = state.step;
   let summary: string | undefined;
   let error: string | undefined;
 
-  let seq = 0;
+  let seq = carry?.seq ?? 0;
   let pending: SessionEvent[] = [];
   const emit: Emit = (type, data) => {
     pending.push({ seq: ++seq, type, data } as SessionEvent);
@@ -63,7 +119,7 @@ export async function agentSession(spec: SessionSpec): Promise<SessionResult> {
     await recordEvents({ sessionId, events });
   };
 
-  const sandbox = new SessionSandbox(sessionId, spec.sandbox, emit);
+  const sandbox = new SessionSandbox(sessionId, spec.sandbox, emit, carry?.sandbox);
   const loop = new CancellationScope();
   setHandler(statusQuery, () => ({ ...state }));
   setHandler(messageSignal, (text) => {
@@ -73,62 +129,79 @@ export async function agentSession(spec: SessionSpec): Promise<SessionResult> {
     state.cancelReason = reason || 'cancelled by user';
     loop.cancel();
   });
-
-  emit('session.started', {
-    task: spec.task,
-    model: `${spec.model.provider}:${spec.model.model}`,
-    tenant: spec.tenant ?? 'default',
-    maxSteps,
-    workflowRunId: workflowInfo().runId,
+  setHandler(closeSignal, () => {
+    closing = true;
   });
-  await flush();
+
+  if (!carry) {
+    emit('session.started', {
+      task: spec.task,
+      model: `${spec.model.provider}:${spec.model.model}`,
+      tenant: spec.tenant ?? 'default',
+      maxSteps,
+      workflowRunId: workflowInfo().runId,
+      // Model calls read the task, the system prompt and a scripted model's script from here.
+      ...(fromLog ? { spec } : {}),
+    });
+    await flush();
+  } else {
+    emit('session.continued', { run: state.run ?? 1, workflowRunId: workflowInfo().runId, step: state.step });
+  }
+  if (carry?.cancelReason) {
+    state.cancelReason = carry.cancelReason;
+    loop.cancel();
+  }
 
   try {
     await loop.run(async () => {
-      await sandbox.provision('start');
+      if (!carry) await sandbox.provision('start');
 
       for (;;) {
         for (const text of inbox.splice(0)) {
-          messages.push({ role: 'user', text });
+          if (!fromLog) messages.push({ role: 'user', text });
           emit('message.user', { text });
         }
         if (state.step >= maxSteps) {
           state.status = 'step_limit';
           return;
         }
+        if (fromLog && state.step > runFirstStep && runIsFull()) {
+          continuing = true;
+          return;
+        }
         state.step++;
         await flush();
-        const turn = await callModel({
-          sessionId,
-          model: spec.model,
-          system: spec.systemPrompt ?? DEFAULT_SYSTEM_PROMPT,
-          messages,
-        });
+        const turn = await callModel(modelInput());
         usage.inputTokens += turn.usage.inputTokens;
         usage.outputTokens += turn.usage.outputTokens;
+        if (turn.context) window = { fromSeq: turn.context.fromSeq, throughSeq: turn.context.throughSeq, dropped: window.dropped + turn.context.dropped };
         emit('model.call', {
           step: state.step,
           text: turn.text,
+          ...(turn.textRef ? { textRef: turn.textRef } : {}),
           toolCalls: turn.toolCalls,
+          ...(turn.droppedCalls ? { droppedCalls: turn.droppedCalls } : {}),
           finishReason: turn.finishReason,
           usage: turn.usage,
           durationMs: turn.durationMs,
+          ...(turn.context ? { context: turn.context } : {}),
         });
-        messages.push({ role: 'assistant', text: turn.text, toolCalls: turn.toolCalls });
+        if (!fromLog) messages.push({ role: 'assistant', text: turn.text, toolCalls: turn.toolCalls });
 
         if (turn.toolCalls.length === 0) {
           // A message that arrived while the model was thinking gets its answer before we stop.
           if (inbox.length > 0) continue;
           summary = turn.text;
+          if (spec.keepAlive && !closing && (await waitForMessage())) continue;
           state.status = 'completed';
           return;
         }
 
         const results: ToolResult[] = [];
         for (const call of turn.toolCalls) {
-          results.push(await runOneTool(call));
+          results.push(await runOneTool(call, turn));
         }
-        messages.push({ role: 'tool', results });
+        if (!fromLog) messages.push({ role: 'tool', results });
       }
     });
   } catch (err) {
@@ -140,6 +213,25 @@ export async function agentSession(spec: SessionSpec): Promise<SessionResult> {
       error = errorMessage(err);
       emit('session.error', { message: error, type: failureTypeOf(err) });
     }
+  }
+
+  if (continuing && state.status === 'running') {
+    // Everything pending is recorded, signal handlers have run, and the next run gets what they left.
+    await CancellationScope.nonCancellable(flush);
+    await condition(allHandlersFinished);
+    const next: SessionCarry = {
+      run: (state.run ?? 1) + 1,
+      seq,
+      step: state.step,
+      toolCalls: state.toolCalls,
+      usage,
+      inbox: inbox.splice(0),
+      window,
+      sandbox: sandbox.carry(),
+      closing,
+      ...(state.cancelReason ? { cancelReason: state.cancelReason } : {}),
+    };
+    return await continueAsNew<typeof agentSession>(withoutScript(spec), next);
   }
 
   // Teardown runs even when the session was cancelled.
@@ -155,33 +247,89 @@ export async function agentSession(spec: SessionSpec): Promise<SessionResult> {
       usage,
       error,
     };
-    emit('session.ended', { ...result, reason: state.cancelReason });
+    emit('session.ended', { ...result, reason: state.cancelReason ?? endReason, source: 'workflow' });
     await flush();
     return result;
   });
 
-  async function runOneTool(call: ToolCall): Promise<ToolResult> {
+  /** The model call's input: the event-log window, or (runs from before it) the whole transcript. */
+  function modelInput(): CallModelInput {
+    if (!fromLog) return { sessionId, model: spec.model, system: spec.systemPrompt ?? DEFAULT_SYSTEM_PROMPT, messages };
+    return { sessionId, model: withoutScript(spec).model, turn: state.step - 1, window: { ...window, throughSeq: seq } };
+  }
+
+  /** Whether this run's history has grown enough to hand over to a new run. */
+  function runIsFull(): boolean {
+    const info = workflowInfo();
+    return (
+      info.continueAsNewSuggested ||
+      info.historyLength >= MAX_RUN_HISTORY_EVENTS ||
+      info.historySize >= MAX_RUN_HISTORY_BYTES ||
+      state.step - runFirstStep >= (spec.stepsPerRun ?? DEFAULT_STEPS_PER_RUN)
+    );
+  }
+
+  /**
+   * A kept-alive session between turns: wait durably for a message; after `idleSuspendSec` release
+   * the container (the next tool call restores it). False when the session should end instead.
+   */
+  async function waitForMessage(): Promise<boolean> {
+    state.status = 'waiting';
+    state.waitingFor = 'message';
+    emit('session.status', { status: 'waiting', reason: 'waiting for a message' });
+    await flush();
+    const idleSec = sandboxLimits(spec.sandbox).idleSuspendSec;
+    const timeoutSec = spec.idleTimeoutSec ?? DEFAULT_IDLE_TIMEOUT_SEC;
+    const woken = () => inbox.length > 0 || closing;
+    const first = Math.min(idleSec, timeoutSec);
+    let woke = first > 0 ? await condition(woken, first * 1000) : woken();
+    if (!woke && timeoutSec > first) {
+      await sandbox.suspend('waiting for a message');
+      await flush();
+      woke = await condition(woken, (timeoutSec - first) * 1000);
+    }
+    delete state.waitingFor;
+    state.status = 'running';
+    if (inbox.length > 0) {
+      emit('session.status', { status: 'running', reason: 'a message arrived' });
+      return true;
+    }
+    endReason = closing ? 'closed' : `no message for ${timeoutSec} s`;
+    return false;
+  }
+
+  async function runOneTool(call: ToolCall, turn: ModelTurn): Promise<ToolResult> {
     state.toolCalls++;
     state.lastTool = call.name;
-    emit('tool.call', { step: state.step, callId: call.id, name: call.name, input: call.input });
+    emit('tool.call', { step: state.step, callId: call.id, name: call.name, input: call.input, ...(call.inputRef ? { inputRef: call.inputRef } : {}) });
     await flush();
-    const checked = validateToolCall(call.name, call.input);
     let result: ToolResult;
+    const checked = call.invalid
+      ? ({ ok: false, ...call.invalid } as const)
+      : call.inputRef
+        ? ({ ok: true, name: call.name, input: call.input } as const) // validated whole by the model activity
+        : validateToolCall(call.name, call.input);
     if (!checked.ok) {
       // Bad arguments are the model's mistake, not the session's: it gets an error result and goes on.
       result = { callId: call.id, name: call.name, ok: false, error: checked.error, output: checked.message };
     } else {
       try {
-        result =
-          checked.name === 'sleep'
-            ? await sleep(call.id, checked.input as ToolInput<'sleep'>)
-            : await sandbox.run({ id: call.id, name: checked.name, input: checked.input }, toolTimeoutSec(checked.name, checked.input));
+        if (checked.name === 'sleep') result = await sleep(call.id, checked.input as ToolInput<'sleep'>);
+        else if (SESSION_TOOLS.has(checked.name)) result = await readOutput({ sessionId, call: { id: call.id, name: checked.name, input: checked.input } });
+        else {
+          const run = { id: call.id, name: checked.name, input: checked.input, ...(call.inputRef ? { inputRef: call.inputRef } : {}) };
+          result = await sandbox.run(run, toolTimeoutSec(checked.name, checked.input));
+        }
       } catch (err) {
         // The audit trail pairs every tool.call with a result, even an interrupted one.
         const reason = isCancellation(err) ? 'Cancelled' : 'Failed';
         emit('tool.result', { step: state.step, callId: call.id, name: call.name, ok: false, error: reason, output: errorMessage(err) });
         throw err;
       }
+    }
+    if (turn.droppedCalls && call === turn.toolCalls[turn.toolCalls.length - 1]) {
+      const made = turn.toolCalls.length + turn.droppedCalls;
+      result = { ...result, output: `${result.output}\n[Keel: this turn made ${made} tool calls; only the first ${turn.toolCalls.length} ran, the other ${turn.droppedCalls} were dropped]` };
     }
     emit('tool.result', { step: state.step, ...result });
     // The snapshot is for the audit trail, not for the model.
@@ -198,6 +346,13 @@ export async function agentSession(spec: SessionSpec): Promise<SessionResult> {
     const output = woken ? 'Woke early: a user message arrived.' : `Slept ${input.seconds} s.`;
     return { callId, name: 'sleep', ok: true, output };
   }
+}
+
+/** The spec a new run carries: a scripted model's script stays in the `session.started` event, not in every run's input. */
+function withoutScript(spec: SessionSpec): SessionSpec {
+  if (!spec.model.script) return spec;
+  const { script: _script, ...model } = spec.model;
+  return { ...spec, model };
 }
 
 function errorMessage(err: unknown): string {

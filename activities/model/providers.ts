@@ -40,19 +40,24 @@ const sameURL = (a: string, b: string) => a.replace(/\/+$/, '') === b.replace(/\
  *
  * @throws ApplicationFailure `Model.NotConfigured` (non-retryable) naming the env var to set.
  */
-export function languageModelFor(spec: ModelSpec, config: ResolvedModelConfig): LanguageModelV3 {
+export function languageModelFor(
+  spec: ModelSpec,
+  config: ResolvedModelConfig,
+  opts: { fetch?: typeof globalThis.fetch; turn?: number } = {},
+): LanguageModelV3 {
+  const fetch = opts.fetch ? { fetch: opts.fetch } : {};
   switch (spec.provider) {
     case 'scripted':
       if (!spec.script) throw notConfigured('The scripted model needs ModelSpec.script (the turns it plays).');
-      return new ScriptedLanguageModel(spec.model, spec.script);
+      return new ScriptedLanguageModel(spec.model, spec.script, opts.turn);
     case 'anthropic':
       refuseSpecBaseURL(spec, 'ANTHROPIC_BASE_URL');
       if (!config.anthropicApiKey) throw notConfigured('No Anthropic API key: set ANTHROPIC_API_KEY for the worker.');
-      return createAnthropic({ apiKey: config.anthropicApiKey, baseURL: config.anthropicBaseURL })(spec.model);
+      return createAnthropic({ apiKey: config.anthropicApiKey, baseURL: config.anthropicBaseURL, ...fetch })(spec.model);
     case 'openai':
       refuseSpecBaseURL(spec, 'OPENAI_BASE_URL');
       if (!config.openaiApiKey) throw notConfigured('No OpenAI API key: set OPENAI_API_KEY for the worker.');
-      return createOpenAI({ apiKey: config.openaiApiKey, baseURL: config.openaiBaseURL }).chat(spec.model);
+      return createOpenAI({ apiKey: config.openaiApiKey, baseURL: config.openaiBaseURL, ...fetch }).chat(spec.model);
     case 'openai-compatible': {
       const baseURL = spec.baseURL || config.compatibleBaseURL;
       if (!baseURL) {
@@ -63,7 +68,7 @@ export function languageModelFor(spec: ModelSpec, config: ResolvedModelConfig): 
       // The key belongs to the configured server; never hand it to a URL a session chose instead.
       const keyAllowed = !config.compatibleBaseURL || sameURL(baseURL, config.compatibleBaseURL);
       const apiKey = keyAllowed ? config.compatibleApiKey : undefined;
-      return createOpenAICompatible({ name: 'openai-compatible', baseURL, ...(apiKey ? { apiKey } : {}) }).chatModel(spec.model);
+      return createOpenAICompatible({ name: 'openai-compatible', baseURL, ...(apiKey ? { apiKey } : {}), ...fetch }).chatModel(spec.model);
     }
     default: {
       const provider: never = spec.provider;

@@ -15,8 +15,9 @@ const tokens = (chars: number) => Math.max(1, Math.ceil(chars / 4));
  * real AI SDK `LanguageModelV3`, so it goes through the same `generateText`
  * path (tool-call parsing, usage, finish reason) as the hosted providers.
  *
- * The turn played is the number of assistant messages already in the prompt,
- * so a retried or replayed call gets the same answer (no hidden state).
+ * The turn played is given by the caller (the session's model-turn count), or else the
+ * number of assistant messages in the prompt, so a retried or replayed call gets the same
+ * answer (no hidden state).
  * A tool call whose `input` is a string is sent as raw argument text, so a
  * script can play a model that emits malformed JSON; any other input is
  * JSON-encoded.
@@ -29,10 +30,12 @@ export class ScriptedLanguageModel implements LanguageModelV3 {
   constructor(
     readonly modelId: string,
     private readonly script: readonly ScriptTurn[],
+    /** The turn to play; by default the number of assistant messages in the prompt (a window may hold fewer). */
+    private readonly turn?: number,
   ) {}
 
   async doGenerate(options: LanguageModelV3CallOptions): Promise<LanguageModelV3GenerateResult> {
-    const turn = options.prompt.filter((m) => m.role === 'assistant').length;
+    const turn = this.turn ?? options.prompt.filter((m) => m.role === 'assistant').length;
     const step = this.script[turn];
     if (!step) {
       throw failure(ModelFailure.ScriptExhausted, `Scripted model ran out of turns at turn ${turn} (the script has ${this.script.length})`);

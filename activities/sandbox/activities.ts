@@ -6,13 +6,13 @@
  */
 import { Context } from '@temporalio/activity';
 import { CancelledFailure } from '@temporalio/common';
-import type { BlobStore } from '../../blobs';
+import { fitsInline, preview, putContent, readBlob, type BlobStore } from '../../blobs';
 import type { SandboxActivities } from '../../common/activities';
 import { SANDBOX_DEFAULTS } from '../../common/defaults';
 import { failure, SandboxFailure } from '../../common/failures';
 import { sandboxSpecProblems } from '../../common/sandbox-spec';
-import { validateToolCall, WORKFLOW_TOOLS } from '../../common/tools';
-import type { SandboxHandle, SandboxSpec, SnapshotInfo, ToolCall, ToolResult } from '../../common/types';
+import { runsInSandbox, validateToolCall } from '../../common/tools';
+import type { ContentRef, SandboxHandle, SandboxSpec, SnapshotInfo, ToolCall, ToolResult } from '../../common/types';
 import { claimContainer, NameTakenError, startAttached, waitReady, type Ping } from '../../host/bring-up';
 import { statusOf } from '../../host/docker-errors';
 import { ExecutorGoneError } from '../../host/executor-client';
@@ -129,6 +129,23 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
     return { id, image, ping: await startAttached(runtime, id) };
   }
 
+  /** A stored tool input (JSON, or the raw text the model sent when it was not JSON). */
+  async function wholeInput(ref: ContentRef): Promise<unknown> {
+    const raw = (await readBlob(blobs, ref.sha)).toString('utf8');
+    try {
+      return JSON.parse(raw) as unknown;
+    } catch {
+      return raw;
+    }
+  }
+
+  /** Keep a large output in the blob store; the result carries a preview and the reference. */
+  async function storeOutput(result: ToolResult): Promise<ToolResult> {
+    if (fitsInline(result.output)) return result;
+    const outputRef = await putContent(blobs, result.output);
+    return { ...result, output: preview(result.output), outputRef };
+  }
+
   return {
     /**
      * Give the session a running container of generation `generation` (default 1),
@@ -186,16 +203,22 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
       call: ToolCall;
       snapshot?: { parent?: string };
     }): Promise<ToolResult> {
-      const valid = validateToolCall(call.name, call.input);
+      const input = call.inputRef
+        ? await wholeInput(call.inputRef).catch((err: unknown) => {
+            throw classifySandboxError(err, handle.containerId);
+          })
+        : call.input;
+      const valid = validateToolCall(call.name, input);
       if (!valid.ok) return { callId: call.id, name: call.name, ok: false, error: valid.error, output: valid.message };
-      if (WORKFLOW_TOOLS.has(valid.name)) {
+      if (!runsInSandbox(valid.name)) {
         return { callId: call.id, name: call.name, ok: false, error: 'UnknownTool', output: `${call.name} is carried out by the session, not the sandbox` };
       }
 
       const ctx = activityContext();
       const wf = ctx?.info.workflowExecution;
-      // Stable across retries of this activity, so a retry never runs the call twice.
-      const key = ctx && wf ? `${wf.workflowId}/${ctx.info.activityId}` : `${sessionId}/${call.id}`;
+      // Stable across retries of this activity, so a retry never runs the call twice; unique across
+      // the session's runs (activity ids start again at 1 after continue-as-new or a reset).
+      const key = ctx && wf ? `${wf.workflowId}/${wf.runId}/${ctx.info.activityId}` : `${sessionId}/${call.id}`;
       const op = toExecutorOp(valid.name, valid.input, config);
       const client = runtime.client(handle.containerId);
       const id = client.newRequestId();
@@ -205,7 +228,7 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
       const answer = client.request(op.op, op.args, { id, key, timeoutMs: op.timeoutMs });
       try {
         const response = ctx ? await Promise.race([answer, ctx.cancelled]) : await answer;
-        const result = toToolResult(call, valid.name, response, config.outputLimit, Date.now() - started);
+        const result = await storeOutput(toToolResult(call, valid.name, response, config.outputLimit, Date.now() - started));
         if (snapshot) {
           const { info } = await takeSnapshot(client, blobs, snapshot.parent);
           if (info) result.snapshot = info;

@@ -4,7 +4,7 @@
  * or passes through unchanged when it is a bug.
  */
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
-import { BlobStoreConfigError, BlobStoreUnavailableError } from '../../blobs';
+import { classifyBlobError } from '../../blobs';
 import { failure, SandboxFailure } from '../../common/failures';
 import { isDockerUnreachable } from '../../host/docker-errors';
 import { ExecutorGoneError, ExecutorTimeoutError } from '../../host/executor-client';
@@ -50,8 +50,8 @@ export function classifySandboxError(err: unknown, containerId: string, key?: st
   if (err instanceof ApplicationFailure || err instanceof CancelledFailure) return err;
   if (err instanceof ExecutorGoneError) return containerGone(containerId, err.detail);
   if (err instanceof SnapshotMissingError) return snapshotMissing(err.id);
-  if (err instanceof BlobStoreConfigError) return failure(SandboxFailure.BlobStoreMisconfigured, err.message);
-  if (err instanceof BlobStoreUnavailableError) return failure(SandboxFailure.BlobStoreUnavailable, err.message);
+  const blob = classifyBlobError(err);
+  if (blob) return blob;
   if (err instanceof ExecutorTimeoutError) {
     return failure(SandboxFailure.ExecutorTimeout, `${err.message}${key ? `; the retry reuses key ${key}` : ''}`);
   }

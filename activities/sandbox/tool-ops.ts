@@ -34,6 +34,22 @@ export function toExecutorOp(name: ToolName, input: ToolInput<ToolName>, limits:
 const str = (v: unknown): string => (typeof v === 'string' ? v : '');
 const num = (v: unknown): number | undefined => (typeof v === 'number' ? v : undefined);
 
+/**
+ * The whole output of a shell call whose model view was cut: the bytes the executor kept (the first and
+ * last halves of `storeBytes` of the stream), with a note where the middle was cut. Undefined when the
+ * answer carries no `full` (the output was short enough to arrive whole).
+ */
+export function wholeOutput(response: ExecutorResponse, storeBytes = OUTPUT_STORE_CAP): { text: string; cutBytes: number } | undefined {
+  if (!response.ok || typeof response.result.full !== 'string') return undefined;
+  const kept = Buffer.from(response.result.full, 'base64');
+  const cutBytes = num(response.result.cutBytes) ?? 0;
+  if (cutBytes <= 0) return { text: kept.toString('utf8'), cutBytes: 0 };
+  const half = Math.floor(storeBytes / 2);
+  const head = kept.subarray(0, half).toString('utf8');
+  const tail = kept.subarray(half).toString('utf8');
+  return { text: `${head}\n[... ${cutBytes} bytes cut: the output passed the ${storeBytes} byte storage cap ...]\n${tail}`, cutBytes };
+}
+
 /** Build the model-facing result of one executor answer. */
 export function toToolResult(call: ToolCall, name: ToolName, response: ExecutorResponse, outputLimit: number, durationMs: number): ToolResult {
   const base = { callId: call.id, name: call.name };
@@ -47,7 +63,9 @@ export function toToolResult(call: ToolCall, name: ToolName, response: ExecutorR
     case 'shell': {
       const exitCode = num(r.exitCode) ?? -1;
       const ms = num(r.durationMs) ?? durationMs;
-      let output = str(r.output);
+      // The whole output when the executor sent it (its `output` is then the capped model view).
+      const whole = wholeOutput(response);
+      let output = whole?.text ?? str(r.output);
       const timeoutSec = num((call.input as { timeoutSec?: unknown }).timeoutSec);
       let error: string | undefined;
       if (r.timedOut === true) {
@@ -62,7 +80,7 @@ export function toToolResult(call: ToolCall, name: ToolName, response: ExecutorR
       } else if (!output) {
         output = '(no output)';
       }
-      const result: ToolResult = { ...base, ok: error === undefined, output: cap(output), exitCode, durationMs: ms };
+      const result: ToolResult = { ...base, ok: error === undefined, output: whole ? output : cap(output), exitCode, durationMs: ms };
       if (error) result.error = error;
       return result;
     }
@@ -87,8 +105,9 @@ export function toToolResult(call: ToolCall, name: ToolName, response: ExecutorR
       return { ...base, ok: true, output: cap(output), durationMs };
     }
     case 'sleep':
-      // A workflow tool (a durable timer); the workflow never sends it here.
-      return { ...base, ok: false, error: 'UnknownTool', output: 'sleep is carried out by the session, not the sandbox', durationMs };
+    case 'read_output':
+      // Carried out by the session (a durable timer, a read of the event log); the workflow never sends them here.
+      return { ...base, ok: false, error: 'UnknownTool', output: `${name} is carried out by the session, not the sandbox`, durationMs };
   }
 }
 

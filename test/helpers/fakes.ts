@@ -23,6 +23,27 @@ export interface FakeOptions {
   deadFirstHost?: boolean;
 }
 
+/**
+ * The transcript a model call sees, from the fake event log: the task, then the window's model turns,
+ * tool results and messages. (The real activity reads the same events from Postgres.)
+ */
+function transcriptOf(events: readonly SessionEvent[], window: { fromSeq: number; throughSeq: number }): Message[] {
+  const started = events.find((e) => e.type === 'session.started');
+  const out: Message[] = [{ role: 'user', text: started?.type === 'session.started' ? started.data.task : '' }];
+  for (const e of [...events].sort((a, b) => a.seq - b.seq)) {
+    if (e.seq < window.fromSeq || e.seq > window.throughSeq) continue;
+    if (e.type === 'message.user') out.push({ role: 'user', text: e.data.text });
+    if (e.type === 'model.call') out.push({ role: 'assistant', ...(e.data.text ? { text: e.data.text } : {}), toolCalls: e.data.toolCalls });
+    if (e.type === 'tool.result') {
+      const { step: _step, snapshot: _snapshot, ...result } = e.data;
+      const last = out[out.length - 1];
+      if (last?.role === 'tool') last.results.push(result);
+      else out.push({ role: 'tool', results: [result] });
+    }
+  }
+  return out;
+}
+
 /** A fake model that plays `turns` in order and fails loudly when it runs out. */
 export function createFakes(turns: Array<Partial<ModelTurn>>, opts: FakeOptions = {}): Fakes {
   const f: Fakes = {
@@ -37,11 +58,17 @@ export function createFakes(turns: Array<Partial<ModelTurn>>, opts: FakeOptions 
   let snapshots = 0;
   f.activities = {
     session: {
-      async callModel({ messages }) {
-        f.modelInputs.push(structuredClone(messages));
+      async callModel({ messages, window }) {
+        f.modelInputs.push(structuredClone(messages ?? transcriptOf(f.events, window ?? { fromSeq: 0, throughSeq: Infinity })));
         const t = turns[turn++];
         if (!t) throw new Error(`fake model ran out of turns at turn ${turn}`);
         return { toolCalls: [], finishReason: 'stop', usage: { inputTokens: 10, outputTokens: 5 }, durationMs: 1, ...t };
+      },
+      async readOutput({ call }) {
+        const wanted = (call.input as { callId?: string }).callId;
+        const found = f.events.find((e) => e.type === 'tool.result' && e.data.callId === wanted);
+        const output = found?.type === 'tool.result' ? found.data.output : `no call ${wanted}`;
+        return { callId: call.id, name: call.name, ok: found !== undefined, output };
       },
       async recordEvents({ events }) {
         for (const e of events) if (!f.events.some((x) => x.seq === e.seq)) f.events.push(e);

@@ -8,6 +8,11 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import { ApplicationFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { createModelActivities, type ModelConfig } from '../../activities/model';
+import { connect } from '../../store';
+import { scratchBlobs } from '../helpers/env';
+
+/** The legacy path (whole messages) reads neither the event log nor stored content; postgres.js connects lazily. */
+const deps = { sql: connect('postgres://keel@127.0.0.1:1/unused'), blobs: scratchBlobs() };
 import { toolNames } from '../../common/tools';
 import type { Message, ModelSpec } from '../../common/types';
 import { FakeLlmServer, type RecordedRequest } from '../helpers/fake-llm-server';
@@ -108,7 +113,7 @@ for (const c of cases) {
   describe(`provider ${c.provider}`, () => {
     const spec: ModelSpec = { provider: c.provider, model: 'test-model-1' };
     const call = (messages: Message[], config = c.config()) =>
-      createModelActivities({ config }).callModel({ sessionId: 's-1', model: spec, system: 'You are Keel.', messages });
+      createModelActivities({ config, ...deps }).callModel({ sessionId: 's-1', model: spec, system: 'You are Keel.', messages });
 
     test('tool call round trip: tools and auth sent, calls and usage mapped, results sent back', async () => {
       fake.enqueue({ text: 'Looking.', toolCalls: [{ id: 'call_a1', name: 'shell', args: { command: 'ls -la' } }], usage: { input: 123, output: 45 } });
@@ -220,7 +225,7 @@ describe('transport failures and cancellation', () => {
     const at = new Date(Date.now() + 30_000).toUTCString();
     fake.enqueue({ error: { status: 429, headers: { 'retry-after': at } } });
     const f = await failure(
-      createModelActivities({ config: { anthropicApiKey: KEY, anthropicBaseURL: fake.url } }).callModel({
+      createModelActivities({ config: { anthropicApiKey: KEY, anthropicBaseURL: fake.url }, ...deps }).callModel({
         sessionId: 's',
         model: { provider: 'anthropic', model: 'claude-test' },
         system: '',
@@ -236,7 +241,7 @@ describe('transport failures and cancellation', () => {
     fake.enqueue({ text: 'late', delayMs: 2_000 });
     const t0 = Date.now();
     const f = await failure(
-      createModelActivities({ config: { openaiApiKey: KEY, openaiBaseURL: fake.url, requestTimeoutMs: 200 } }).callModel({
+      createModelActivities({ config: { openaiApiKey: KEY, openaiBaseURL: fake.url, requestTimeoutMs: 200 }, ...deps }).callModel({
         sessionId: 's',
         model: spec,
         system: '',
@@ -251,7 +256,7 @@ describe('transport failures and cancellation', () => {
 
   test('connection refused is a retryable Model.Unavailable', async () => {
     const f = await failure(
-      createModelActivities({ config: { openaiApiKey: KEY, openaiBaseURL: 'http://127.0.0.1:1/v1' } }).callModel({
+      createModelActivities({ config: { openaiApiKey: KEY, openaiBaseURL: 'http://127.0.0.1:1/v1' }, ...deps }).callModel({
         sessionId: 's',
         model: spec,
         system: '',
@@ -265,7 +270,7 @@ describe('transport failures and cancellation', () => {
   test('activity cancellation aborts the HTTP request and is not turned into a Model failure', async () => {
     fake.enqueue({ text: 'late', delayMs: 3_000 });
     const env = new MockActivityEnvironment();
-    const { callModel } = createModelActivities({ config: { openaiApiKey: KEY, openaiBaseURL: fake.url } });
+    const { callModel } = createModelActivities({ config: { openaiApiKey: KEY, openaiBaseURL: fake.url }, ...deps });
     const t0 = Date.now();
     const p = env.run(callModel, { sessionId: 's', model: spec, system: '', messages: [user] });
     setTimeout(() => env.cancel(), 100);
@@ -279,6 +284,7 @@ describe('transport failures and cancellation', () => {
   test('openai-compatible: ModelSpec.baseURL overrides config, and the configured key is not sent elsewhere', async () => {
     fake.enqueue({ text: 'hi' });
     const { callModel } = createModelActivities({
+      ...deps,
       config: { compatibleBaseURL: 'http://127.0.0.1:1/v1', compatibleApiKey: KEY },
     });
     const turn = await callModel({

@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ApplicationFailure } from '@temporalio/common';
 import { createModelActivities } from '../../activities/model';
+import { connect } from '../../store';
+import { scratchBlobs } from '../helpers/env';
 import type { Message, ModelSpec, ScriptTurn } from '../../common/types';
 
 const script: ScriptTurn[] = [
@@ -9,7 +11,7 @@ const script: ScriptTurn[] = [
   { text: 'Done.' },
 ];
 const spec: ModelSpec = { provider: 'scripted', model: 'demo', script };
-const { callModel } = createModelActivities({ config: {} });
+const { callModel } = createModelActivities({ config: {}, sql: connect('postgres://keel@127.0.0.1:1/unused'), blobs: scratchBlobs() });
 const user: Message = { role: 'user', text: 'make a.txt' };
 
 test('turn 0 plays the first scripted turn through generateText, with ids call_<turn>_<i>', async () => {

@@ -28,14 +28,14 @@ test('a wrong type and an unexpected field are rejected', () => {
 test('an unknown tool is an UnknownTool error that lists the real tools', () => {
   const v = validateToolCall('rm_rf', {});
   assert.equal(!v.ok && v.error, 'UnknownTool');
-  assert.match(!v.ok ? v.message : '', /shell, read_file, write_file, edit_file, list_files, sleep/);
+  assert.match(!v.ok ? v.message : '', /shell, read_file, write_file, edit_file, list_files, read_output, sleep/);
   // Inherited object keys are not tools.
   assert.equal(validateToolCall('toString', {}).ok, false);
 });
 
 test('every tool has a JSON schema with its required fields', () => {
   const schemas = toolJsonSchemas();
-  assert.deepEqual(Object.keys(schemas).sort(), ['edit_file', 'list_files', 'read_file', 'shell', 'sleep', 'write_file']);
+  assert.deepEqual(Object.keys(schemas).sort(), ['edit_file', 'list_files', 'read_file', 'read_output', 'shell', 'sleep', 'write_file']);
   assert.deepEqual((schemas.edit_file.parameters as { required: string[] }).required.sort(), ['new_string', 'old_string', 'path']);
 });
 
