@@ -21,10 +21,13 @@ export function fitsInline(text: string): boolean {
   return text.length <= INLINE_CONTENT_BYTES && Buffer.byteLength(text, 'utf8') <= INLINE_CONTENT_BYTES;
 }
 
-/** A short stand-in for long text: its head and tail and how much is between. */
-export function preview(text: string, head = 240, tail = 480): string {
-  if (text.length <= head + tail + 80) return text;
-  return `${text.slice(0, head)}\n[... ${text.length - head - tail} characters; the whole text is in the blob store ...]\n${text.slice(text.length - tail)}`;
+/**
+ * A short stand-in for long text in workflow history and the event log: its head and tail and
+ * how much is between (the whole text is in the blob store; `keel output` prints it).
+ */
+export function preview(text: string, head = 80, tail = 160): string {
+  if (text.length <= head + tail + 40) return text;
+  return `${text.slice(0, head)}\n[... ${text.length - head - tail} more characters stored ...]\n${text.slice(text.length - tail)}`;
 }
 
 /**

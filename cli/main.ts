@@ -4,10 +4,15 @@
  */
 import { existsSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { Command } from 'commander';
+import { WorkflowFailedError } from '@temporalio/client';
+import { readBlob } from '../blobs';
+import type { KeelClient } from '../client';
 import { ServiceError, SessionError } from '../common/errors';
+import type { SessionStatus } from '../common/types';
+import { reconcileLive, reconcileSession } from '../inspect';
 import { defaultImageTag, ensureImage } from '../host/image';
 import { stepsOf } from '../inspect';
-import { getEvents, getSession, listSessions } from '../store';
+import { getEvents, getSession, listSessions, toolResultOf } from '../store';
 import { loadConfig, type KeelConfig } from '../workers/config';
 import { devServerFiles, resolveTemporalCli, startDevServer, waitForPort } from '../workers/dev-server';
 import { connectDatabase, connectDocker, openBlobStore } from '../workers/services';
@@ -42,6 +47,9 @@ program
   .option('--script <file>', 'a JSON array of scripted turns instead of a real model')
   .option('--base-url <url>', 'base URL for an OpenAI-compatible server (vLLM, Ollama, llama.cpp)')
   .option('--max-steps <n>', 'model turns before the session stops', undefined)
+  .option('--keep-alive', 'when the model is done, wait for the next message instead of ending (until `keel close`)')
+  .option('--idle-timeout <sec>', 'with --keep-alive: end after this many seconds without a message (default 7 days)')
+  .option('--context-tokens <n>', "the model's context window in tokens (default: from the table in the README)")
   .option('--id <sessionId>', 'session id (default: generated)')
   .option('--detach', 'print the session id and return at once (needs a running `keel worker`)')
   .option('--json', 'print one JSON object instead of progress')
@@ -52,6 +60,9 @@ program
       script: o.script as string | undefined,
       baseUrl: o.baseUrl as string | undefined,
       maxSteps: o.maxSteps as string | undefined,
+      keepAlive: Boolean(o.keepAlive),
+      idleTimeout: o.idleTimeout as string | undefined,
+      contextTokens: o.contextTokens as string | undefined,
     });
     process.exitCode = await runSession(config(), spec, {
       json: Boolean(o.json),
@@ -99,15 +110,35 @@ program
     await new Promise<void>((resolve) => child.once('exit', () => resolve()));
   });
 
+/**
+ * Reconcile the index with Temporal before reading it, so a session Temporal ended outside Keel's
+ * code never shows as running. Without Temporal the index is shown as it is, with a warning.
+ */
+async function reconciling<T>(cfg: KeelConfig, fn: (client: KeelClient | undefined) => Promise<T>): Promise<T> {
+  const client = await connectClient(cfg).catch((err: unknown) => {
+    console.error(`keel: warning: ${(err as Error).message.split('. Fix:')[0]}; live statuses are not checked against Temporal`);
+    return undefined;
+  });
+  try {
+    return await fn(client);
+  } finally {
+    await client?.close();
+  }
+}
+
 program
   .command('list')
   .description('recent sessions, newest first')
   .option('--limit <n>', 'how many', '20')
   .option('--json', 'print JSON')
   .action(async (o: { limit: string; json?: boolean }) => {
-    const sql = await connectDatabase(config());
+    const cfg = config();
+    const sql = await connectDatabase(cfg);
     try {
-      const rows = await listSessions(sql, { limit: Number(o.limit) });
+      const rows = await reconciling(cfg, async (client) => {
+        if (client) await reconcileLive(sql, client.temporal, { quietSec: 0, limit: Number(o.limit) });
+        return listSessions(sql, { limit: Number(o.limit) });
+      });
       if (o.json) return console.log(JSON.stringify(rows));
       if (rows.length === 0) return console.log('no sessions yet: try `npx keel demo`');
       for (const r of rows) {
@@ -124,15 +155,38 @@ program
   .argument('<sessionId>')
   .option('--json', 'print the session and all its events as JSON')
   .action(async (id: string, o: { json?: boolean }) => {
-    const sql = await connectDatabase(config());
+    const cfg = config();
+    const sql = await connectDatabase(cfg);
     try {
-      const session = await getSession(sql, id);
-      if (!session) throw new SessionError(`no session ${id} in ${'the event log'}`);
+      const session = await reconciling(cfg, (client) => (client ? reconcileSession(sql, client.temporal, id) : getSession(sql, id)));
+      if (!session) throw new SessionError(`no session ${id} in the event log`);
       const events = await getEvents(sql, id);
       if (o.json) return console.log(JSON.stringify({ session, steps: stepsOf(events), events }));
-      console.log(`${session.id}  ${session.status}  ${session.model}\ntask: ${session.task}\n`);
+      const status = session.status === 'waiting' ? 'waiting for a message' : session.status;
+      console.log(`${session.id}  ${status}  ${session.model}\ntask: ${session.task}\n`);
       for (const line of formatTimeline(events)) console.log(line);
+      if (session.status === 'waiting') console.log(`\nwaiting for a message: npx keel message ${id} "…", or npx keel close ${id}`);
     } finally {
+      await sql.end({ timeout: 2 });
+    }
+  });
+
+program
+  .command('output')
+  .description('the whole stored output of one tool call (as the model could read it with read_output)')
+  .argument('<sessionId>')
+  .argument('<callId>', 'the call id, as `keel show --json` lists it')
+  .action(async (id: string, callId: string) => {
+    const cfg = config();
+    const sql = await connectDatabase(cfg);
+    const store = openBlobStore(cfg);
+    try {
+      const found = await toolResultOf(sql, id, callId);
+      if (!found) throw new SessionError(`session ${id} has no tool call ${callId}`);
+      const ref = found.data.outputRef;
+      process.stdout.write(ref ? await readBlob(store.blobs, ref.sha) : `${found.data.output}\n`);
+    } finally {
+      store.close();
       await sql.end({ timeout: 2 });
     }
   });
@@ -162,15 +216,56 @@ program
 
 program
   .command('wait')
-  .description('block until the session ends; exit 0 completed, 1 failed, 3 step limit, 4 cancelled')
+  .description('block until the session ends (or, with --until-idle, waits for a message); exit codes below')
   .argument('<sessionId>')
+  .option('--until-idle', 'return as soon as the session waits for a message (exit 6), or when it ends')
   .option('--json', 'print the result as JSON')
-  .action(async (id: string, o: { json?: boolean }) => {
-    const client = await connectClient(config());
+  .addHelpText('after', '\nExit codes: 0 completed, 1 failed (or terminated / timed out in Temporal), 3 step limit, 4 cancelled, 6 waiting for a message.')
+  .action(async (id: string, o: { untilIdle?: boolean; json?: boolean }) => {
+    const cfg = config();
+    const client = await connectClient(cfg);
     try {
+      if (o.untilIdle) {
+        const r = await client.untilIdle(id);
+        if (r.idle) {
+          console.log(o.json ? JSON.stringify({ sessionId: id, ...r.state }) : `${id} waiting for a message (step ${r.state.step})`);
+          process.exitCode = exitCodeFor('waiting');
+          return;
+        }
+        console.log(o.json ? JSON.stringify(r.result) : `${id} ${r.result.status}${r.result.summary ? `: ${r.result.summary}` : ''}`);
+        process.exitCode = exitCodeFor(r.result.status);
+        return;
+      }
       const result = await client.result(id);
       console.log(o.json ? JSON.stringify(result) : `${id} ${result.status}${result.summary ? `: ${result.summary}` : ''}`);
       process.exitCode = exitCodeFor(result.status);
+    } catch (err) {
+      if (!(err instanceof WorkflowFailedError)) throw err;
+      // Ended outside Keel's code (terminated, timed out): the index says why.
+      const sql = await connectDatabase(cfg);
+      try {
+        const row = await reconcileSession(sql, client.temporal, id);
+        const status = row?.status ?? 'failed';
+        const reason = row?.result?.error ?? err.message;
+        console.log(o.json ? JSON.stringify(row?.result ?? { sessionId: id, status, error: reason }) : `${id} ${status}: ${reason}`);
+        process.exitCode = exitCodeFor(status as SessionStatus);
+      } finally {
+        await sql.end({ timeout: 2 });
+      }
+    } finally {
+      await client.close();
+    }
+  });
+
+program
+  .command('close')
+  .description('end a kept-alive session instead of waiting for its next message')
+  .argument('<sessionId>')
+  .action(async (id: string) => {
+    const client = await connectClient(config());
+    try {
+      await client.closeSession(id);
+      console.log(`close requested for ${id}; \`npx keel wait ${id}\` returns when it has ended`);
     } finally {
       await client.close();
     }

@@ -29,7 +29,7 @@ export function demoSpec(): SessionSpec {
 
 export function runSpec(
   task: string,
-  opts: { model?: string; script?: string; baseUrl?: string; maxSteps?: string },
+  opts: { model?: string; script?: string; baseUrl?: string; maxSteps?: string; keepAlive?: boolean; idleTimeout?: string; contextTokens?: string },
 ): SessionSpec {
   let model: SessionSpec['model'];
   if (opts.script) {
@@ -46,8 +46,17 @@ export function runSpec(
   } else {
     throw new SessionError('say which model drives the session: --model provider:model, or --script file.json');
   }
-  const maxSteps = opts.maxSteps === undefined ? undefined : Number(opts.maxSteps);
-  return { task, model, ...(maxSteps !== undefined ? { maxSteps } : {}) };
+  const num = (v: string | undefined): number | undefined => (v === undefined ? undefined : Number(v));
+  const maxSteps = num(opts.maxSteps);
+  const idleTimeoutSec = num(opts.idleTimeout);
+  const contextTokens = num(opts.contextTokens);
+  return {
+    task,
+    model: { ...model, ...(contextTokens !== undefined ? { contextTokens } : {}) },
+    ...(maxSteps !== undefined ? { maxSteps } : {}),
+    ...(opts.keepAlive ? { keepAlive: true } : {}),
+    ...(idleTimeoutSec !== undefined ? { idleTimeoutSec } : {}),
+  };
 }
 
 /** Start a session and, unless detached, follow it to the end. Returns the process exit code. */
@@ -72,9 +81,24 @@ export async function runSession(config: KeelConfig, spec: SessionSpec, opts: Ru
       console.log(`  task: ${spec.task}`);
       console.log(`  model: ${spec.model.provider}:${spec.model.model}\n`);
     }
-    const resultP = client.result(sessionId);
-    await follow(sql!, sessionId, progressPrinter(opts.json ?? false), { stop: resultP });
-    const result = await resultP;
+    // A kept-alive session does not end when its model is done: follow it until it waits for a message.
+    const outcome = spec.keepAlive ? client.untilIdle(sessionId) : client.result(sessionId).then((result) => ({ idle: false as const, result }));
+    await follow(sql!, sessionId, progressPrinter(opts.json ?? false), { stop: outcome });
+    const done = await outcome;
+    if (done.idle) {
+      const text = (await getEvents(sql!, sessionId, { types: ['model.call'] })).at(-1);
+      const last = text?.type === 'model.call' ? text.data.text : undefined;
+      if (opts.json) console.log(JSON.stringify({ sessionId, status: 'waiting', step: done.state.step, text: last, temporalUi: ui }));
+      else {
+        if (last) console.log(`\n${last}`);
+        console.log(`\nsession ${sessionId} is waiting for a message (durably; it needs a running \`keel worker\` to answer):`);
+        console.log(`  npx keel message ${sessionId} "…"     continue it`);
+        console.log(`  npx keel wait ${sessionId} --until-idle     follow it until it waits again`);
+        console.log(`  npx keel close ${sessionId}     end it`);
+      }
+      return exitCodeFor('waiting');
+    }
+    const result = done.result;
     const events = await getEvents(sql!, sessionId);
     if (opts.json) {
       console.log(JSON.stringify({ ...result, steps: stepsOf(events), modelTurns: result.steps, events: events.length, temporalUi: ui }));

@@ -12,7 +12,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Client, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Connection } from '@temporalio/client';
-import { CANCEL_SIGNAL, MESSAGE_SIGNAL, SESSION_QUEUE, STATUS_QUERY } from '../common/constants';
+import { CANCEL_SIGNAL, CLOSE_SIGNAL, MESSAGE_SIGNAL, SESSION_QUEUE, STATUS_QUERY } from '../common/constants';
 import { SessionError } from '../common/errors';
 import { sandboxSpecProblems } from '../common/sandbox-spec';
 import type { ModelSpec, SessionResult, SessionSpec, SessionState } from '../common/types';
@@ -73,6 +73,37 @@ export class KeelClient {
     await this.guard(sessionId, () => this.handle(sessionId).signal<[string?]>(CANCEL_SIGNAL, reason));
   }
 
+  /**
+   * End a kept-alive session: it stops waiting for messages (one that is mid-turn finishes the turn
+   * first). A session that is not kept alive ends when its model is done anyway.
+   */
+  async closeSession(sessionId: string): Promise<void> {
+    await this.guard(sessionId, () => this.handle(sessionId).signal<[]>(CLOSE_SIGNAL));
+  }
+
+  /**
+   * Resolve as soon as the session waits for a message (`idle: true`, with its state) or ends
+   * (`idle: false`, with its result). Polls the session's status every `pollMs`.
+   */
+  async untilIdle(sessionId: string, opts: { pollMs?: number } = {}): Promise<{ idle: true; state: SessionState } | { idle: false; result: SessionResult }> {
+    const ended = this.result(sessionId).then((result) => ({ idle: false as const, result }));
+    let done = false;
+    const idle = (async () => {
+      while (!done) {
+        const state = await this.status(sessionId).catch(() => undefined);
+        if (state?.status === 'waiting') return { idle: true as const, state };
+        await new Promise((r) => setTimeout(r, opts.pollMs ?? 500));
+      }
+      return new Promise<never>(() => undefined);
+    })();
+    try {
+      return await Promise.race([ended, idle]);
+    } finally {
+      done = true;
+      ended.catch(() => undefined);
+    }
+  }
+
   /** The live state of a running session (step, tool calls, status). */
   async status(sessionId: string): Promise<SessionState> {
     return this.guard(sessionId, () => this.handle(sessionId).query<SessionState>(STATUS_QUERY));
@@ -112,8 +143,12 @@ export function validateSpec(spec: SessionSpec): void {
   if (spec.model.provider === 'scripted' && !spec.model.script?.length) {
     throw new SessionError('a scripted model needs a script with at least one turn');
   }
-  if (spec.maxSteps !== undefined && !(Number.isInteger(spec.maxSteps) && spec.maxSteps > 0)) {
-    throw new SessionError('maxSteps must be a positive integer');
+  for (const field of ['maxSteps', 'idleTimeoutSec', 'stepsPerRun'] as const) {
+    const v = spec[field];
+    if (v !== undefined && !(Number.isInteger(v) && v > 0)) throw new SessionError(`${field} must be a positive integer`);
+  }
+  if (spec.model.contextTokens !== undefined && !(Number.isInteger(spec.model.contextTokens) && spec.model.contextTokens >= 4096)) {
+    throw new SessionError('model.contextTokens must be an integer of at least 4096');
   }
   const problems = sandboxSpecProblems(spec.sandbox);
   if (problems.length) throw new SessionError(problems.join('; '));

@@ -6,6 +6,9 @@
 import type { SessionEvent } from './events';
 import type { ContextWindow, Message, ModelSpec, ModelTurn, SandboxHandle, SandboxSpec, SnapshotInfo, ToolCall, ToolResult } from './types';
 
+/** Which container a call goes to: all a host needs once the call is on its queue (history carries it per call). */
+export type ContainerRef = Pick<SandboxHandle, 'containerId'>;
+
 export interface SandboxActivities {
   /**
    * Create (or find, on retry) generation `generation` of the session's container, restoring
@@ -17,9 +20,9 @@ export interface SandboxActivities {
    * sandbox afterwards (compared with `snapshot.parent`) and set `result.snapshot` if files changed.
    * Runs on the owning host's queue.
    */
-  runTool(input: { sessionId: string; handle: SandboxHandle; call: ToolCall; snapshot?: { parent?: string } }): Promise<ToolResult>;
+  runTool(input: { sessionId: string; handle: ContainerRef; call: ToolCall; snapshot?: { parent?: string } }): Promise<ToolResult>;
   /** Snapshot the sandbox now; null when nothing changed since `parent`. */
-  snapshotSandbox(input: { sessionId: string; handle: SandboxHandle; parent?: string }): Promise<SnapshotInfo | null>;
+  snapshotSandbox(input: { sessionId: string; handle: ContainerRef; parent?: string }): Promise<SnapshotInfo | null>;
   /** Remove the session's containers and volumes (only generations below `belowGeneration` when given). Idempotent. */
   destroySandbox(input: { sessionId: string; belowGeneration?: number }): Promise<{ removed: boolean }>;
 }

@@ -5,7 +5,8 @@
  *
  * The budget is the model's context window (a table below, or `ModelSpec.contextTokens`)
  * minus its `maxOutputTokens`. Tokens are estimated, never counted: one token per
- * {@link BYTES_PER_TOKEN} bytes of UTF-8, plus a few per message. Real tokenizers
+ * {@link BYTES_PER_TOKEN} bytes of the JSON-escaped UTF-8 text as a request carries it,
+ * plus a few per message. Real tokenizers
  * average about 4 bytes a token on English and code and 2.5 to 3.5 on dense data
  * (minified JSON, base64, hex), so the estimate is on the safe side for those; text
  * in scripts whose characters take 3 to 4 bytes each (CJK) can run over it, and a
@@ -20,8 +21,8 @@ import { capOutput } from './tools';
 
 /** The estimator's rate: one token per this many bytes of UTF-8. */
 export const BYTES_PER_TOKEN = 3;
-/** Tokens a message costs beyond its text (role, separators, ids). */
-const MESSAGE_OVERHEAD_TOKENS = 8;
+/** Tokens a message costs beyond its text (role, separators, ids, the provider's JSON keys). */
+const MESSAGE_OVERHEAD_TOKENS = 16;
 /** The smallest budget Keel accepts: below it not even one turn fits. */
 export const MIN_CONTEXT_BUDGET = 2048;
 
@@ -144,19 +145,25 @@ function shrinkInput(input: unknown, max: number): unknown {
   return input;
 }
 
+/** Tokens of text as a request carries it: JSON-escaped (newlines and quotes cost two bytes each). */
+function sentTokens(text: string): number {
+  return estimateTokens(JSON.stringify(text));
+}
+
 /** The estimated tokens of one entry as it will be sent. */
 export function entryTokens(e: TranscriptEntry & { rendered?: string }): number {
   switch (e.kind) {
     case 'user':
-      return MESSAGE_OVERHEAD_TOKENS + estimateTokens(e.text);
+      return MESSAGE_OVERHEAD_TOKENS + sentTokens(e.text);
     case 'assistant':
       return (
         MESSAGE_OVERHEAD_TOKENS +
-        estimateTokens(e.text ?? '') +
-        e.toolCalls.reduce((n, c) => n + MESSAGE_OVERHEAD_TOKENS + estimateTokens(c.id + c.name + (JSON.stringify(c.input) ?? '')), 0)
+        sentTokens(e.text ?? '') +
+        // Providers send arguments as a JSON string inside the JSON body: escaped twice.
+        e.toolCalls.reduce((n, c) => n + MESSAGE_OVERHEAD_TOKENS + sentTokens(c.id + c.name) + sentTokens(JSON.stringify(c.input) ?? ''), 0)
       );
     case 'tool':
-      return MESSAGE_OVERHEAD_TOKENS + estimateTokens(e.callId + e.name) + estimateTokens(e.rendered ?? e.output);
+      return MESSAGE_OVERHEAD_TOKENS + sentTokens(e.callId + e.name) + sentTokens(e.rendered ?? e.output);
   }
 }
 

@@ -6,3 +6,5 @@ export { follow } from './follow';
 export { loadManifest, stepDiff, stepSnapshots, type StepDiff } from './step-diff';
 export { stepsOf, type StepSummary } from './steps';
 export { asText, TEXT_DIFF_LIMIT, unifiedDiff } from './text-diff';
+export { eventBytes, historyBytes, sessionHistories, type RunHistory } from './histories';
+export { reconcileLive, reconcileSession } from './reconcile';

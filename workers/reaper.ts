@@ -9,6 +9,7 @@
 import { Client, WorkflowNotFoundError } from '@temporalio/client';
 import type Docker from 'dockerode';
 import { reapOrphans, reapStoppedPool } from '../host/reap';
+import { every } from './periodic';
 
 export interface ReaperOptions {
   docker: Docker;
@@ -43,14 +44,5 @@ export async function reapOnce(opts: ReaperOptions): Promise<string[]> {
 
 /** Run `reapOnce` every `intervalSec` until the returned stop function is called. */
 export function startReaper(opts: ReaperOptions & { intervalSec: number }): () => void {
-  let running = false;
-  const timer = setInterval(() => {
-    if (running) return;
-    running = true;
-    reapOnce(opts)
-      .catch((err) => opts.log?.(`reaper: ${(err as Error).message}`))
-      .finally(() => (running = false));
-  }, opts.intervalSec * 1000);
-  timer.unref();
-  return () => clearInterval(timer);
+  return every(opts.intervalSec, 'reaper', () => reapOnce(opts), opts.log);
 }

@@ -4,7 +4,8 @@
  * activities) and a sandbox-host worker per Docker host.
  */
 import { Client } from '@temporalio/client';
-import { Worker, type NativeConnection, type WorkerInterceptors } from '@temporalio/worker';
+import { createHash } from 'node:crypto';
+import { bundleWorkflowCode, Worker, type NativeConnection, type WorkerInterceptors } from '@temporalio/worker';
 import type Docker from 'dockerode';
 import { createModelActivities, resolveModelConfig } from '../activities/model';
 import { createSandboxActivities } from '../activities/sandbox';
@@ -16,6 +17,8 @@ import { WarmPool } from '../host/pool';
 import { SandboxRuntime } from '../host/runtime';
 import type { Sql } from '../store';
 import type { KeelConfig } from './config';
+import { reconcileLive } from '../inspect/reconcile';
+import { every } from './periodic';
 import { startReaper } from './reaper';
 import { connectDatabase, connectDocker, connectTemporalWorker, openBlobStore } from './services';
 
@@ -28,12 +31,18 @@ export interface KeelWorkers {
   hostQueue?: string;
 }
 
+/** The bundler's progress logs are noise in a worker's output; its errors are not. */
+const noop = (): void => undefined;
+const quietBundler = { trace: noop, debug: noop, info: noop, warn: noop, error: (msg: string) => console.error(msg), log: noop };
+
 export interface WorkerOptions {
   role?: KeelConfig['workerRole'];
   /** Pre-bundled workflow code (tests and benchmarks bundle once). @default bundles `workflows/` at start */
   workflowBundle?: { code: string };
   /** Activity interceptors for the sandbox-host workers (tests use one to inject faults). @default none */
   sandboxInterceptors?: WorkerInterceptors;
+  /** Interceptors for the session worker (tests use one to inject faults). @default none */
+  sessionInterceptors?: WorkerInterceptors;
 }
 
 export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}): Promise<KeelWorkers> {
@@ -49,6 +58,10 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
   const store = openBlobStore(config);
   stops.push(store.close);
 
+  // The build id names the exact workflow code a session worker runs (short: it is in every workflow task's history).
+  const bundle = role === 'sandbox' ? undefined : (opts.workflowBundle ?? (await bundleWorkflowCode({ workflowsPath: require.resolve('../workflows'), logger: quietBundler })));
+  const buildId = bundle ? `keel-${createHash('sha256').update(bundle.code).digest('hex').slice(0, 12)}` : 'keel-sandbox-host';
+
   if (role === 'all' || role === 'session') {
     sql = await connectDatabase(config);
     const activities = {
@@ -59,13 +72,26 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
       await Worker.create({
         ...base,
         taskQueue: SESSION_QUEUE,
-        ...(opts.workflowBundle ? { workflowBundle: opts.workflowBundle } : { workflowsPath: require.resolve('../workflows') }),
+        workflowBundle: bundle,
+        buildId,
         activities,
+        interceptors: opts.sessionInterceptors,
         maxConcurrentWorkflowTaskExecutions: config.maxWorkflowTasks,
         maxConcurrentLocalActivityExecutions: config.maxLocalActivities,
         ...(config.maxCachedWorkflows !== undefined ? { maxCachedWorkflows: config.maxCachedWorkflows } : {}),
       }),
     );
+    if (config.reapIntervalSec > 0) {
+      // Sessions Temporal ended outside Keel's code (terminated, timed out) get their session.ended here.
+      const clientConnection = await connectTemporal(config.temporalAddress);
+      const client = new Client({ connection: clientConnection, namespace: config.temporalNamespace });
+      const db = sql;
+      const log = (msg: string) => console.error(msg);
+      stops.push(every(config.reapIntervalSec, 'reconciler', async () => {
+        for (const id of await reconcileLive(db, client)) log(`reconciler: session ${id} ended outside Keel; recorded`);
+      }, log));
+      stops.push(() => clientConnection.close());
+    }
   }
 
   if (role === 'all' || role === 'sandbox') {
@@ -88,6 +114,7 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
           ...base,
           taskQueue,
           activities,
+          buildId,
           interceptors: opts.sandboxInterceptors,
           maxConcurrentActivityTaskExecutions: config.maxSandboxActivities,
         }),

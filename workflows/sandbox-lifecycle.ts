@@ -107,7 +107,7 @@ export class SessionSandbox {
       try {
         const result = await onHost(handle, timeoutSec, this.hostTimeoutSec).runTool({
           sessionId: this.sessionId,
-          handle,
+          handle: { containerId: handle.containerId },
           call,
           snapshot: MUTATING.has(call.name) ? { parent: this.lastSnapshot } : undefined,
         });
@@ -144,7 +144,7 @@ export class SessionSandbox {
     this.handle = undefined;
     const host = onHost(handle, 60, this.hostTimeoutSec);
     try {
-      const snapshot = await host.snapshotSandbox({ sessionId: this.sessionId, handle, parent: this.lastSnapshot });
+      const snapshot = await host.snapshotSandbox({ sessionId: this.sessionId, handle: { containerId: handle.containerId }, parent: this.lastSnapshot });
       if (snapshot) {
         this.lastSnapshot = snapshot.id;
         this.emit('sandbox.snapshot', { ...snapshot, reason: 'suspend' });

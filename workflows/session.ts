@@ -81,6 +81,8 @@ export interface SessionCarry {
 
 const { callModel, readOutput } = proxyActivities<ModelActivities>({
   startToCloseTimeout: '5 minutes',
+  // The activity beats every 5 s while the model works: a dead worker costs 30 s, not 5 minutes.
+  heartbeatTimeout: '30s',
   retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 8 },
 });
 

@@ -36,6 +36,21 @@ const SPEC_CACHE_SIZE = 500;
 /** A model turn's text beyond this stays inline only when it ends the turn (a summary, an answer). */
 const FINAL_TEXT_INLINE = 32 * 1024;
 
+/** A heartbeat every few seconds while a model call runs, so a dead worker is noticed in `heartbeatTimeout`, not in 5 minutes. */
+const HEARTBEAT_MS = 5000;
+
+function keepBeating(): () => void {
+  let ctx: Context;
+  try {
+    ctx = Context.current();
+  } catch {
+    return () => undefined;
+  }
+  // No beat at the start: most calls end before the first interval, and each beat is a server round trip.
+  const timer = setInterval(() => ctx.heartbeat(), HEARTBEAT_MS);
+  return () => clearInterval(timer);
+}
+
 /** The activity's cancellation signal, or undefined when called outside an activity (tests, scripts). */
 function activitySignal(): AbortSignal | undefined {
   try {
@@ -118,6 +133,7 @@ export function createModelActivities({ config, sql, blobs, outputLimit = DEFAUL
     async callModel(input: CallModelInput): Promise<ModelTurn> {
       const { sessionId } = input;
       const label = `${input.model.provider}:${input.model.model}`;
+      const stop = keepBeating();
       try {
         const spec = input.messages ? undefined : await specOf(sessionId);
         const model: ModelSpec = spec && !input.model.script && spec.model.script ? { ...input.model, script: spec.model.script } : input.model;
@@ -194,6 +210,8 @@ export function createModelActivities({ config, sql, blobs, outputLimit = DEFAUL
         };
       } catch (err) {
         throw classifyBlobError(err) ?? err;
+      } finally {
+        stop();
       }
     },
 

@@ -7,7 +7,7 @@
 import { Context } from '@temporalio/activity';
 import { CancelledFailure } from '@temporalio/common';
 import { fitsInline, preview, putContent, readBlob, type BlobStore } from '../../blobs';
-import type { SandboxActivities } from '../../common/activities';
+import type { ContainerRef, SandboxActivities } from '../../common/activities';
 import { SANDBOX_DEFAULTS } from '../../common/defaults';
 import { failure, SandboxFailure } from '../../common/failures';
 import { sandboxSpecProblems } from '../../common/sandbox-spec';
@@ -199,7 +199,7 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
       snapshot,
     }: {
       sessionId: string;
-      handle: SandboxHandle;
+      handle: ContainerRef;
       call: ToolCall;
       snapshot?: { parent?: string };
     }): Promise<ToolResult> {
@@ -247,7 +247,7 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
     },
 
     /** Snapshot the sandbox now, compared with `parent`; null when nothing changed since it. */
-    async snapshotSandbox({ handle, parent }: { sessionId: string; handle: SandboxHandle; parent?: string }): Promise<SnapshotInfo | null> {
+    async snapshotSandbox({ handle, parent }: { sessionId: string; handle: ContainerRef; parent?: string }): Promise<SnapshotInfo | null> {
       const stop = keepBeating(activityContext());
       try {
         return (await takeSnapshot(runtime.client(handle.containerId), blobs, parent)).info;

@@ -109,10 +109,18 @@ function errorBody(api: 'openai' | 'anthropic', status: number, message: string)
   return { error: { message, type: status === 429 ? 'rate_limit_exceeded' : 'error', code: null } };
 }
 
+/** Answers requests when the queue is empty: gets the parsed request body and its number (1-based). */
+export type Responder = (body: unknown, n: number) => FakeResponse;
+
 export class FakeLlmServer {
-  /** Every request received, in order. */
+  /** Every request received, in order (bodies dropped when `keepBodies` is false). */
   readonly requests: RecordedRequest[] = [];
+  /** Size in bytes of every request body received, in order. */
+  readonly bodyBytes: number[] = [];
+  /** Keep each request's parsed body in `requests` (turn off for thousands of large requests). */
+  keepBodies = true;
   private readonly queue: FakeResponse[] = [];
+  private responder: Responder | undefined;
   private served = 0;
 
   private constructor(
@@ -146,10 +154,18 @@ export class FakeLlmServer {
     return this;
   }
 
-  /** Forget queued responses and recorded requests. */
+  /** Answer with `fn` whenever the queue is empty (a model that never runs out of turns). */
+  respond(fn: Responder | undefined): this {
+    this.responder = fn;
+    return this;
+  }
+
+  /** Forget queued responses, the responder and recorded requests. */
   reset(): void {
     this.queue.length = 0;
     this.requests.length = 0;
+    this.bodyBytes.length = 0;
+    this.responder = undefined;
   }
 
   /** The last request received (throws when there is none). */
@@ -178,9 +194,10 @@ export class FakeLlmServer {
     } catch {
       return send(400, {}, errorBody(api, 400, 'fake-llm-server: request body is not JSON'));
     }
-    this.requests.push({ api, path, headers, body });
-    const next = this.queue.shift();
+    this.bodyBytes.push(Buffer.byteLength(raw, 'utf8'));
+    this.requests.push({ api, path, headers, body: this.keepBodies ? body : undefined });
     const n = ++this.served;
+    const next = this.queue.shift() ?? this.responder?.(body, n);
     if (!next) return send(500, {}, errorBody(api, 500, 'fake-llm-server: no scripted response left'));
     if (next.delayMs) await new Promise((r) => setTimeout(r, next.delayMs));
     const model = String((body as { model?: unknown }).model ?? 'fake');

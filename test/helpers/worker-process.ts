@@ -6,8 +6,11 @@
  * process SIGKILLs itself after the first runTool whose call mentions <text>
  * has finished in the sandbox but before the activity reports completion:
  * the window in which an at-least-once activity would run a command twice.
+ * With KEEL_TEST_KILL_AT_NEW_RUN=1, it SIGKILLs itself when a model call of a
+ * session's second workflow run starts (just after a continue-as-new).
  */
 import './quiet';
+import { Context } from '@temporalio/activity';
 import type { WorkerInterceptors } from '@temporalio/worker';
 import { loadConfig } from '../../workers/config';
 import { createWorkers } from '../../workers/worker';
@@ -33,11 +36,34 @@ function killAfterTool(marker: string): WorkerInterceptors {
   };
 }
 
+function killAtNewRun(): WorkerInterceptors {
+  const firstRun = new Map<string, string>();
+  return {
+    activity: [
+      () => ({
+        inbound: {
+          async execute(input, next) {
+            const wf = Context.current().info.workflowExecution;
+            if (wf && !firstRun.has(wf.workflowId)) firstRun.set(wf.workflowId, wf.runId);
+            else if (wf && firstRun.get(wf.workflowId) !== wf.runId) {
+              console.log('fault: SIGKILL at the first activity of a new workflow run');
+              process.kill(process.pid, 'SIGKILL');
+              await new Promise(() => undefined);
+            }
+            return next(input);
+          },
+        },
+      }),
+    ],
+  };
+}
+
 async function main() {
   const marker = process.env.KEEL_TEST_KILL_AFTER_TOOL;
   const workers = await createWorkers(loadConfig(), {
     workflowBundle: await workflowBundle(),
     sandboxInterceptors: marker ? killAfterTool(marker) : undefined,
+    sessionInterceptors: process.env.KEEL_TEST_KILL_AT_NEW_RUN ? killAtNewRun() : undefined,
   });
   process.once('SIGTERM', () => void workers.shutdown());
   const running = workers.run();

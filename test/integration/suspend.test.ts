@@ -1,6 +1,7 @@
 /**
  * Suspend and resume on the time-skipping test server: a session that sleeps
- * for 3 days holds no container meanwhile and resumes with its workspace intact.
+ * for 3 days holds no container meanwhile and resumes with its workspace intact;
+ * a kept-alive session waits for messages over a day the same way.
  * Real Docker and Postgres; Temporal's time-skipping server skips the 3 days.
  */
 import '../helpers/quiet';
@@ -11,6 +12,7 @@ import Docker from 'dockerode';
 import type { Sql } from 'postgres';
 import { getEvents } from '../../store';
 import { SESSION_QUEUE } from '../../common/constants';
+import { closeSignal, messageSignal, statusQuery } from '../../workflows';
 import type { ScriptTurn, SessionResult, SessionSpec } from '../../common/types';
 import { connectDatabase } from '../../workers/services';
 import { createWorkers, type KeelWorkers } from '../../workers/worker';
@@ -73,4 +75,54 @@ test('a 3-day sleep holds no container and resumes with the workspace intact', a
   assert.equal(Number(timer?.startToFireTimeout?.seconds), THREE_DAYS, 'a durable 3-day timer');
   assert.deepEqual(await sessionContainers(docker, id), []);
   await recordHistory(env.client, id, 'suspend-session.json');
+});
+
+test('a kept-alive session answers several messages over a simulated day, holding no container between them', { timeout: 300_000 }, async () => {
+  const script: ScriptTurn[] = [
+    { toolCalls: [{ name: 'shell', input: { command: 'echo 0 > /workspace/count && cat /workspace/count' } }] },
+    { text: 'Ready for messages.' },
+    // One turn pair per message: count it in the workspace, then answer.
+    ...[1, 2, 3].flatMap((n): ScriptTurn[] => [
+      { toolCalls: [{ name: 'shell', input: { command: `echo ${n} > /workspace/count && cat /workspace/count` } }] },
+      { text: `Counted message ${n}.` },
+    ]),
+  ];
+  const spec: SessionSpec = {
+    task: 'count the messages',
+    model: { provider: 'scripted', model: 'keep-alive', script },
+    keepAlive: true,
+    idleTimeoutSec: 7 * 24 * 3600,
+    sandbox: { idleSuspendSec: 600 },
+  };
+  const id = uniqueId('keepalive');
+  const handle = await env.client.workflow.start('agentSession', { taskQueue: SESSION_QUEUE, workflowId: id, args: [spec] });
+  const statuses = async () => (await getEvents(sql, id)).filter((e) => e.type === 'session.status').map((e) => (e.type === 'session.status' ? e.data.status : ''));
+  const waitingCount = async () => (await statuses()).filter((s) => s === 'waiting').length;
+
+  for (let n = 1; n <= 3; n++) {
+    await waitForEvent(sql, id, () => true); // the session is recording
+    for (let i = 0; i < 300 && (await waitingCount()) < n; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(await waitingCount(), n, `waiting for message ${n}`);
+    assert.equal((await handle.query(statusQuery)).status, 'waiting');
+    // Eight hours pass: the container is released.
+    await env.sleep('8h');
+    await waitForEvent(sql, id, (e) => e.type === 'sandbox.suspended' && (e.data.reason ?? '').includes('waiting for a message') && e.seq > 0);
+    for (let i = 0; i < 100 && (await sessionContainers(docker, id)).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(await sessionContainers(docker, id), [], `no container while waiting for message ${n}`);
+    await handle.signal(messageSignal, `message ${n}`);
+  }
+  for (let i = 0; i < 300 && (await waitingCount()) < 4; i++) await new Promise((r) => setTimeout(r, 100));
+  await handle.signal(closeSignal);
+  const result = (await handle.result()) as SessionResult;
+  assert.equal(result.status, 'completed', result.error);
+  assert.equal(result.summary, 'Counted message 3.');
+
+  const events = await getEvents(sql, id);
+  const outputs = events.filter((e) => e.type === 'tool.result').map((e) => (e.type === 'tool.result' ? e.data.output.trim() : ''));
+  assert.deepEqual(outputs, ['0', '1', '2', '3'], 'each message was answered in the same workspace');
+  assert.equal(events.filter((e) => e.type === 'sandbox.suspended').length, 3, 'released during each wait');
+  assert.equal(events.filter((e) => e.type === 'sandbox.resumed').length, 3, 'and restored for each message');
+  const ended = events.find((e) => e.type === 'session.ended');
+  assert.equal(ended?.type === 'session.ended' ? ended.data.reason : '', 'closed');
+  assert.deepEqual(await sessionContainers(docker, id), []);
 });

@@ -32,7 +32,9 @@ for (const file of files) {
 }
 
 test('an altered history fails to replay with a determinism violation', async () => {
-  const json = JSON.parse(readFileSync(join(dir, files[0]!), 'utf8')) as { events: Array<Record<string, any>> };
+  const withProvision = files.find((f) => readFileSync(join(dir, f), 'utf8').includes('"provisionSandbox"'));
+  assert.ok(withProvision, 'a committed history provisions a sandbox');
+  const json = JSON.parse(readFileSync(join(dir, withProvision), 'utf8')) as { events: Array<Record<string, any>> };
   // Pretend the recorded workflow scheduled a different activity than today's code does.
   const scheduled = json.events.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'provisionSandbox');
   assert.ok(scheduled, 'history has a provisionSandbox activity');
