@@ -10,7 +10,8 @@
  *      BENCH_RECOVERIES (default 3) worker kills for the recovery figure,
  *      BENCH_SNAPSHOT_RUNS (default 5) runs of each snapshot figure,
  *      BENCH_DENSITY_LEVELS (default "1,10,50,100"), BENCH_DENSITY_CALLS (default 50): bench/density.ts;
- *      BENCH_DENSITY_LEVELS=none skips density.
+ *      BENCH_DENSITY_LEVELS=none skips density;
+ *      BENCH_LONG_STEPS (default 2000), BENCH_LONG_OUTPUTS (default "8192,65536", or "none"): bench/long-session.ts.
  *
  * bench/results/latest.json (format 2; fields are only ever added):
  *   {
@@ -46,6 +47,7 @@ import { scratchBlobs, testConfig, uniqueId, workflowBundle } from '../test/help
 import { TestTemporal } from '../test/helpers/temporal';
 import { spawnWorker } from '../test/helpers/processes';
 import { benchDensity, densityLevels, type DensityLevel } from './density';
+import { benchLongSession, type LongSessionFigures } from './long-session';
 import { benchSnapshots } from './snapshots';
 import { summarize, type Summary, timed } from './stats';
 
@@ -54,8 +56,10 @@ const SANDBOXES = Number(process.env.BENCH_SANDBOXES ?? 10);
 const RECOVERIES = Number(process.env.BENCH_RECOVERIES ?? 3);
 const POOL_SIZE = Number(process.env.BENCH_POOL_SIZE ?? 2);
 const DENSITY_LEVELS = process.env.BENCH_DENSITY_LEVELS === 'none' ? [] : densityLevels();
+const LONG_STEPS = Number(process.env.BENCH_LONG_STEPS ?? 2000);
+const LONG_OUTPUTS = process.env.BENCH_LONG_OUTPUTS === 'none' ? [] : (process.env.BENCH_LONG_OUTPUTS ?? '8192,65536').split(',').map(Number);
 
-type Unit = 'ms' | 'calls/s' | 'MiB';
+type Unit = 'ms' | 'calls/s' | 'MiB' | 'B' | 'x';
 
 interface Row {
   figure: string;
@@ -81,6 +85,10 @@ const TARGETS = {
     met: (r: Row) => r.keel.p50 <= 5 && (r.ratio ?? 0) >= 10,
   },
   durable: { text: 'p50 <= 25 ms', met: (r: Row) => r.keel.p50 <= 25 },
+  historyPerCall: { text: '<= 4 KB per call', met: (r: Row) => r.keel.p50 <= 4096 },
+  historyFlat: { text: '<= 1.1x steps 10-110', met: (r: Row) => r.keel.p50 <= 1.1 },
+  largestRun: { text: '<= 10 MB', met: (r: Row) => r.keel.p50 <= 10 * 1024 * 1024 },
+  latencyFlat: { text: '<= 1.2x steps 10-110', met: (r: Row) => r.keel.p50 <= 1.2 },
 } satisfies Record<string, Target>;
 
 function judged(row: Row, target?: Target): Row {
@@ -220,11 +228,28 @@ async function main() {
   }
   rows.push(judged({ figure: 'fault recovery: worker SIGKILL -> next completed step', keel: summarize(recoveries) }));
 
+  // 5. Long sessions: history bytes per tool call and step latency, early and late.
+  const long: LongSessionFigures[] = [];
+  if (LONG_OUTPUTS.length > 0) {
+    const longWorkers = await createWorkers(config, { workflowBundle: await workflowBundle() });
+    const longRunning = longWorkers.run();
+    try {
+      for (const size of LONG_OUTPUTS) {
+        console.log(`long session: ${LONG_STEPS} steps of ${size} B outputs`);
+        long.push(await benchLongSession({ client: keel, temporal: keel.temporal, sql, steps: LONG_STEPS, outputBytes: size, log: (l) => console.log(l) }));
+      }
+    } finally {
+      await longWorkers.shutdown();
+      await longRunning;
+    }
+    rows.push(...longRows(long));
+  }
+
   await keel.close();
   await runtime.close();
   await sql.end({ timeout: 2 });
 
-  // 5. Density: N sessions at once, one worker process, every container cleaned up.
+  // 6. Density: N sessions at once, one worker process, every container cleaned up.
   let density: DensityLevel[] = [];
   if (DENSITY_LEVELS.length > 0) {
     density = await benchDensity({ temporalAddress: temporal.address, levels: DENSITY_LEVELS, log: (line) => console.log(line) });
@@ -251,9 +276,12 @@ async function main() {
       snapshotRuns: Number(process.env.BENCH_SNAPSHOT_RUNS ?? 5),
       densityLevels: DENSITY_LEVELS,
       densityCalls: Number(process.env.BENCH_DENSITY_CALLS ?? 50),
+      longSteps: LONG_STEPS,
+      longOutputs: LONG_OUTPUTS,
     },
     rows,
     density,
+    long,
   };
   writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
   console.log(`\nraw results: ${file}`);
@@ -302,17 +330,39 @@ function densityRows(levels: DensityLevel[]): Row[] {
   return rows;
 }
 
+/** Table rows for the long sessions: history per call early and late, the largest run, step latency early and late. */
+function longRows(figures: LongSessionFigures[]): Row[] {
+  const rows: Row[] = [];
+  for (const f of figures) {
+    const out = `${Math.round(f.outputBytes / 1024)} KB outputs`;
+    const [e0, e1] = f.early;
+    const [l0, l1] = f.late;
+    rows.push(
+      judged({ figure: `history per tool call, steps ${e0}-${e1} (${out})`, unit: 'B', keel: single(f.bytesPerCallEarly) }, TARGETS.historyPerCall),
+      judged({ figure: `history per tool call, steps ${l0}-${l1} (${out})`, unit: 'B', keel: single(f.bytesPerCallLate) }, TARGETS.historyPerCall),
+      judged({ figure: `history per call, late / early (${out})`, unit: 'x', keel: single(f.flatness) }, TARGETS.historyFlat),
+      judged({ figure: `largest workflow run of ${f.steps} steps, ${f.runs} runs (${out})`, unit: 'B', keel: single(f.largestRunBytes) }, TARGETS.largestRun),
+      judged({ figure: `step latency p50, steps ${e0}-${e1} (${out})`, keel: single(f.stepP50EarlyMs) }),
+      judged({ figure: `step latency p50, steps ${l0}-${l1} (${out})`, keel: single(f.stepP50LateMs) }),
+      judged({ figure: `step latency, late / early (${out})`, unit: 'x', keel: single(f.latencyRatio) }, TARGETS.latencyFlat),
+    );
+  }
+  return rows;
+}
+
 function print(rows: Row[]) {
   const fmt = (v: number, unit: Unit = 'ms') => {
     if (!Number.isFinite(v)) return '-';
     if (unit === 'calls/s') return `${v.toFixed(0)}/s`;
     if (unit === 'MiB') return `${v.toFixed(1)} MiB`;
+    if (unit === 'B') return v < 10 * 1024 ? `${v.toFixed(0)} B` : v < 10 * 1024 * 1024 ? `${(v / 1024).toFixed(1)} KB` : `${(v / 1024 / 1024).toFixed(1)} MB`;
+    if (unit === 'x') return `${v.toFixed(2)}x`;
     return `${v.toFixed(v < 10 ? 2 : v < 1000 ? 1 : 0)} ms`;
   };
   const header = ['figure', 'p50', 'p95', 'p99', 'baseline p50', 'ratio', 'target', 'verdict'];
   const lines = rows.map((r) => {
     const u = r.unit ?? 'ms';
-    const one = r.keel.n === 1 && u !== 'ms';
+    const one = r.keel.n === 1;
     return [
       r.figure,
       fmt(r.keel.p50, u),

@@ -166,6 +166,8 @@ export class FakeLlmServer {
     this.requests.length = 0;
     this.bodyBytes.length = 0;
     this.responder = undefined;
+    this.served = 0;
+    this.keepBodies = true;
   }
 
   /** The last request received (throws when there is none). */

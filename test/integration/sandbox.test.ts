@@ -13,6 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import Docker from 'dockerode';
+import { readBlob } from '../../blobs';
 import { scratchBlobs } from '../helpers/env';
 import type { SandboxHandle, ToolResult } from '../../common/types';
 import { createSandboxActivities } from '../../activities/sandbox';
@@ -25,6 +26,7 @@ const tag = defaultImageTag();
 const run = `${process.pid}-${Date.now().toString(36)}`;
 const sessionId = `test-sbx-${run}`;
 const created = new Set<string>([sessionId]);
+const blobs = scratchBlobs();
 
 let runtime: SandboxRuntime;
 let acts: SandboxActivities;
@@ -54,7 +56,7 @@ before(
   async () => {
     await ensureImage(docker, tag, (line) => console.error(`[image] ${line}`));
     runtime = new SandboxRuntime(docker);
-    acts = createSandboxActivities({ runtime, blobs: scratchBlobs(), config: { hostId: 'test-host', defaultImage: tag } });
+    acts = createSandboxActivities({ runtime, blobs, config: { hostId: 'test-host', defaultImage: tag } });
     handle = await acts.provisionSandbox({ sessionId, spec: { memoryMb: 512, pidsLimit: 128 } });
   },
   { timeout: 900_000 },
@@ -182,14 +184,16 @@ line 2'`);
     assert.equal(check.output, 'dead\nno-sleep\n');
   });
 
-  it('caps huge output, keeping head and tail and saying how much was cut', async () => {
+  it('keeps a huge output whole in the blob store and only a preview in the result', async () => {
     const r = await sh('seq 1 100000');
     assert.equal(r.ok, true);
-    // seq 1 100000 prints 588895 characters.
-    assert.match(r.output, /\[\.\.\. \d+ characters cut; 588895 in total \.\.\.\]/);
-    assert.ok(r.output.startsWith('1\n2\n3\n'));
-    assert.ok(r.output.endsWith('99999\n100000\n'));
-    assert.ok(r.output.length < 16_200, `length ${r.output.length}`);
+    // seq 1 100000 prints 588895 characters: stored whole, by reference.
+    assert.ok(r.outputRef, 'stored by reference');
+    const whole = (await readBlob(blobs, r.outputRef.sha)).toString('utf8');
+    assert.equal(whole.length, 588895);
+    assert.ok(whole.startsWith('1\n2\n3\n') && whole.endsWith('99999\n100000\n'));
+    assert.ok(r.output.startsWith('1\n2\n3\n') && r.output.endsWith('99999\n100000\n'), 'the preview keeps head and tail');
+    assert.ok(r.output.length < 400, `preview length ${r.output.length}`);
   });
 
   it('returns while a background job keeps running', async () => {
@@ -411,7 +415,7 @@ setInterval(() => {}, 1000);
 });
 
 describe('in an activity context', () => {
-  it('keys by workflow id + activity id, heartbeats, and kills the command on cancellation', async () => {
+  it('keys by workflow id + run id + activity id, heartbeats, and kills the command on cancellation', async () => {
     const env = new MockActivityEnvironment({ workflowExecution: { workflowId: `wf-${run}`, runId: 'r' }, activityId: '7' });
     const beats: unknown[] = [];
     env.on('heartbeat', (d: unknown) => beats.push(d));
@@ -425,7 +429,7 @@ describe('in an activity context', () => {
     assert.ok(beats.length >= 2, `heartbeats: ${beats.length}`);
     const check = await sh('kill -0 "$(cat /tmp/cancel.pid)" 2>/dev/null && echo alive || echo dead; pgrep -x sleep || echo no-sleep');
     assert.equal(check.output, 'dead\nno-sleep\n');
-    const journal = await sh(`grep -c '"key":"wf-${run}/7"' /tmp/.keel/journal`);
+    const journal = await sh(`grep -c '"key":"wf-${run}/r/7"' /tmp/.keel/journal`);
     assert.equal(journal.output, '2\n');
   });
 });
