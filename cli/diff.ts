@@ -4,6 +4,7 @@ import type { BlobStore } from '../blobs';
 import type { ManifestEntry } from '../common/manifest';
 import { stepDiff, type StepDiff } from '../inspect/step-diff';
 import { getEvents } from '../store';
+import { safeJson, termSafe } from './terminal';
 
 export interface DiffOptions {
   json?: boolean;
@@ -21,12 +22,12 @@ function describe(e: ManifestEntry): string {
 
 /** Compute and print the diff of one step. Throws when the session has no events or the blob store lacks a snapshot. */
 export async function runDiff(sessionId: string, step: number, opts: DiffOptions): Promise<StepDiff> {
-  const print = opts.print ?? ((line: string) => console.log(line));
+  const print = opts.print ?? ((line: string) => console.log(opts.json ? line : termSafe(line)));
   const events = await getEvents(opts.sql, sessionId);
   if (events.length === 0) throw new Error(`no events for session ${sessionId}`);
   const result = await stepDiff({ sessionId, step, events, blobs: opts.blobs });
   if (opts.json) {
-    print(JSON.stringify(result));
+    print(safeJson(result));
     return result;
   }
   if (!result.after) {

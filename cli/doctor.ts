@@ -7,6 +7,7 @@ import { defaultImageTag, imageExists } from '../host/image';
 import type { KeelConfig } from '../workers/config';
 import { resolveTemporalCli } from '../workers/dev-server';
 import { connectDatabase, connectDocker } from '../workers/services';
+import { print } from './terminal';
 
 export interface Check {
   name: string;
@@ -86,7 +87,7 @@ export async function runDoctor(config: KeelConfig): Promise<Check[]> {
 export function printChecks(checks: Check[]): void {
   for (const c of checks) {
     const mark = c.level === 'ok' ? 'ok  ' : c.level === 'warn' ? 'warn' : 'FAIL';
-    console.log(`${mark}  ${c.name.padEnd(14)} ${c.detail}`);
-    if (c.fix) console.log(`      ${''.padEnd(14)} fix: ${c.fix}`);
+    print(`${mark}  ${c.name.padEnd(14)} ${c.detail}`);
+    if (c.fix) print(`      ${''.padEnd(14)} fix: ${c.fix}`);
   }
 }

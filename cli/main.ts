@@ -23,6 +23,7 @@ import { runDiff } from './diff';
 import { printChecks, runDoctor } from './doctor';
 import { connectClient, demoSpec, exitCodeFor, runSession, runSpec } from './sessions';
 import { formatTimeline } from './timeline';
+import { print, printJson, writeBytes } from './terminal';
 
 const program = new Command('keel')
   .description('Durable, sandboxed AI agent sessions on Temporal, Docker and Postgres.')
@@ -80,7 +81,7 @@ program
     const cfg = loadConfig({ ...process.env, ...(o.role ? { KEEL_WORKER_ROLE: o.role } : {}) });
     const workers = await createWorkers(cfg);
     for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void workers.shutdown());
-    console.log(`keel worker (${cfg.workerRole}) polling ${cfg.temporalAddress}${workers.hostQueue ? `; host queue ${workers.hostQueue}` : ''}`);
+    print(`keel worker (${cfg.workerRole}) polling ${cfg.temporalAddress}${workers.hostQueue ? `; host queue ${workers.hostQueue}` : ''}`);
     await workers.run();
   });
 
@@ -104,7 +105,7 @@ program
     if (o.detach) {
       writeFileSync(files.pidFile, String(child.pid));
       await waitForPort('127.0.0.1', port);
-      console.log(`Temporal dev server on 127.0.0.1:${port} (UI http://localhost:${port + 1000}), pid ${child.pid}, state ${files.dbFile}`);
+      print(`Temporal dev server on 127.0.0.1:${port} (UI http://localhost:${port + 1000}), pid ${child.pid}, state ${files.dbFile}`);
       return;
     }
     await new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -139,10 +140,10 @@ program
         if (client) await reconcileLive(sql, client.temporal, { quietSec: 0, limit: Number(o.limit) });
         return listSessions(sql, { limit: Number(o.limit) });
       });
-      if (o.json) return console.log(JSON.stringify(rows));
-      if (rows.length === 0) return console.log('no sessions yet: try `npx keel demo`');
+      if (o.json) return printJson(rows);
+      if (rows.length === 0) return print('no sessions yet: try `npx keel demo`');
       for (const r of rows) {
-        console.log(`${r.id.padEnd(30)} ${String(r.status).padEnd(10)} ${r.createdAt.toISOString()}  ${r.task.replace(/\s+/g, ' ').slice(0, 60)}`);
+        print(`${r.id.padEnd(30)} ${String(r.status).padEnd(10)} ${r.createdAt.toISOString()}  ${r.task.replace(/\s+/g, ' ').slice(0, 60)}`);
       }
     } finally {
       await sql.end({ timeout: 2 });
@@ -161,11 +162,11 @@ program
       const session = await reconciling(cfg, (client) => (client ? reconcileSession(sql, client.temporal, id) : getSession(sql, id)));
       if (!session) throw new SessionError(`no session ${id} in the event log`);
       const events = await getEvents(sql, id);
-      if (o.json) return console.log(JSON.stringify({ session, steps: stepsOf(events), events }));
+      if (o.json) return printJson({ session, steps: stepsOf(events), events });
       const status = session.status === 'waiting' ? 'waiting for a message' : session.status;
-      console.log(`${session.id}  ${status}  ${session.model}\ntask: ${session.task}\n`);
-      for (const line of formatTimeline(events)) console.log(line);
-      if (session.status === 'waiting') console.log(`\nwaiting for a message: npx keel message ${id} "…", or npx keel close ${id}`);
+      print(`${session.id}  ${status}  ${session.model}\ntask: ${session.task}\n`);
+      for (const line of formatTimeline(events)) print(line);
+      if (session.status === 'waiting') print(`\nwaiting for a message: npx keel message ${id} "…", or npx keel close ${id}`);
     } finally {
       await sql.end({ timeout: 2 });
     }
@@ -184,7 +185,7 @@ program
       const found = await toolResultOf(sql, id, callId);
       if (!found) throw new SessionError(`session ${id} has no tool call ${callId}`);
       const ref = found.data.outputRef;
-      process.stdout.write(ref ? await readBlob(store.blobs, ref.sha) : `${found.data.output}\n`);
+      writeBytes(ref ? await readBlob(store.blobs, ref.sha) : Buffer.from(`${found.data.output}\n`));
     } finally {
       store.close();
       await sql.end({ timeout: 2 });
@@ -228,16 +229,16 @@ program
       if (o.untilIdle) {
         const r = await client.untilIdle(id);
         if (r.idle) {
-          console.log(o.json ? JSON.stringify({ sessionId: id, ...r.state }) : `${id} waiting for a message (step ${r.state.step})`);
+          print(o.json ? JSON.stringify({ sessionId: id, ...r.state }) : `${id} waiting for a message (step ${r.state.step})`);
           process.exitCode = exitCodeFor('waiting');
           return;
         }
-        console.log(o.json ? JSON.stringify(r.result) : `${id} ${r.result.status}${r.result.summary ? `: ${r.result.summary}` : ''}`);
+        print(o.json ? JSON.stringify(r.result) : `${id} ${r.result.status}${r.result.summary ? `: ${r.result.summary}` : ''}`);
         process.exitCode = exitCodeFor(r.result.status);
         return;
       }
       const result = await client.result(id);
-      console.log(o.json ? JSON.stringify(result) : `${id} ${result.status}${result.summary ? `: ${result.summary}` : ''}`);
+      print(o.json ? JSON.stringify(result) : `${id} ${result.status}${result.summary ? `: ${result.summary}` : ''}`);
       process.exitCode = exitCodeFor(result.status);
     } catch (err) {
       if (!(err instanceof WorkflowFailedError)) throw err;
@@ -247,7 +248,7 @@ program
         const row = await reconcileSession(sql, client.temporal, id);
         const status = row?.status ?? 'failed';
         const reason = row?.result?.error ?? err.message;
-        console.log(o.json ? JSON.stringify(row?.result ?? { sessionId: id, status, error: reason }) : `${id} ${status}: ${reason}`);
+        print(o.json ? JSON.stringify(row?.result ?? { sessionId: id, status, error: reason }) : `${id} ${status}: ${reason}`);
         process.exitCode = exitCodeFor(status as SessionStatus);
       } finally {
         await sql.end({ timeout: 2 });
@@ -265,7 +266,7 @@ program
     const client = await connectClient(config());
     try {
       await client.closeSession(id);
-      console.log(`close requested for ${id}; \`npx keel wait ${id}\` returns when it has ended`);
+      print(`close requested for ${id}; \`npx keel wait ${id}\` returns when it has ended`);
     } finally {
       await client.close();
     }
@@ -280,7 +281,7 @@ program
     const client = await connectClient(config());
     try {
       await client.message(id, text);
-      console.log(`message sent to ${id}`);
+      print(`message sent to ${id}`);
     } finally {
       await client.close();
     }
@@ -295,7 +296,7 @@ program
     const client = await connectClient(config());
     try {
       await client.cancel(id, o.reason);
-      console.log(`cancel requested for ${id}; \`npx keel wait ${id}\` returns when it has stopped`);
+      print(`cancel requested for ${id}; \`npx keel wait ${id}\` returns when it has stopped`);
     } finally {
       await client.close();
     }
@@ -307,7 +308,7 @@ program
   .option('--json', 'print JSON')
   .action(async (o: { json?: boolean }) => {
     const checks = await runDoctor(config());
-    if (o.json) console.log(JSON.stringify({ ok: checks.every((c) => c.level !== 'error'), checks }));
+    if (o.json) printJson({ ok: checks.every((c) => c.level !== 'error'), checks });
     else printChecks(checks);
     process.exitCode = checks.some((c) => c.level === 'error') ? 1 : 0;
   });
@@ -320,7 +321,7 @@ program
     const cfg = config();
     const tag = cfg.sandboxImage ?? defaultImageTag();
     if (o.build) await ensureImage(await connectDocker(cfg), tag, (line) => console.error(line));
-    console.log(tag);
+    print(tag);
   });
 
 program
@@ -333,7 +334,7 @@ program
     const client = await connectClient(cfg);
     try {
       const reaped = await reapOnce({ docker, client: client.temporal, hostId: cfg.hostId, minAgeSec: Number(o.minAge) });
-      console.log(reaped.length ? `removed the sandboxes of ${reaped.join(', ')}` : 'nothing to remove');
+      print(reaped.length ? `removed the sandboxes of ${reaped.join(', ')}` : 'nothing to remove');
     } finally {
       await client.close();
     }
@@ -344,13 +345,13 @@ program
   .description('stop a dev server started with `keel dev --detach`')
   .action(() => {
     const files = devServerFiles(config().stateDir);
-    if (!existsSync(files.pidFile)) return console.log('no detached dev server recorded');
+    if (!existsSync(files.pidFile)) return print('no detached dev server recorded');
     const pid = Number(readFileSync(files.pidFile, 'utf8'));
     try {
       process.kill(pid, 'SIGTERM');
-      console.log(`stopped Temporal dev server (pid ${pid})`);
+      print(`stopped Temporal dev server (pid ${pid})`);
     } catch {
-      console.log(`Temporal dev server (pid ${pid}) was not running`);
+      print(`Temporal dev server (pid ${pid}) was not running`);
     }
     unlinkSync(files.pidFile);
   });

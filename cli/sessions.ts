@@ -14,6 +14,7 @@ import { connectDatabase } from '../workers/services';
 import { createWorkers, type KeelWorkers } from '../workers/worker';
 import { DEMO_TASK, demoScript } from './demo-script';
 import { formatStep, formatTimeline } from './timeline';
+import { print, printJson } from './terminal';
 
 export interface RunOptions {
   json?: boolean;
@@ -73,13 +74,13 @@ export async function runSession(config: KeelConfig, spec: SessionSpec, opts: Ru
     const sessionId = await client.start(spec, { sessionId: opts.sessionId });
     const ui = `${config.temporalUi}/namespaces/${config.temporalNamespace}/workflows/${sessionId}`;
     if (opts.detach) {
-      console.log(opts.json ? JSON.stringify({ sessionId, status: 'running', temporalUi: ui }) : sessionId);
+      print(opts.json ? JSON.stringify({ sessionId, status: 'running', temporalUi: ui }) : sessionId);
       return 0;
     }
     if (!opts.json) {
-      console.log(`session ${sessionId} started`);
-      console.log(`  task: ${spec.task}`);
-      console.log(`  model: ${spec.model.provider}:${spec.model.model}\n`);
+      print(`session ${sessionId} started`);
+      print(`  task: ${spec.task}`);
+      print(`  model: ${spec.model.provider}:${spec.model.model}\n`);
     }
     // A kept-alive session does not end when its model is done: follow it until it waits for a message.
     const outcome = spec.keepAlive ? client.untilIdle(sessionId) : client.result(sessionId).then((result) => ({ idle: false as const, result }));
@@ -88,20 +89,20 @@ export async function runSession(config: KeelConfig, spec: SessionSpec, opts: Ru
     if (done.idle) {
       const text = (await getEvents(sql!, sessionId, { types: ['model.call'] })).at(-1);
       const last = text?.type === 'model.call' ? text.data.text : undefined;
-      if (opts.json) console.log(JSON.stringify({ sessionId, status: 'waiting', step: done.state.step, text: last, temporalUi: ui }));
+      if (opts.json) printJson({ sessionId, status: 'waiting', step: done.state.step, text: last, temporalUi: ui });
       else {
-        if (last) console.log(`\n${last}`);
-        console.log(`\nsession ${sessionId} is waiting for a message (durably; it needs a running \`keel worker\` to answer):`);
-        console.log(`  npx keel message ${sessionId} "…"     continue it`);
-        console.log(`  npx keel wait ${sessionId} --until-idle     follow it until it waits again`);
-        console.log(`  npx keel close ${sessionId}     end it`);
+        if (last) print(`\n${last}`);
+        print(`\nsession ${sessionId} is waiting for a message (durably; it needs a running \`keel worker\` to answer):`);
+        print(`  npx keel message ${sessionId} "…"     continue it`);
+        print(`  npx keel wait ${sessionId} --until-idle     follow it until it waits again`);
+        print(`  npx keel close ${sessionId}     end it`);
       }
       return exitCodeFor('waiting');
     }
     const result = done.result;
     const events = await getEvents(sql!, sessionId);
     if (opts.json) {
-      console.log(JSON.stringify({ ...result, steps: stepsOf(events), modelTurns: result.steps, events: events.length, temporalUi: ui }));
+      printJson({ ...result, steps: stepsOf(events), modelTurns: result.steps, events: events.length, temporalUi: ui });
     } else {
       printEnd(result, events, ui);
     }
@@ -127,26 +128,26 @@ function progressPrinter(json: boolean): (e: EventRow) => void {
   return (e) => {
     if (json) return;
     // The last turn's text is the summary, printed at the end.
-    if (e.type === 'model.call' && e.data.toolCalls.length > 0 && e.data.text) console.log(`  · ${e.data.text}`);
+    if (e.type === 'model.call' && e.data.toolCalls.length > 0 && e.data.text) print(`  · ${e.data.text}`);
     if (e.type === 'tool.call') calls.set(e.data.callId, e);
     if (e.type === 'tool.result') {
       const call = calls.get(e.data.callId);
-      for (const step of stepsOf(call ? [call, e] : [e])) console.log(formatStep(step));
+      for (const step of stepsOf(call ? [call, e] : [e])) print(formatStep(step));
     }
   };
 }
 
 function printEnd(result: SessionResult, events: EventRow[], ui: string): void {
-  console.log(`\nsession ${result.sessionId} ${result.status}: ${result.steps} model turns, ${result.toolCalls} tool calls, ` +
+  print(`\nsession ${result.sessionId} ${result.status}: ${result.steps} model turns, ${result.toolCalls} tool calls, ` +
     `${result.usage.inputTokens} in / ${result.usage.outputTokens} out tokens`);
-  if (result.summary) console.log(`\n${result.summary}`);
-  if (result.error) console.log(`\nerror: ${result.error}`);
-  console.log('\ntimeline (from Postgres):');
-  for (const line of formatTimeline(events)) console.log(line);
+  if (result.summary) print(`\n${result.summary}`);
+  if (result.error) print(`\nerror: ${result.error}`);
+  print('\ntimeline (from Postgres):');
+  for (const line of formatTimeline(events)) print(line);
   const changed = events.filter((e): e is Extract<EventRow, { type: 'tool.result' }> => e.type === 'tool.result' && e.data.snapshot !== undefined).at(-1);
-  console.log(`\nnext:\n  npx keel show ${result.sessionId}     the timeline again (--json for all of it)`);
-  if (changed) console.log(`  npx keel diff ${result.sessionId} --step ${changed.data.step}     what that step changed in the sandbox`);
-  console.log(`  ${ui}   the workflow in the Temporal UI`);
+  print(`\nnext:\n  npx keel show ${result.sessionId}     the timeline again (--json for all of it)`);
+  if (changed) print(`  npx keel diff ${result.sessionId} --step ${changed.data.step}     what that step changed in the sandbox`);
+  print(`  ${ui}   the workflow in the Temporal UI`);
 }
 
 /**

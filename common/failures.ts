@@ -40,6 +40,8 @@ export const BlobFailure = {
 export const StoreFailure = {
   /** Postgres cannot be reached right now; retried. */
   Unavailable: 'Store.Unavailable',
+  /** Postgres refused the data itself (SQLSTATE class 22 or 23): a bug, not an outage; not retried. */
+  BadData: 'Store.BadData',
 } as const;
 
 /** Failures of model calls. */
@@ -78,6 +80,7 @@ export const RETRYABLE: Readonly<Record<FailureType, boolean>> = {
   'Blob.Unavailable': true,
   'Blob.Missing': false,
   'Store.Unavailable': true,
+  'Store.BadData': false,
   'Model.RateLimit': true,
   'Model.Auth': false,
   'Model.BadRequest': false,

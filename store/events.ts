@@ -20,16 +20,22 @@ function str(v: unknown, fallback: string): string {
   return typeof v === 'string' && v.length > 0 ? v : fallback;
 }
 
+/** U+0000, and UTF-16 surrogates that are not part of a pair. */
+const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
 /**
- * Postgres `jsonb` cannot hold U+0000, and tool output can contain it (`cat` of a
- * binary file). Such characters are recorded as U+FFFD; the rest of the event is kept.
+ * Make a value storable as Postgres `jsonb`, which refuses U+0000 and lone surrogates
+ * (SQLSTATE 22P02). Tool output can hold the first (`cat` of a binary file); file names
+ * that are not valid UTF-8 and models' own output can hold the second. Each such
+ * character, in keys too, is recorded as U+FFFD; the rest of the event is kept (large
+ * outputs are also kept as they were, byte for byte, in the blob store).
  */
-export function withoutNul(value: unknown): unknown {
-  if (typeof value === 'string') return value.includes('\u0000') ? value.replaceAll('\u0000', '\uFFFD') : value;
-  if (Array.isArray(value)) return value.map(withoutNul);
+export function storable(value: unknown): unknown {
+  if (typeof value === 'string') return value.replace(UNSTORABLE, '\uFFFD');
+  if (Array.isArray(value)) return value.map(storable);
   if (value && typeof value === 'object') {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[withoutNul(k) as string] = withoutNul(v);
+    for (const [k, v] of Object.entries(value)) out[storable(k) as string] = storable(v);
     return out;
   }
   return value;
@@ -49,7 +55,7 @@ export async function appendEvents(sql: Sql, sessionId: string, events: readonly
     session_id: sessionId,
     seq: e.seq,
     type: e.type,
-    data: sql.json(withoutNul(e.data) as Json),
+    data: sql.json(storable(e.data) as Json),
   }));
   if (!events.some((e) => SESSION_ROW_EVENTS.has(e.type))) {
     // Most steps (model calls, tool calls and results) touch only `events`: one statement,

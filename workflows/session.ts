@@ -87,9 +87,10 @@ const { callModel, readOutput } = proxyActivities<ModelActivities>({
 });
 
 // Events are written by a local activity: no extra round trip through the server per step.
+// Bounded like every retry: about 20 minutes of Postgres outage, then the session fails (and is torn down).
 const { recordEvents } = proxyLocalActivities<StoreActivities>({
   startToCloseTimeout: '30s',
-  retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '30s' },
+  retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 45 },
 });
 
 export async function agentSession(spec: SessionSpec, carry?: SessionCarry): Promise<SessionResult> {

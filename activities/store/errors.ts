@@ -31,13 +31,19 @@ function isUnreachable(err: unknown): err is Error & { code: string } {
 
 /**
  * Classify a store failure at the activity boundary: an unreachable database
- * becomes a retryable `Store.Unavailable`; anything else is rethrown as is
- * (a bug or schema problem, which Temporal also retries, but loudly).
+ * becomes a retryable `Store.Unavailable`, refused data a non-retryable
+ * `Store.BadData`; anything else is rethrown as is (a bug or schema problem,
+ * which Temporal also retries, but loudly).
  * The message names DATABASE_URL but never its value (it holds a password).
  */
 export function classifyStoreError(err: unknown): never {
   if (isUnreachable(err)) {
     throw failure(StoreFailure.Unavailable, `Postgres is unreachable (${err.code}: ${err.message}). Check DATABASE_URL and that the server is running.`);
+  }
+  const code = (err as { code?: unknown })?.code;
+  // Data exceptions (22xxx) and integrity violations (23xxx): the same write fails the same way every time.
+  if (err instanceof Error && typeof code === 'string' && /^2[23][0-9A-Z]{3}$/.test(code)) {
+    throw failure(StoreFailure.BadData, `Postgres refused the data (SQLSTATE ${code}: ${err.message})`);
   }
   throw err;
 }

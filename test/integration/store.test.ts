@@ -177,16 +177,36 @@ describe('recordEvents', () => {
     }
   });
 
-  test('other failures are not disguised as Store.Unavailable', async () => {
+  test('data Postgres refuses is a non-retryable Store.BadData, not disguised as Store.Unavailable', async () => {
     const { recordEvents } = looseStore();
-    // data must be an object; a seq outside int range is a real error, not an outage.
+    // A seq outside int range is a real error (SQLSTATE 22003), not an outage: retrying cannot help.
     await assert.rejects(
       recordEvents({ sessionId: sid('bad'), events: [{ seq: 2 ** 40, type: 'model.call', data: {} }] }),
       (err: unknown) => {
-        assert.ok(!(err instanceof ApplicationFailure));
+        assert.ok(err instanceof ApplicationFailure);
+        assert.equal(err.type, 'Store.BadData');
+        assert.equal(err.nonRetryable, true);
+        assert.match(err.message, /22003/);
         return true;
       },
     );
+  });
+
+  test('text jsonb cannot hold (NUL, lone surrogates, in values and keys) is stored as U+FFFD, the rest kept', async () => {
+    const { recordEvents } = looseStore();
+    const id = sid('unstorable');
+    const name = `report\udcff.txt`; // a file name that was not valid UTF-8, as the executor escapes it
+    await recordEvents({
+      sessionId: id,
+      events: [
+        { seq: 1, type: 'tool.result', data: { output: `a\u0000b ${name} \ud800 ok \ud83d\ude00`, [`k\udc80`]: 1 } },
+        { seq: 2, type: 'model.call', data: { text: 'echo \ud800' } },
+      ],
+    });
+    const rows = await getEvents(sql, id);
+    assert.equal(rows.length, 2);
+    assert.deepEqual(rows[0]?.data, { output: 'a\uFFFDb report\uFFFD.txt \uFFFD ok \ud83d\ude00', 'k\uFFFD': 1 });
+    assert.deepEqual(rows[1]?.data, { text: 'echo \uFFFD' });
   });
 });
 
