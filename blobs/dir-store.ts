@@ -4,10 +4,10 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { access, mkdir, open, rename, rm } from 'node:fs/promises';
+import { access, mkdir, open, readdir, rename, rm, stat, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { assertSha, BlobMismatchError, BlobMissingError, type BlobSource, type BlobStore } from './store';
+import { assertSha, BlobMismatchError, BlobMissingError, type BlobInfo, type BlobSource, type BlobStore } from './store';
 
 export class DirBlobStore implements BlobStore {
   private readonly tmp: string;
@@ -29,7 +29,10 @@ export class DirBlobStore implements BlobStore {
 
   async put(sha: string, source: BlobSource): Promise<number> {
     const final = this.pathOf(sha);
-    if (await exists(final)) return 0;
+    if (await exists(final)) {
+      await this.keep([sha]); // deduplicated: the caller will reference it, so it is in use now
+      return 0;
+    }
     this.ready ??= mkdir(this.tmp, { recursive: true }).then(() => undefined);
     await this.ready;
     const temp = join(this.tmp, `${sha}.${randomUUID()}`);
@@ -76,6 +79,28 @@ export class DirBlobStore implements BlobStore {
     const chunks: Buffer[] = [];
     for await (const chunk of createReadStream(path)) chunks.push(chunk as Buffer);
     return Buffer.concat(chunks).toString('utf8');
+  }
+
+  /** The file's times are when it was last written or kept: garbage collection reads them. */
+  async keep(shas: readonly string[]): Promise<void> {
+    const now = new Date();
+    await Promise.all(shas.map((sha) => utimes(this.pathOf(sha), now, now).catch(() => undefined)));
+  }
+
+  async *list(): AsyncIterable<BlobInfo> {
+    const root = join(this.dir, 'sha256');
+    for (const a of await readdir(root).catch(() => [] as string[])) {
+      for (const b of await readdir(join(root, a)).catch(() => [] as string[])) {
+        for (const sha of await readdir(join(root, a, b)).catch(() => [] as string[])) {
+          const st = await stat(join(root, a, b, sha)).catch(() => undefined);
+          if (st) yield { sha, bytes: st.size, touchedAt: st.mtimeMs };
+        }
+      }
+    }
+  }
+
+  async remove(sha: string): Promise<void> {
+    await rm(this.pathOf(sha), { force: true });
   }
 }
 

@@ -13,16 +13,25 @@ import { Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
+  CopyObjectCommand,
   CreateMultipartUploadCommand,
+  DeleteObjectCommand,
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
+  ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
   UploadPartCommand,
   type CompletedPart,
 } from '@aws-sdk/client-s3';
-import { assertSha, BlobMismatchError, BlobMissingError, type BlobSource, type BlobStore } from './store';
+import { assertSha, BlobMismatchError, BlobMissingError, type BlobInfo, type BlobSource, type BlobStore } from './store';
+
+/**
+ * A kept blob is copied onto itself (S3's only way to renew LastModified) when it was last
+ * written longer ago than this, so keeping a popular blob costs a copy an hour, not one per use.
+ */
+const KEEP_REFRESH_MS = 3600_000;
 
 /** How to reach the bucket. Resolved by {@link resolveS3BlobStoreOptions}. */
 export interface S3BlobStoreOptions {
@@ -139,7 +148,11 @@ export class S3BlobStore implements BlobStore {
   async put(sha: string, source: BlobSource): Promise<number> {
     const key = this.keyOf(sha);
     await this.checkBucket();
-    if (await this.exists(key)) return 0;
+    const stored = await this.head(key);
+    if (stored) {
+      await this.refresh(key, stored); // deduplicated: the caller will reference it, so it is in use now
+      return 0;
+    }
     const { bucket, partSize } = this.options;
     const hash = createHash('sha256');
     let bytes = 0;
@@ -206,6 +219,46 @@ export class S3BlobStore implements BlobStore {
     return Buffer.concat(chunks).toString('utf8');
   }
 
+  async keep(shas: readonly string[]): Promise<void> {
+    const keys = shas.map((sha) => this.keyOf(sha));
+    await this.checkBucket();
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < keys.length) {
+        const key = keys[next++] as string;
+        const stored = await this.head(key);
+        if (stored) await this.refresh(key, stored);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.options.headConcurrency, keys.length) }, worker));
+  }
+
+  async *list(): AsyncIterable<BlobInfo> {
+    const prefix = `${this.options.prefix}sha256/`;
+    let token: string | undefined;
+    do {
+      let page;
+      try {
+        page = await this.client.send(new ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: prefix, ...(token ? { ContinuationToken: token } : {}) }));
+      } catch (err) {
+        throw this.classify(err);
+      }
+      for (const o of page.Contents ?? []) {
+        const sha = (o.Key ?? '').slice(prefix.length);
+        if (/^[0-9a-f]{64}$/.test(sha)) yield { sha, bytes: o.Size ?? 0, touchedAt: o.LastModified?.getTime() ?? 0 };
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+  }
+
+  async remove(sha: string): Promise<void> {
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.keyOf(sha) }));
+    } catch (err) {
+      throw this.classify(err);
+    }
+  }
+
   /** Close the client's sockets. The store cannot be used afterwards. */
   destroy(): void {
     this.client.destroy();
@@ -229,11 +282,29 @@ export class S3BlobStore implements BlobStore {
   }
 
   private async exists(key: string): Promise<boolean> {
+    return (await this.head(key)) !== undefined;
+  }
+
+  /** Copy an object onto itself when its LastModified is old, so garbage collection sees it as in use. */
+  private async refresh(key: string, lastModified: Date): Promise<void> {
+    if (Date.now() - lastModified.getTime() < KEEP_REFRESH_MS) return;
+    const { bucket } = this.options;
     try {
-      await this.client.send(new HeadObjectCommand({ Bucket: this.options.bucket, Key: key }));
-      return true;
+      await this.client.send(
+        new CopyObjectCommand({ Bucket: bucket, Key: key, CopySource: `${bucket}/${key}`, MetadataDirective: 'REPLACE', Metadata: { kept: String(Date.now()) } }),
+      );
     } catch (err) {
-      if (statusOf(err) === 404) return false;
+      throw this.classify(err);
+    }
+  }
+
+  /** An object's LastModified, or undefined when there is no such key. */
+  private async head(key: string): Promise<Date | undefined> {
+    try {
+      const r = await this.client.send(new HeadObjectCommand({ Bucket: this.options.bucket, Key: key }));
+      return r.LastModified ?? new Date(0);
+    } catch (err) {
+      if (statusOf(err) === 404) return undefined;
       if (statusOf(err) === 403) {
         throw new BlobStoreConfigError(
           `S3 refused HeadObject on ${key} in ${this.where} (HTTP 403). S3 answers 403 rather than 404 for a missing key when the credentials lack s3:ListBucket; ` +

@@ -27,6 +27,24 @@ export interface BlobStore {
   putManifest(id: string, text: string): Promise<void>;
   /** A manifest's text, or undefined when the store lacks it. */
   getManifest(id: string): Promise<string | undefined>;
+  /**
+   * Mark blobs as in use now: a writer that found them present (and so did not upload them)
+   * is about to reference them. Garbage collection never removes a blob marked within its
+   * grace period. Missing blobs are ignored.
+   */
+  keep(shas: readonly string[]): Promise<void>;
+  /** Every blob, with when it was last written or kept (for garbage collection). */
+  list(): AsyncIterable<BlobInfo>;
+  /** Remove a blob; a missing one is not an error. */
+  remove(sha: string): Promise<void>;
+}
+
+/** A stored blob as garbage collection sees it. */
+export interface BlobInfo {
+  sha: string;
+  bytes: number;
+  /** When it was last written or kept, ms since the epoch. */
+  touchedAt: number;
 }
 
 /** The bytes given for a blob do not hash to its name. */

@@ -9,6 +9,7 @@ import { readBlob } from '../blobs';
 import type { KeelClient } from '../client';
 import { ServiceError, SessionError } from '../common/errors';
 import type { SessionStatus } from '../common/types';
+import { collectGarbage } from '../audit/gc';
 import { reconcileLive, reconcileSession } from '../inspect';
 import { defaultImageTag, ensureImage } from '../host/image';
 import { stepsOf } from '../inspect';
@@ -337,6 +338,34 @@ program
       print(reaped.length ? `removed the sandboxes of ${reaped.join(', ')}` : 'nothing to remove');
     } finally {
       await client.close();
+    }
+  });
+
+program
+  .command('gc')
+  .description('remove blobs (snapshots, stored outputs) that no retained session references')
+  .option('--retention-days <n>', 'sessions that ended longer ago than this lose their blobs (default KEEL_RETENTION_DAYS, 30)')
+  .option('--grace <sec>', 'never remove a blob written or kept this recently (default KEEL_GC_GRACE_SEC, 86400)')
+  .option('--dry-run', 'count what would go, remove nothing')
+  .option('--json', 'print JSON')
+  .action(async (o: { retentionDays?: string; grace?: string; dryRun?: boolean; json?: boolean }) => {
+    const cfg = config();
+    const sql = await connectDatabase(cfg);
+    const store = openBlobStore(cfg);
+    try {
+      const report = await collectGarbage(sql, store.blobs, {
+        retentionDays: o.retentionDays !== undefined ? Number(o.retentionDays) : cfg.retentionDays,
+        graceSec: o.grace !== undefined ? Number(o.grace) : cfg.gcGraceSec,
+        dryRun: Boolean(o.dryRun),
+      });
+      if (o.json) return printJson(report);
+      print(
+        `${report.retainedSessions} sessions retained, ${report.expiredSessions} past retention; ${report.referenced} blobs referenced of ${report.listed} stored`,
+        `${o.dryRun ? 'would remove' : 'removed'} ${report.removed} blobs (${report.removedBytes} bytes); ${report.young} unreferenced but within the grace period`,
+      );
+    } finally {
+      store.close();
+      await sql.end({ timeout: 2 });
     }
   });
 

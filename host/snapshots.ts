@@ -122,12 +122,22 @@ async function readRange(client: ExecutorClient, items: Array<{ path: string; of
   });
 }
 
-/** Upload what the store lacks; then the manifest, last, so a stored manifest implies all its blobs are stored. */
+/**
+ * Upload what the store lacks; then the manifest, last, so a stored manifest implies all its blobs are
+ * stored. What is already there is kept (marked in use), so garbage collection cannot remove a blob
+ * between this check and the event that will reference it.
+ */
 async function upload(client: ExecutorClient, blobs: BlobStore, snap: ExecutorSnapshot): Promise<{ bytes: number; files: number }> {
+  const shas = snap.upload.map(([sha]) => sha);
   const [haveManifest] = await blobs.has([snap.id]);
-  if (haveManifest) return { bytes: 0, files: 0 };
-  const present = await blobs.has(snap.upload.map(([sha]) => sha));
+  if (haveManifest) {
+    // Unchanged files are referenced through the parent; what changed (everything, without a parent) is kept here.
+    await blobs.keep([snap.id, ...shas]);
+    return { bytes: 0, files: 0 };
+  }
+  const present = await blobs.has(shas);
   const missing = snap.upload.filter((_, i) => !present[i]);
+  await blobs.keep(shas.filter((_, i) => present[i]));
   let bytes = 0;
   const tasks: Array<() => Promise<void>> = [];
   const inline = snap.data ?? {};

@@ -47,8 +47,17 @@ export interface KeelConfig {
    * 2 is a good value on a sandbox host. Env `KEEL_POOL_SIZE`. @default 0 (off)
    */
   poolSize: number;
-  /** How often a sandbox-host worker removes containers of ended sessions; 0 turns it off. Env `KEEL_REAP_INTERVAL_SEC`. @default 60 */
+  /**
+   * How often a sandbox-host worker removes containers of ended sessions, and a session worker reconciles
+   * live sessions with Temporal; 0 turns both off. Env `KEEL_REAP_INTERVAL_SEC`. @default 60
+   */
   reapIntervalSec: number;
+  /** How often a session worker collects blob garbage; 0 turns it off. Env `KEEL_GC_INTERVAL_SEC`. @default 21600 (6 hours) */
+  gcIntervalSec: number;
+  /** Sessions that ended more than this many days ago no longer keep their blobs. Env `KEEL_RETENTION_DAYS`. @default 30 */
+  retentionDays: number;
+  /** Garbage collection never removes a blob written or kept this recently. Env `KEEL_GC_GRACE_SEC`. @default 86400 */
+  gcGraceSec: number;
   /**
    * Workflow tasks the session worker processes at once (`maxConcurrentWorkflowTaskExecutions`).
    * Env `KEEL_MAX_WORKFLOW_TASKS`. @default 40 (the SDK's)
@@ -99,6 +108,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     ...(env.KEEL_BLOB_S3_BUCKET ? { blobS3: s3Options(env, env.KEEL_BLOB_S3_BUCKET) } : {}),
     poolSize: numberFrom(env.KEEL_POOL_SIZE, 0, 'KEEL_POOL_SIZE', 0),
     reapIntervalSec: numberFrom(env.KEEL_REAP_INTERVAL_SEC, 60, 'KEEL_REAP_INTERVAL_SEC', 0, true),
+    gcIntervalSec: numberFrom(env.KEEL_GC_INTERVAL_SEC, 21_600, 'KEEL_GC_INTERVAL_SEC', 0, true),
+    retentionDays: numberFrom(env.KEEL_RETENTION_DAYS, 30, 'KEEL_RETENTION_DAYS', 0, true),
+    gcGraceSec: numberFrom(env.KEEL_GC_GRACE_SEC, 86_400, 'KEEL_GC_GRACE_SEC', 0, true),
     maxWorkflowTasks: numberFrom(env.KEEL_MAX_WORKFLOW_TASKS, 40, 'KEEL_MAX_WORKFLOW_TASKS', 2),
     maxLocalActivities: numberFrom(env.KEEL_MAX_LOCAL_ACTIVITIES, 100, 'KEEL_MAX_LOCAL_ACTIVITIES', 1),
     maxSandboxActivities: numberFrom(env.KEEL_MAX_SANDBOX_ACTIVITIES, 500, 'KEEL_MAX_SANDBOX_ACTIVITIES', 1),

@@ -17,6 +17,7 @@ import { WarmPool } from '../host/pool';
 import { SandboxRuntime } from '../host/runtime';
 import type { Sql } from '../store';
 import type { KeelConfig } from './config';
+import { collectGarbage } from '../audit/gc';
 import { reconcileLive } from '../inspect/reconcile';
 import { every } from './periodic';
 import { startReaper } from './reaper';
@@ -91,6 +92,14 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
         for (const id of await reconcileLive(db, client)) log(`reconciler: session ${id} ended outside Keel; recorded`);
       }, log));
       stops.push(() => clientConnection.close());
+    }
+    if (config.gcIntervalSec > 0) {
+      const db = sql;
+      const log = (msg: string) => console.error(msg);
+      stops.push(every(config.gcIntervalSec, 'blob gc', async () => {
+        const r = await collectGarbage(db, store.blobs, { retentionDays: config.retentionDays, graceSec: config.gcGraceSec });
+        if (r.removed > 0) log(`blob gc: removed ${r.removed} blobs (${r.removedBytes} bytes) no retained session references`);
+      }, log));
     }
   }
 

@@ -69,6 +69,25 @@ export function blobStoreContract(name: string, fresh: () => Promise<FreshStore>
       await assert.rejects(store.putManifest(sha('x'), text), BlobMismatchError);
     });
 
+    it('lists what it holds with sizes and times, removes on request, and keeps without changing content', async () => {
+      const { store } = await fresh();
+      const a = Buffer.from('first blob');
+      const b = Buffer.alloc(70_000, 9);
+      await store.put(sha(a), a);
+      await store.put(sha(b), b);
+      const before = Date.now() - 60_000;
+      const listed = new Map<string, { bytes: number; touchedAt: number }>();
+      for await (const info of store.list()) listed.set(info.sha, info);
+      assert.deepEqual([...listed.keys()].sort(), [sha(a), sha(b)].sort());
+      assert.equal(listed.get(sha(b))?.bytes, b.length);
+      assert.ok((listed.get(sha(a))?.touchedAt ?? 0) > before, 'touched when written');
+      await store.keep([sha(a), sha('never stored')]);
+      assert.deepEqual(await readBlob(store, sha(a)), a);
+      await store.remove(sha(a));
+      await store.remove(sha('never stored'));
+      assert.deepEqual(await store.has([sha(a), sha(b)]), [false, true]);
+    });
+
     it('rejects names that are not sha256 hex, and missing blobs', async () => {
       const { store } = await fresh();
       await assert.rejects(async () => store.has(['../../etc/passwd']), /not a sha256/);

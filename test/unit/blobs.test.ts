@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -22,6 +22,27 @@ blobStoreContract('DirBlobStore', async () => {
   const store = new DirBlobStore(dir);
   // Temp files of writes that failed would stay in <dir>/tmp.
   return { store, residue: async () => (existsSync(join(dir, 'tmp')) ? readdirSync(join(dir, 'tmp')) : []) };
+});
+
+describe('DirBlobStore keep', () => {
+  it('marks a blob in use now, also when a put finds it present', async () => {
+    const dir = mkdtempSync(join(root, 'keep-'));
+    const store = new DirBlobStore(dir);
+    const data = Buffer.from('old blob');
+    await store.put(sha(data), data);
+    const old = new Date(Date.now() - 7 * 24 * 3600_000);
+    utimesSync(store.pathOf(sha(data)), old, old);
+    const touched = async () => {
+      for await (const info of store.list()) if (info.sha === sha(data)) return info.touchedAt;
+      return 0;
+    };
+    assert.ok((await touched()) < Date.now() - 24 * 3600_000);
+    await store.keep([sha(data)]);
+    assert.ok((await touched()) > Date.now() - 60_000, 'kept: recent');
+    utimesSync(store.pathOf(sha(data)), old, old);
+    assert.equal(await store.put(sha(data), data), 0, 'deduplicated');
+    assert.ok((await touched()) > Date.now() - 60_000, 'a deduplicated put keeps it too');
+  });
 });
 
 describe('DirBlobStore layout', () => {
