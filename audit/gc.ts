@@ -55,6 +55,7 @@ const REFERENCING: readonly EventRow['type'][] = [
   'sandbox.resumed',
   'sandbox.suspended',
   'sandbox.removed',
+  'session.archived',
 ];
 
 /**
@@ -81,6 +82,9 @@ export function referencesOf(e: EventRow): { blobs: string[]; snapshots: string[
       break;
     case 'sandbox.snapshot':
       if (typeof e.data.id === 'string') snapshots.push(e.data.id);
+      break;
+    case 'session.archived':
+      ref(e.data.ref);
       break;
     case 'sandbox.restored':
     case 'sandbox.resumed':

@@ -1,5 +1,5 @@
 /** Content-addressed blob storage for sandbox snapshots. */
-export { assertSha, BlobMismatchError, BlobMissingError, readBlob, type BlobInfo, type BlobSource, type BlobStore } from './store';
+export { assertSha, BlobMismatchError, BlobMissingError, readBlob, type BlobInfo, type BlobReader, type BlobSource, type BlobStore } from './store';
 export { ContentCache, fitsInline, preview, putContent } from './content';
 export { DirBlobStore } from './dir-store';
 export { classifyBlobError } from './errors';

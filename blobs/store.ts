@@ -39,6 +39,9 @@ export interface BlobStore {
   remove(sha: string): Promise<void>;
 }
 
+/** The read side of a store: enough to show diffs and outputs, from a live store or an exported bundle. */
+export type BlobReader = Pick<BlobStore, 'get' | 'getManifest'>;
+
 /** A stored blob as garbage collection sees it. */
 export interface BlobInfo {
   sha: string;
@@ -71,7 +74,7 @@ export function assertSha(sha: string): void {
 }
 
 /** A whole blob in memory; for small blobs (file diffs, restores of small files). */
-export async function readBlob(blobs: BlobStore, sha: string): Promise<Buffer> {
+export async function readBlob(blobs: BlobReader, sha: string): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of await blobs.get(sha)) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks);

@@ -1,17 +1,17 @@
 /** `keel diff <id> --step N`: prints what step N did to the sandbox's files (see inspect/step-diff.ts). */
-import type { Sql } from 'postgres';
-import type { BlobStore } from '../blobs';
+import type { BlobReader } from '../blobs';
+import type { EventRow } from '../common/events';
 import type { ManifestEntry } from '../common/manifest';
 import { stepDiff, type StepDiff } from '../inspect/step-diff';
-import { getEvents } from '../store';
 import { safeJson, termSafe } from './terminal';
 
 export interface DiffOptions {
   json?: boolean;
   /** Where lines go. @default console.log */
   print?: (line: string) => void;
-  sql: Sql;
-  blobs: BlobStore;
+  /** The session's events (from the database or a bundle). */
+  events: readonly EventRow[];
+  blobs: BlobReader;
 }
 
 function describe(e: ManifestEntry): string {
@@ -23,9 +23,8 @@ function describe(e: ManifestEntry): string {
 /** Compute and print the diff of one step. Throws when the session has no events or the blob store lacks a snapshot. */
 export async function runDiff(sessionId: string, step: number, opts: DiffOptions): Promise<StepDiff> {
   const print = opts.print ?? ((line: string) => console.log(opts.json ? line : termSafe(line)));
-  const events = await getEvents(opts.sql, sessionId);
-  if (events.length === 0) throw new Error(`no events for session ${sessionId}`);
-  const result = await stepDiff({ sessionId, step, events, blobs: opts.blobs });
+  if (opts.events.length === 0) throw new Error(`no events for session ${sessionId}`);
+  const result = await stepDiff({ sessionId, step, events: opts.events, blobs: opts.blobs });
   if (opts.json) {
     print(safeJson(result));
     return result;

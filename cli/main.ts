@@ -9,17 +9,18 @@ import { readBlob } from '../blobs';
 import type { KeelClient } from '../client';
 import { ServiceError, SessionError } from '../common/errors';
 import type { SessionStatus } from '../common/types';
-import { collectGarbage } from '../audit/gc';
+import { bundleBlobs, collectGarbage, readBundle } from '../audit';
 import { reconcileLive, reconcileSession } from '../inspect';
 import { defaultImageTag, ensureImage } from '../host/image';
 import { stepsOf } from '../inspect';
-import { getEvents, getSession, listSessions, toolResultOf } from '../store';
+import { connect, getEvents, getSession, listSessions, migrate, toolResultOf } from '../store';
 import { loadConfig, type KeelConfig } from '../workers/config';
 import { devServerFiles, resolveTemporalCli, startDevServer, waitForPort } from '../workers/dev-server';
-import { connectDatabase, connectDocker, openBlobStore } from '../workers/services';
+import { connectDatabase, connectDocker, openBlobStore, redactUrl } from '../workers/services';
 import { installLogger } from '../workers/logging';
 import { reapOnce } from '../workers/reaper';
 import { createWorkers } from '../workers/worker';
+import { registerAudit } from './audit';
 import { runDiff } from './diff';
 import { printChecks, runDoctor } from './doctor';
 import { connectClient, demoSpec, exitCodeFor, runSession, runSpec } from './sessions';
@@ -198,18 +199,32 @@ program
   .description('what a step changed in the sandbox: files added, removed, modified, and text diffs')
   .argument('<sessionId>')
   .requiredOption('--step <n>', 'the model turn (step) to show')
+  .option('--bundle <file>', 'read an exported bundle instead of the database and blob store')
   .option('--json', 'print JSON')
-  .action(async (id: string, o: { step: string; json?: boolean }) => {
-    const cfg = config();
+  .action(async (id: string, o: { step: string; bundle?: string; json?: boolean }) => {
     const step = Number(o.step);
     if (!Number.isInteger(step) || step < 1) throw new SessionError('--step takes a step number (1, 2, ...), as `keel show` lists them');
+    const check = (events: readonly { type: string }[]) => {
+      const steps = events.filter((e) => e.type === 'model.call').length;
+      if (steps === 0) throw new SessionError(`no session ${id} in the event log`);
+      if (step > steps) throw new SessionError(`session ${id} has ${steps} steps; --step takes 1 to ${steps}`);
+    };
+    if (o.bundle) {
+      const bundle = await readBundle(o.bundle).catch((err: Error) => {
+        throw new SessionError(err.message);
+      });
+      if (bundle.sessionId !== id) throw new SessionError(`the bundle holds session ${bundle.sessionId}, not ${id}`);
+      check(bundle.events);
+      await runDiff(id, step, { json: o.json, events: bundle.events, blobs: bundleBlobs(bundle) });
+      return;
+    }
+    const cfg = config();
     const sql = await connectDatabase(cfg);
     const store = openBlobStore(cfg);
     try {
-      const steps = (await getEvents(sql, id)).filter((e) => e.type === 'model.call').length;
-      if (steps === 0) throw new SessionError(`no session ${id} in the event log`);
-      if (step > steps) throw new SessionError(`session ${id} has ${steps} steps; --step takes 1 to ${steps}`);
-      await runDiff(id, step, { json: o.json, sql, blobs: store.blobs });
+      const events = await getEvents(sql, id);
+      check(events);
+      await runDiff(id, step, { json: o.json, events, blobs: store.blobs });
     } finally {
       store.close();
       await sql.end({ timeout: 2 });
@@ -342,6 +357,22 @@ program
   });
 
 program
+  .command('migrate')
+  .description("apply the database migrations this Keel needs, as the tables' owner (KEEL_DATABASE_OWNER_URL)")
+  .action(async () => {
+    const cfg = config();
+    const sql = connect(cfg.databaseOwnerUrl);
+    try {
+      const applied = await migrate(sql);
+      print(applied.length ? `applied migrations ${applied.join(', ')}` : 'the schema is up to date');
+    } catch (err) {
+      throw new ServiceError('Postgres', `cannot migrate ${redactUrl(cfg.databaseOwnerUrl)} (${(err as Error).message})`, 'set KEEL_DATABASE_OWNER_URL to the role that owns the tables (npm run setup creates keel_owner)');
+    } finally {
+      await sql.end({ timeout: 2 });
+    }
+  });
+
+program
   .command('gc')
   .description('remove blobs (snapshots, stored outputs) that no retained session references')
   .option('--retention-days <n>', 'sessions that ended longer ago than this lose their blobs (default KEEL_RETENTION_DAYS, 30)')
@@ -384,6 +415,8 @@ program
     }
     unlinkSync(files.pidFile);
   });
+
+registerAudit(program, config);
 
 export async function main(argv = process.argv): Promise<void> {
   // The SDK's own INFO logs would drown the progress output; a worker process keeps them.

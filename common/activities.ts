@@ -3,7 +3,7 @@
  * `activities/` returns an object that `satisfies` one of these, so workflows
  * depend on types only, never on activity code, and a factory cannot drift from it.
  */
-import type { SessionEvent } from './events';
+import type { ChainHead, SessionEvent } from './events';
 import type { ContextWindow, Message, ModelSpec, ModelTurn, SandboxHandle, SandboxSpec, SnapshotInfo, ToolCall, ToolResult } from './types';
 
 /** Which container a call goes to: all a host needs once the call is on its queue (history carries it per call). */
@@ -48,6 +48,10 @@ export interface ModelActivities {
 }
 
 export interface StoreActivities {
-  /** Append events; a retried write of the same seq is ignored. */
-  recordEvents(input: { sessionId: string; events: SessionEvent[] }): Promise<void>;
+  /**
+   * Append events, hash-chained; a retried write of the same seq is ignored. Returns the chain's head
+   * after the batch: as a local activity's result it is recorded in the workflow history, which is
+   * what makes rewriting the log in Postgres alone detectable.
+   */
+  recordEvents(input: { sessionId: string; events: SessionEvent[] }): Promise<ChainHead | undefined>;
 }

@@ -54,6 +54,12 @@ export interface EventPayloads {
    * (terminated, timed out): not anchored in the workflow's history.
    */
   'session.ended': SessionResult & { reason?: string; source?: 'workflow' | 'reconciler' };
+  /**
+   * The session's whole Temporal history (every run) was copied to the blob store, so audit,
+   * replay, rerun, fork and export outlive Temporal's retention. Written by the archiver after
+   * the end: not anchored in the history it archives.
+   */
+  'session.archived': { ref: ContentRef; runs: string[]; historyEvents: number; source: 'archiver' };
 }
 
 export type EventType = keyof EventPayloads;
@@ -68,4 +74,10 @@ export type EventRow = SessionEvent & { sessionId: string; at: Date };
 /** Narrow a list of events to one type. */
 export function eventsOfType<T extends EventType, E extends { type: EventType }>(events: readonly E[], type: T): Array<Extract<E, { type: T }>> {
   return events.filter((e): e is Extract<E, { type: T }> => e.type === type);
+}
+
+/** The head of a session's event chain after a write: the last seq written and its hash (see store/chain.ts). */
+export interface ChainHead {
+  through: number;
+  head: string;
 }

@@ -3,7 +3,7 @@
  * event log records and the manifests and file contents in the blob store.
  * The CLI prints it (`keel diff`); an HTTP API can serve it as is.
  */
-import { readBlob, type BlobStore } from '../blobs';
+import { readBlob, type BlobReader } from '../blobs';
 import type { EventRow } from '../common/events';
 import { diffManifests, parseManifest, type Manifest, type ManifestEntry } from '../common/manifest';
 import type { SnapshotInfo } from '../common/types';
@@ -37,7 +37,7 @@ export interface StepDiff {
 }
 
 /** A snapshot's manifest from the store; throws naming the store setting when it is missing. */
-export async function loadManifest(blobs: BlobStore, id: string): Promise<Manifest> {
+export async function loadManifest(blobs: BlobReader, id: string): Promise<Manifest> {
   const text = await blobs.getManifest(id);
   if (text === undefined) throw new Error(`snapshot ${id} is not in the blob store; is it the one the sandbox hosts use (KEEL_BLOB_DIR, KEEL_BLOB_S3_BUCKET)?`);
   return parseManifest(text);
@@ -47,7 +47,7 @@ export async function loadManifest(blobs: BlobStore, id: string): Promise<Manife
  * Added, removed and modified paths of step `step`, and a unified diff of each
  * changed text file under 64 KB. A step that changed no files has an empty diff.
  */
-export async function stepDiff(args: { sessionId: string; step: number; events: readonly EventRow[]; blobs: BlobStore }): Promise<StepDiff> {
+export async function stepDiff(args: { sessionId: string; step: number; events: readonly EventRow[]; blobs: BlobReader }): Promise<StepDiff> {
   const { sessionId, step, events, blobs } = args;
   const { before, after } = stepSnapshots(events, step);
   const result: StepDiff = { sessionId, step, added: [], removed: [], modified: [], textDiffs: {} };

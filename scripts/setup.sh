@@ -92,12 +92,24 @@ if [ -z "${DATABASE_URL:-}" ]; then
     log "starting Postgres $pgver/$pgname"
     $SUDO pg_ctlcluster "$pgver" "$pgname" start
   fi
-  psql_admin() { $SUDO su postgres -c "psql -qAtX -c \"$1\""; }
-  [ "$(psql_admin "select 1 from pg_roles where rolname='keel'")" = 1 ] ||
-    psql_admin "create role keel login createdb password 'keel'"
+  psql_admin() { $SUDO su postgres -c "psql -qAtX ${2:+-d $2} -c \"$1\""; }
+  role() { [ "$(psql_admin "select 1 from pg_roles where rolname='$1'")" = 1 ] || psql_admin "create role $1 $2"; }
+  # Least privilege: keel_owner owns the tables and runs migrations; the workers and the CLI log in as
+  # keel, a member of keel_app, which may read everything and only append to events.
+  role keel "login password 'keel'"
+  role keel_owner "login password 'keel_owner'"
+  role keel_app nologin
+  [ "$(psql_admin "select 1 from pg_auth_members where roleid = 'keel_app'::regrole and member = 'keel'::regrole")" = 1 ] || psql_admin "grant keel_app to keel"
   for db in keel keel_test; do
-    [ "$(psql_admin "select 1 from pg_database where datname='$db'")" = 1 ] || psql_admin "create database $db owner keel"
+    [ "$(psql_admin "select 1 from pg_database where datname='$db'")" = 1 ] || psql_admin "create database $db owner keel_owner"
+    # Databases made before least privilege belong to keel: hand them and their tables to keel_owner.
+    [ "$(psql_admin "select pg_get_userbyid(datdba) from pg_database where datname='$db'")" = keel_owner ] || psql_admin "alter database $db owner to keel_owner"
+    if [ -n "$(psql_admin "select 1 from pg_class where relowner = 'keel'::regrole and relnamespace = 'public'::regnamespace limit 1" "$db")" ]; then
+      log "giving the tables of $db to keel_owner (the workers' role keeps read and append only)"
+      psql_admin "reassign owned by keel to keel_owner" "$db"
+    fi
   done
+  MIGRATE_DATABASES="keel keel_test"
 fi
 
 # --- Temporal dev server --------------------------------------------------------------
@@ -106,6 +118,11 @@ if [ -z "${TEMPORAL_ADDRESS:-}" ] && ! port_open 127.0.0.1 7233; then
   log "starting a Temporal dev server (state: $STATE/temporal.db, log: $STATE/temporal.log)"
   node bin/keel.js dev --detach >/dev/null
 fi
+
+# --- Database schema (as the owner: the workers' role may not change it) ---------------
+for db in ${MIGRATE_DATABASES:-}; do
+  KEEL_DATABASE_OWNER_URL="postgres://keel_owner:keel_owner@localhost:5432/$db" node bin/keel.js migrate >/dev/null
+done
 
 # --- Sandbox image -------------------------------------------------------------------
 tag=$(node bin/keel.js image)

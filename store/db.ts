@@ -26,14 +26,44 @@ export function connect(databaseUrl: string, options: ConnectOptions = {}): Sql 
 /** Arbitrary constant key for the migration advisory lock ("keelmig" in ASCII). */
 const MIGRATION_LOCK_KEY = 0x6b65656c6d6967n;
 
+/** Versions not yet applied, read without DDL or locks (a role that may only read can ask). */
+export async function pendingMigrations(sql: Sql, migrations: readonly Migration[] = defaultMigrations): Promise<number[]> {
+  const [t] = await sql<{ exists: boolean }[]>`select to_regclass('schema_migrations') is not null as exists`;
+  const done = new Set(t?.exists ? (await sql<{ version: number }[]>`select version from schema_migrations`).map((r) => r.version) : []);
+  return migrations.map((m) => m.version).filter((v) => !done.has(v));
+}
+
+/** The schema needs migrations the connected role may not apply (it does not own the tables). */
+export class SchemaOutdatedError extends Error {
+  constructor(readonly pending: number[], cause: unknown) {
+    super(`the database schema lacks migrations ${pending.join(', ')}, and this role may not apply them (${(cause as Error).message})`);
+    this.name = 'SchemaOutdatedError';
+  }
+}
+
 /**
  * Apply every migration not yet recorded in `schema_migrations`, in one
- * transaction holding a transaction-scoped advisory lock, so two workers
- * starting together apply each migration exactly once. Idempotent.
+ * transaction holding a transaction-scoped advisory lock, so two processes
+ * starting together apply each migration exactly once. Idempotent; a schema that
+ * is up to date is only read, so the workers' role (which owns nothing) can call it.
  *
  * @returns the versions applied by this call (empty when already up to date).
+ * @throws SchemaOutdatedError when migrations are pending and the role lacks the privileges to apply them.
  */
 export async function migrate(sql: Sql, migrations: readonly Migration[] = defaultMigrations): Promise<number[]> {
+  const pending = await pendingMigrations(sql, migrations);
+  if (pending.length === 0) return [];
+  try {
+    return await applyMigrations(sql, migrations);
+  } catch (err) {
+    // 42501 insufficient_privilege; 42000-class: must be owner of the table.
+    const code = (err as { code?: unknown }).code;
+    if (code === '42501') throw new SchemaOutdatedError(pending, err);
+    throw err;
+  }
+}
+
+async function applyMigrations(sql: Sql, migrations: readonly Migration[]): Promise<number[]> {
   return sql.begin(async (tx) => {
     await tx`select pg_advisory_xact_lock(${MIGRATION_LOCK_KEY.toString()}::bigint)`;
     await tx`

@@ -53,4 +53,24 @@ export const migrations: readonly Migration[] = [
         for each statement execute function keel_events_append_only();
     `,
   },
+  {
+    version: 2,
+    name: 'hash-chained events; the workers role gets only what it needs',
+    sql: `
+      alter table events add column hash text, add column prev_hash text;
+      -- Least privilege: tables belong to the role that runs migrations (the owner); workers and the
+      -- CLI connect as a member of keel_app, which may read everything and only append to events.
+      -- Only an owner (or a superuser) can disable the append-only triggers.
+      do $$
+      begin
+        if exists (select 1 from pg_roles where rolname = 'keel_app') then
+          revoke all on events, sessions, schema_migrations from keel_app;
+          grant select, insert on events to keel_app;
+          grant select, insert, update on sessions to keel_app;
+          grant select on schema_migrations to keel_app;
+        end if;
+      end
+      $$;
+    `,
+  },
 ];

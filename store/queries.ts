@@ -97,3 +97,13 @@ export async function toolResultOf(sql: Sql, id: string, callId: string): Promis
     order by seq desc limit 1`;
   return rows[0] ? (toEvent(rows[0]) as Extract<EventRow, { type: 'tool.result' }>) : undefined;
 }
+
+/** An event with its link in the session's hash chain (null for events written before chains). */
+export type ChainedEventRow = EventRow & { hash: string | null; prevHash: string | null };
+
+/** A session's events with their chain hashes, in seq order: what `keel audit verify` checks. */
+export async function getChainedEvents(sql: Sql, id: string): Promise<ChainedEventRow[]> {
+  const rows = await sql<Array<RawEvent & { hash: string | null; prev_hash: string | null }>>`
+    select session_id, seq, type, at, data, hash, prev_hash from events where session_id = ${id} order by seq`;
+  return rows.map((r) => ({ ...toEvent(r), hash: r.hash, prevHash: r.prev_hash }) as ChainedEventRow);
+}

@@ -17,6 +17,11 @@ export interface KeelConfig {
   temporalUi: string;
   /** Postgres for events and the session index. Env `DATABASE_URL`. @default 'postgres://keel:keel@localhost:5432/keel' */
   databaseUrl: string;
+  /**
+   * The role that owns Keel's tables, for `keel migrate` only; workers and the CLI use `databaseUrl`, whose
+   * role may only read and append events. Env `KEEL_DATABASE_OWNER_URL`. @default `databaseUrl`
+   */
+  databaseOwnerUrl: string;
   /** Docker Engine API endpoint, read by dockerode itself. Env `DOCKER_HOST`. @default the local socket /var/run/docker.sock */
   dockerHost?: string;
   /** Names this sandbox host; its worker polls `keel-sandbox-<hostId>`. Env `KEEL_HOST_ID`. @default the machine's hostname */
@@ -97,6 +102,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     temporalNamespace: temporal.namespace,
     temporalUi: env.KEEL_TEMPORAL_UI || 'http://localhost:8233',
     databaseUrl: env.DATABASE_URL || 'postgres://keel:keel@localhost:5432/keel',
+    databaseOwnerUrl: env.KEEL_DATABASE_OWNER_URL || env.DATABASE_URL || 'postgres://keel:keel@localhost:5432/keel',
     dockerHost: env.DOCKER_HOST || undefined,
     hostId: env.KEEL_HOST_ID || hostname(),
     sandboxImage: env.KEEL_SANDBOX_IMAGE || undefined,

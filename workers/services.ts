@@ -6,7 +6,7 @@ import { NativeConnection } from '@temporalio/worker';
 import Docker from 'dockerode';
 import { DirBlobStore, S3BlobStore, type BlobStore } from '../blobs';
 import { reasonOf, ServiceError } from '../common/errors';
-import { connect, migrate, type Sql } from '../store';
+import { connect, migrate, SchemaOutdatedError, type Sql } from '../store';
 import { TEMPORAL_FIX } from '../client/connection';
 import type { KeelConfig } from './config';
 
@@ -28,6 +28,9 @@ export async function connectDatabase(config: KeelConfig, opts: { migrate?: bool
     return sql;
   } catch (err) {
     await sql.end({ timeout: 1 }).catch(() => undefined);
+    if (err instanceof SchemaOutdatedError) {
+      throw new ServiceError('Postgres', `${redactUrl(config.databaseUrl)}: ${err.message}`, 'run `npx keel migrate` with KEEL_DATABASE_OWNER_URL set to the role that owns the tables');
+    }
     throw new ServiceError(
       'Postgres',
       `cannot use ${redactUrl(config.databaseUrl)} (${reasonOf(err)})`,

@@ -17,6 +17,7 @@ import { WarmPool } from '../host/pool';
 import { SandboxRuntime } from '../host/runtime';
 import type { Sql } from '../store';
 import type { KeelConfig } from './config';
+import { archiveEnded } from '../audit/archive';
 import { collectGarbage } from '../audit/gc';
 import { reconcileLive } from '../inspect/reconcile';
 import { every } from './periodic';
@@ -90,6 +91,8 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
       const log = (msg: string) => console.error(msg);
       stops.push(every(config.reapIntervalSec, 'reconciler', async () => {
         for (const id of await reconcileLive(db, client)) log(`reconciler: session ${id} ended outside Keel; recorded`);
+        // Before Temporal's retention deletes them: ended sessions' histories go to the blob store.
+        await archiveEnded(db, client, store.blobs);
       }, log));
       stops.push(() => clientConnection.close());
     }

@@ -1,5 +1,5 @@
 import type { StoreActivities } from '../../common/activities';
-import type { SessionEvent } from '../../common/events';
+import type { ChainHead, SessionEvent } from '../../common/events';
 import { appendEvents, type Sql } from '../../store';
 import { withStoreErrors } from './errors';
 
@@ -13,12 +13,13 @@ export interface StoreActivityDeps {
 export function createStoreActivities({ sql }: StoreActivityDeps) {
   return {
     /**
-     * Append a batch of a session's events (idempotent by `seq`) and update
-     * the session row from `session.started` / `session.status` / `session.ended`.
+     * Append a batch of a session's events (idempotent by `seq`, hash-chained) and update
+     * the session row from `session.started` / `session.status` / `session.ended`. Returns the
+     * chain head, which lands in the workflow history as this local activity's result.
      * @throws ApplicationFailure `Store.Unavailable` (retryable) when Postgres cannot be reached.
      */
-    async recordEvents({ sessionId, events }: { sessionId: string; events: SessionEvent[] }): Promise<void> {
-      await withStoreErrors(() => appendEvents(sql, sessionId, events));
+    async recordEvents({ sessionId, events }: { sessionId: string; events: SessionEvent[] }): Promise<ChainHead | undefined> {
+      return withStoreErrors(() => appendEvents(sql, sessionId, events));
     },
   } satisfies StoreActivities;
 }

@@ -72,6 +72,7 @@ export function createFakes(turns: Array<Partial<ModelTurn>>, opts: FakeOptions 
       },
       async recordEvents({ events }) {
         for (const e of events) if (!f.events.some((x) => x.seq === e.seq)) f.events.push(e);
+        return undefined; // a fake log keeps no chain
       },
     },
     sandbox: {

@@ -18,7 +18,7 @@ import { createSandboxActivities } from '../../activities/sandbox';
 import { defaultImageTag, ensureImage, listManagedContainers, SandboxRuntime, takeSnapshot } from '../../host';
 import { type SandboxActivities } from '../../common/activities';
 import { volumeName } from '../../host';
-import { connect, migrate } from '../../store';
+import { connect, getEvents, migrate } from '../../store';
 import { createStoreActivities } from '../../activities/store';
 import { runDiff } from '../../cli/diff';
 import type { SandboxHandle, SnapshotInfo, ToolResult } from '../../common/types';
@@ -306,7 +306,7 @@ describe('keel diff', () => {
         ],
       });
       const lines: string[] = [];
-      const d = await runDiff(s.id, 2, { print: (l) => lines.push(l), sql, blobs: new DirBlobStore(blobDir) });
+      const d = await runDiff(s.id, 2, { print: (l) => lines.push(l), events: await getEvents(sql, s.id), blobs: new DirBlobStore(blobDir) });
       assert.equal(d.before, r1.snapshot?.id);
       assert.equal(d.after, r2.snapshot?.id);
       const paths = (es: Array<{ path: string }>): string[] => es.map((e) => e.path).filter((p) => !p.startsWith('/home/keel/.keel'));
@@ -318,10 +318,10 @@ describe('keel diff', () => {
       assert.match(text, /A \/workspace\/notes\/t\.md \(5 B\)/);
       assert.match(text, /\+    return 2/);
 
-      const removed = await runDiff(s.id, 3, { print: () => undefined, sql, blobs: new DirBlobStore(blobDir) });
+      const removed = await runDiff(s.id, 3, { print: () => undefined, events: await getEvents(sql, s.id), blobs: new DirBlobStore(blobDir) });
       assert.deepEqual(paths(removed.removed), ['/workspace/notes/t.md']);
       const json: string[] = [];
-      await runDiff(s.id, 1, { json: true, print: (l) => json.push(l), sql, blobs: new DirBlobStore(blobDir) });
+      await runDiff(s.id, 1, { json: true, print: (l) => json.push(l), events: await getEvents(sql, s.id), blobs: new DirBlobStore(blobDir) });
       assert.equal(JSON.parse(json[0] as string).before, undefined, 'step 1 is compared with the empty sandbox');
     } finally {
       await sql.end({ timeout: 2 });

@@ -10,6 +10,8 @@ import { connect, EVENTS_CHANNEL, getEvents, getSession, listSessions, migrate, 
 import { createStoreActivities } from '../../activities/store';
 
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://keel:keel@localhost:5432/keel_test';
+/** The role that owns the tables (setup makes keel_owner); the workers' role above owns nothing. */
+const OWNER_URL = process.env.KEEL_TEST_DATABASE_OWNER_URL ?? 'postgres://keel_owner:keel_owner@localhost:5432/keel_test';
 const run = randomUUID().slice(0, 8);
 const sid = (name: string) => `test-${run}-${name}`;
 
@@ -47,11 +49,12 @@ describe('migrate', () => {
 
   test('two workers migrating a fresh schema at once apply each migration exactly once', async () => {
     const schema = `keel_mig_${run.replace(/-/g, '')}`;
-    await sql.unsafe(`create schema ${schema}`);
+    const owner = connect(OWNER_URL);
+    await owner.unsafe(`create schema ${schema}`);
     const opts = { connection: { search_path: schema } } as const;
     const postgres = (await import('postgres')).default;
-    const a = postgres(DATABASE_URL, { ...opts, max: 1, onnotice: () => {} });
-    const b = postgres(DATABASE_URL, { ...opts, max: 1, onnotice: () => {} });
+    const a = postgres(OWNER_URL, { ...opts, max: 1, onnotice: () => {} });
+    const b = postgres(OWNER_URL, { ...opts, max: 1, onnotice: () => {} });
     try {
       const [ra, rb] = await Promise.all([migrate(a), migrate(b)]);
       const all = [...ra, ...rb].sort();
@@ -63,7 +66,8 @@ describe('migrate', () => {
     } finally {
       await a.end({ timeout: 5 });
       await b.end({ timeout: 5 });
-      await sql.unsafe(`drop schema ${schema} cascade`);
+      await owner.unsafe(`drop schema ${schema} cascade`);
+      await owner.end({ timeout: 2 });
     }
   });
 });
@@ -210,14 +214,42 @@ describe('recordEvents', () => {
   });
 });
 
+describe('least privilege', () => {
+  test("the workers' role owns nothing: it cannot update, delete, truncate, or switch the trigger off", async () => {
+    const id = sid('privilege');
+    await looseStore().recordEvents({ sessionId: id, events: [started()] });
+    const refused = async (statement: string, why: RegExp) =>
+      assert.rejects(sql.unsafe(statement), (err: Error & { code?: string }) => {
+        assert.match(err.message, why);
+        return true;
+      });
+    await refused(`update events set data = '{}' where session_id = '${id}'`, /permission denied/);
+    await refused(`delete from events where session_id = '${id}'`, /permission denied/);
+    await refused('truncate events', /permission denied/);
+    await refused('alter table events disable trigger events_append_only', /must be owner/);
+    await refused('alter table events disable trigger all', /must be owner/);
+    await refused('drop trigger events_append_only on events', /must be owner/);
+    await refused('alter table events drop column hash', /must be owner/);
+    assert.equal((await getEvents(sql, id)).length, 1, 'the event is untouched');
+    // And what it needs still works: reading, appending, the session index.
+    const [{ n } = { n: 0 }] = await sql<{ n: number }[]>`select count(*)::int as n from events where session_id = ${id}`;
+    assert.equal(n, 1);
+  });
+});
+
 describe('events are append-only', () => {
-  test('UPDATE, DELETE and TRUNCATE on events raise', async () => {
+  test('UPDATE, DELETE and TRUNCATE on events raise, even for the owner (the trigger, behind the privileges)', async () => {
     const { recordEvents } = looseStore();
     const id = sid('immutable');
     await recordEvents({ sessionId: id, events: [started()] });
-    await assert.rejects(sql`update events set data = '{}' where session_id = ${id}`, /append-only/);
-    await assert.rejects(sql`delete from events where session_id = ${id}`, /append-only/);
-    await assert.rejects(sql`truncate events`, /append-only/);
+    const owner = connect(OWNER_URL);
+    try {
+      await assert.rejects(owner`update events set data = '{}' where session_id = ${id}`, /append-only/);
+      await assert.rejects(owner`delete from events where session_id = ${id}`, /append-only/);
+      await assert.rejects(owner`truncate events`, /append-only/);
+    } finally {
+      await owner.end({ timeout: 2 });
+    }
     assert.equal((await getEvents(sql, id)).length, 1);
   });
 });
