@@ -47,7 +47,12 @@ export function anchorsOf(history: History): ChainHead[] {
     const head = payloadValue(m.details?.result?.payloads?.[0]) as ChainHead | undefined;
     if (head && typeof head.through === 'number' && typeof head.head === 'string') out.push(head);
   }
-  return out;
+  // A fork's transcript copy is a plain activity; its head is in its result.
+  for (const a of activitiesOf(history)) {
+    const head = a.type === 'copyTranscript' ? (a.result as { head?: ChainHead } | undefined)?.head : undefined;
+    if (head && typeof head.through === 'number' && typeof head.head === 'string') out.push(head);
+  }
+  return out.sort((a, b) => a.through - b.through);
 }
 
 /** What one activity returned, with its type and id, in history order. */

@@ -139,7 +139,8 @@ function checkContent(events: readonly ChainedEventRow[], histories: NonNullable
   const models = activities.filter((a) => a.type === 'callModel').map((a) => a.result as ModelTurn);
   const tools = new Map<string, ToolResult>();
   for (const a of activities) if ((a.type === 'runTool' || a.type === 'readOutput') && a.result) tools.set((a.result as ToolResult).callId, a.result as ToolResult);
-  const modelEvents = events.filter((e): e is Extract<ChainedEventRow, { type: 'model.call' }> => e.type === 'model.call');
+  // Events a fork copied were produced by the original session's activities, not this one's.
+  const modelEvents = events.filter((e): e is Extract<ChainedEventRow, { type: 'model.call' }> => e.type === 'model.call' && !e.data.copiedFrom);
   for (const [i, e] of modelEvents.entries()) {
     const turn = models[i];
     if (!turn) continue; // a call the history does not hold (an older run's) cannot be compared
@@ -148,7 +149,7 @@ function checkContent(events: readonly ChainedEventRow[], histories: NonNullable
     if (diff) report.problems.push({ kind: 'changed', seq: e.seq, message: `event ${e.seq} (model.call, step ${e.data.step}) changed: ${diff}` });
   }
   for (const e of events) {
-    if (e.type !== 'tool.result') continue;
+    if (e.type !== 'tool.result' || e.data.copiedFrom) continue;
     const result = tools.get(e.data.callId);
     if (!result) continue; // invalid calls, sleeps and interrupted calls are the workflow's own results
     report.compared++;

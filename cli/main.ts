@@ -8,12 +8,12 @@ import { WorkflowFailedError } from '@temporalio/client';
 import { readBlob } from '../blobs';
 import type { KeelClient } from '../client';
 import { ServiceError, SessionError } from '../common/errors';
-import type { SessionStatus } from '../common/types';
+import type { SessionSpec, SessionStatus } from '../common/types';
 import { bundleBlobs, collectGarbage, readBundle } from '../audit';
-import { reconcileLive, reconcileSession } from '../inspect';
+import { planFork, reconcileLive, reconcileSession } from '../inspect';
 import { defaultImageTag, ensureImage } from '../host/image';
 import { stepsOf } from '../inspect';
-import { connect, getEvents, getSession, listSessions, migrate, toolResultOf } from '../store';
+import { connect, forksOf, getEvents, getSession, listSessions, migrate, toolResultOf } from '../store';
 import { loadConfig, type KeelConfig } from '../workers/config';
 import { devServerFiles, resolveTemporalCli, startDevServer, waitForPort } from '../workers/dev-server';
 import { connectDatabase, connectDocker, openBlobStore, redactUrl } from '../workers/services';
@@ -73,6 +73,52 @@ program
       detach: Boolean(o.detach),
       sessionId: o.id as string | undefined,
     });
+  });
+
+program
+  .command('fork')
+  .description("start a new session from another's transcript and files at one of its steps; the original is untouched")
+  .argument('<sessionId>', 'the session to fork')
+  .requiredOption('--at <step>', 'the step the fork starts after (its transcript and files as they were then)')
+  .option('--message <text>', 'a new instruction the model sees first')
+  .option('--model <provider:model>', 'another model (default: the original\'s)')
+  .option('--script <file>', 'a scripted model for the fork (played from its first turn)')
+  .option('--base-url <url>', 'base URL for an OpenAI-compatible server')
+  .option('--id <sessionId>', 'the fork\'s session id (default: generated)')
+  .option('--detach', 'print the session id and return at once (needs a running `keel worker`)')
+  .option('--json', 'print one JSON object instead of progress')
+  .option('--no-worker', 'do not run a worker in this process')
+  .action(async (from: string, o: Record<string, string | boolean | undefined>) => {
+    const cfg = config();
+    const sql = await connectDatabase(cfg);
+    let spec: SessionSpec;
+    try {
+      const events = await getEvents(sql, from);
+      const started = events.find((e) => e.type === 'session.started');
+      if (!started || started.type !== 'session.started') throw new SessionError(`no session ${from} in the event log`);
+      let fork;
+      try {
+        fork = planFork(from, events, Number(o.at));
+      } catch (err) {
+        throw new SessionError((err as Error).message);
+      }
+      const original = started.data.spec;
+      const overridden = Boolean(o.model || o.script);
+      if (!original && !overridden) throw new SessionError(`session ${from} recorded no spec (it predates forks): give --model or --script`);
+      const model = overridden
+        ? runSpec(original?.task ?? started.data.task, { model: o.model as string | undefined, script: o.script as string | undefined, baseUrl: o.baseUrl as string | undefined }).model
+        : (original as SessionSpec).model;
+      spec = {
+        ...(original ?? { task: started.data.task }),
+        model,
+        fork: { ...fork, ...(overridden ? { modelTurnOffset: fork.atStep } : {}) },
+        ...(o.message ? { messages: [o.message as string] } : {}),
+      } as SessionSpec;
+      delete spec.keepAlive;
+    } finally {
+      await sql.end({ timeout: 2 });
+    }
+    process.exitCode = await runSession(cfg, spec, { json: Boolean(o.json), worker: Boolean(o.worker), detach: Boolean(o.detach), sessionId: o.id as string | undefined });
   });
 
 program
@@ -166,7 +212,26 @@ program
       const events = await getEvents(sql, id);
       if (o.json) return printJson({ session, steps: stepsOf(events), events });
       const status = session.status === 'waiting' ? 'waiting for a message' : session.status;
-      print(`${session.id}  ${status}  ${session.model}\ntask: ${session.task}\n`);
+      print(`${session.id}  ${status}  ${session.model}`, `task: ${session.task}`);
+      const started = events.find((e) => e.type === 'session.started');
+      const fork = started?.type === 'session.started' ? started.data.spec?.fork : undefined;
+      if (fork) print(`forked from ${fork.from} at step ${fork.atStep}${fork.snapshot ? ` (files: snapshot ${fork.snapshot.slice(0, 12)})` : ''}`);
+      for (const f of await forksOf(sql, id)) print(`forked as ${f.sessionId} at step ${f.atStep}`);
+      const contract = events.find((e) => e.type === 'session.contract');
+      if (contract?.type === 'session.contract') {
+        const c = contract.data;
+        print(
+          `runs on: ${c.model.provider}:${c.model.model} (max ${c.model.maxOutputTokens} output tokens${c.model.contextTokens ? `, ${c.model.contextTokens} context` : ''}), ` +
+            `${c.tools.length} tools, worker ${c.workerBuildId ?? 'unknown'}, Keel ${c.keelVersion}`,
+        );
+        if (c.sandbox) {
+          print(
+            `  sandbox ${c.sandbox.image} (${c.sandbox.imageId}), executor ${c.sandbox.executor}, ` +
+              `${c.sandbox.limits.memoryMb} MiB / ${c.sandbox.limits.cpus} CPU / ${c.sandbox.limits.pidsLimit} pids, network ${c.sandbox.network}`,
+          );
+        }
+      }
+      print('');
       for (const line of formatTimeline(events)) print(line);
       if (session.status === 'waiting') print(`\nwaiting for a message: npx keel message ${id} "…", or npx keel close ${id}`);
     } finally {

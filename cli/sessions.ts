@@ -126,7 +126,8 @@ export function connectClient(config: KeelConfig): Promise<KeelClient> {
 function progressPrinter(json: boolean): (e: EventRow) => void {
   const calls = new Map<string, EventRow>();
   return (e) => {
-    if (json) return;
+    // A fork's copy of its original's transcript was shown when the original ran.
+    if (json || (e.data as { copiedFrom?: unknown }).copiedFrom) return;
     // The last turn's text is the summary, printed at the end.
     if (e.type === 'model.call' && e.data.toolCalls.length > 0 && e.data.text) print(`  · ${e.data.text}`);
     if (e.type === 'tool.call') calls.set(e.data.callId, e);

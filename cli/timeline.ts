@@ -30,6 +30,11 @@ function detail(e: EventRow): string {
   switch (e.type) {
     case 'session.started':
       return `${e.data.model} task: ${oneLine(e.data.task, 70)}`;
+    case 'session.contract': {
+      const c = e.data;
+      const sb = c.sandbox ? `; sandbox ${c.sandbox.image} (${c.sandbox.imageId.slice(7, 19)}), executor ${c.sandbox.executor}, network ${c.sandbox.network}` : '';
+      return `${c.model.provider}:${c.model.model}, ${c.tools.length} tools, worker ${c.workerBuildId ?? 'unknown'}${sb}`;
+    }
     case 'session.continued':
       return `workflow run ${e.data.run} (${e.data.workflowRunId}) carries on from step ${e.data.step}`;
     case 'sandbox.provisioned':

@@ -150,6 +150,16 @@ export function validateSpec(spec: SessionSpec): void {
   if (spec.model.contextTokens !== undefined && !(Number.isInteger(spec.model.contextTokens) && spec.model.contextTokens >= 4096)) {
     throw new SessionError('model.contextTokens must be an integer of at least 4096');
   }
+  if (spec.messages !== undefined && !(Array.isArray(spec.messages) && spec.messages.every((m) => typeof m === 'string'))) {
+    throw new SessionError('messages must be a list of strings');
+  }
+  if (spec.fork !== undefined) {
+    const f = spec.fork;
+    if (typeof f.from !== 'string' || !f.from) throw new SessionError('fork.from must name the session forked');
+    for (const field of ['atStep', 'throughSeq'] as const) {
+      if (!(Number.isInteger(f[field]) && f[field] > 0)) throw new SessionError(`fork.${field} must be a positive integer`);
+    }
+  }
   const problems = sandboxSpecProblems(spec.sandbox);
   if (problems.length) throw new SessionError(problems.join('; '));
 }

@@ -4,7 +4,7 @@
  * depend on types only, never on activity code, and a factory cannot drift from it.
  */
 import type { ChainHead, SessionEvent } from './events';
-import type { ContextWindow, Message, ModelSpec, ModelTurn, SandboxHandle, SandboxSpec, SnapshotInfo, ToolCall, ToolResult } from './types';
+import type { ContextWindow, Message, ModelSpec, ModelTurn, RuntimeContract, SandboxHandle, SandboxSpec, SnapshotInfo, ToolCall, ToolResult } from './types';
 
 /** Which container a call goes to: all a host needs once the call is on its queue (history carries it per call). */
 export type ContainerRef = Pick<SandboxHandle, 'containerId'>;
@@ -45,6 +45,8 @@ export interface ModelActivities {
   callModel(input: CallModelInput): Promise<ModelTurn>;
   /** The `read_output` tool: part of an earlier call's stored output, read from the event log and the blob store. */
   readOutput(input: { sessionId: string; call: ToolCall }): Promise<ToolResult>;
+  /** The session worker's side of the runtime contract: the model's settings and the tools offered, with schema hashes. */
+  describeRuntime(input: { model: ModelSpec }): Promise<Omit<RuntimeContract, 'sandbox' | 'workerBuildId'>>;
 }
 
 export interface StoreActivities {
@@ -54,4 +56,17 @@ export interface StoreActivities {
    * what makes rewriting the log in Postgres alone detectable.
    */
   recordEvents(input: { sessionId: string; events: SessionEvent[] }): Promise<ChainHead | undefined>;
+  /**
+   * A fork's start: copy another session's transcript events (user messages, model turns, tool calls and
+   * results) up to `throughSeq` into this session from `startSeq` on, chained, each naming where it came from.
+   */
+  copyTranscript(input: { sessionId: string; from: string; throughSeq: number; startSeq: number }): Promise<TranscriptCopy>;
+}
+
+/** What a fork copied: how many events (the workflow's seq moves past them), steps and tool calls, and the chain head. */
+export interface TranscriptCopy {
+  copied: number;
+  steps: number;
+  toolCalls: number;
+  head?: ChainHead;
 }

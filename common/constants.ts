@@ -1,3 +1,6 @@
+/** Keel's version, recorded in every session's runtime contract. Keep in step with package.json (a unit test checks). */
+export const KEEL_VERSION = '0.2.0';
+
 /** Task queue the session workflows, model and store activities poll. */
 export const SESSION_QUEUE = 'keel-sessions';
 /** Shared queue every sandbox-host worker polls for provisioning; later calls go to the host's own queue. */

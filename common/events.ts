@@ -5,7 +5,19 @@
  *
  * Older rows may lack fields added later; such fields are optional here.
  */
-import type { ContentRef, ContextReport, SessionResult, SessionSpec, SessionStatus, SnapshotInfo, TokenUsage, ToolCall, ToolResult } from './types';
+import type {
+  ContentRef,
+  ContextReport,
+  RuntimeContract,
+  SandboxRuntimeInfo,
+  SessionResult,
+  SessionSpec,
+  SessionStatus,
+  SnapshotInfo,
+  TokenUsage,
+  ToolCall,
+  ToolResult,
+} from './types';
 
 /** Where a sandbox generation runs. */
 export interface SandboxPlace {
@@ -13,11 +25,20 @@ export interface SandboxPlace {
   hostId: string;
   image: string;
   generation: number;
+  /** What the container runs on (image id, executor version, limits, network). */
+  runtime?: SandboxRuntimeInfo;
+}
+
+/** On events a fork copied from the session it forked: where each came from. */
+export interface Copied {
+  copiedFrom?: { sessionId: string; seq: number };
 }
 
 export interface EventPayloads {
   /** `spec` is the whole spec (model script and system prompt included): model calls read them from here. */
   'session.started': { task: string; model: string; tenant: string; maxSteps: number; workflowRunId?: string; spec?: SessionSpec };
+  /** What the session runs on: model, tools, worker build, sandbox image and executor. */
+  'session.contract': RuntimeContract;
   /** A new workflow run took over (continue-as-new), carrying the session's state. */
   'session.continued': { run: number; workflowRunId: string; step: number };
   'session.status': { status: SessionStatus; reason?: string };
@@ -30,7 +51,7 @@ export interface EventPayloads {
   'sandbox.suspended': { containerId: string; generation: number; snapshot?: string; reason: string; lost?: string };
   'sandbox.resumed': SandboxPlace & { snapshot?: string };
   'sandbox.removed': { containerId: string; removed: boolean; snapshot?: string };
-  'model.call': {
+  'model.call': Copied & {
     step: number;
     /** The model's text, or a preview of it when `textRef` holds the whole. */
     text?: string;
@@ -45,9 +66,9 @@ export interface EventPayloads {
     context?: ContextReport;
   };
   /** `input` is a preview when `inputRef` holds the whole arguments. */
-  'tool.call': { step: number; callId: string; name: string; input: unknown; inputRef?: ContentRef };
-  'tool.result': { step: number } & ToolResult;
-  'message.user': { text: string };
+  'tool.call': Copied & { step: number; callId: string; name: string; input: unknown; inputRef?: ContentRef };
+  'tool.result': Copied & { step: number } & ToolResult;
+  'message.user': Copied & { text: string };
   'session.error': { message: string; type?: string };
   /**
    * `source: 'reconciler'` when Keel wrote it after Temporal ended the workflow outside Keel's code

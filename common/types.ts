@@ -80,6 +80,10 @@ export interface SessionSpec {
    * suggests it when a run's history grows past its limits). @default 1000
    */
   stepsPerRun?: number;
+  /** Start from another session's transcript and files at one of its steps (`keel fork`). */
+  fork?: ForkSpec;
+  /** Messages the model sees right after the task (a fork's new instruction). */
+  messages?: string[];
 }
 
 /**
@@ -218,6 +222,51 @@ export interface SandboxHandle {
   hostQueue: string;
   hostId: string;
   image: string;
+  /** What the container runs on, for the session's runtime contract. Absent from handles made by older hosts. */
+  runtime?: SandboxRuntimeInfo;
+}
+
+/** The sandbox side of a session's runtime contract: what its container actually ran. */
+export interface SandboxRuntimeInfo {
+  /** The image's content id (`sha256:…`) and registry digests (none for images built locally). */
+  imageId: string;
+  imageDigests: string[];
+  /** The executor's version: the hash of the sandbox recipe it was built from (image label `keel.recipe`). */
+  executor: string;
+  /** Memory, CPU and pids limits the container got, and its network policy. */
+  limits: { memoryMb: number; cpus: number; pidsLimit: number };
+  network: string;
+}
+
+/**
+ * What a session ran on, recorded once in its `session.contract` event: enough to tell, later,
+ * what differs between the runtime that recorded it and the one that re-runs it.
+ */
+export interface RuntimeContract {
+  model: { provider: string; model: string; maxOutputTokens: number; contextTokens?: number; baseURL?: string };
+  /** The tools offered to the model, each with the sha256 of its JSON Schema. */
+  tools: Array<{ name: string; schemaSha: string }>;
+  /** The session worker's build id (`keel-<hash of the workflow bundle>`) and Keel's version. */
+  workerBuildId?: string;
+  keelVersion: string;
+  sandbox?: SandboxRuntimeInfo & { image: string };
+}
+
+/** Where a forked session starts: another session's transcript up to a step, and its files at that step. */
+export interface ForkSpec {
+  /** The session forked from. */
+  from: string;
+  /** Its step the fork starts after. */
+  atStep: number;
+  /** The last event of that session the fork's transcript copies. */
+  throughSeq: number;
+  /** The snapshot of its files at that step (none: the files were never changed). */
+  snapshot?: string;
+  /**
+   * Model turns the fork's own model does not count: a scripted model given for the fork plays its
+   * script from the start (offset = `atStep`); the original's scripted model carries on (offset 0). @default 0
+   */
+  modelTurnOffset?: number;
 }
 
 /**

@@ -2,5 +2,5 @@
 export { connect, migrate, pendingMigrations, SchemaOutdatedError, type Sql, type ConnectOptions } from './db';
 export { migrations, type Migration } from './migrations';
 export { appendEvents, EVENTS_CHANNEL, storable } from './events';
-export { firstEvent, getChainedEvents, getEvents, getSession, listSessions, toolResultOf, type ChainedEventRow, type SessionRow } from './queries';
+export { firstEvent, forksOf, getChainedEvents, getEvents, getSession, listSessions, toolResultOf, type ChainedEventRow, type SessionRow } from './queries';
 export { canonicalEvent, chainHash } from './chain';

@@ -107,3 +107,12 @@ export async function getChainedEvents(sql: Sql, id: string): Promise<ChainedEve
     select session_id, seq, type, at, data, hash, prev_hash from events where session_id = ${id} order by seq`;
   return rows.map((r) => ({ ...toEvent(r), hash: r.hash, prevHash: r.prev_hash }) as ChainedEventRow);
 }
+
+/** Sessions forked from `id`, with the step each started after. */
+export async function forksOf(sql: Sql, id: string): Promise<Array<{ sessionId: string; atStep: number }>> {
+  const rows = await sql<{ session_id: string; at_step: string }[]>`
+    select session_id, data->'spec'->'fork'->>'atStep' as at_step from events
+    where type = 'session.started' and data->'spec'->'fork'->>'from' = ${id}
+    order by at`;
+  return rows.map((r) => ({ sessionId: r.session_id, atStep: Number(r.at_step) }));
+}

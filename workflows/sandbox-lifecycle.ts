@@ -93,7 +93,7 @@ export class SessionSandbox {
       restoreFrom: this.lastSnapshot,
     });
     this.handle = handle;
-    const where = { containerId: handle.containerId, hostId: handle.hostId, image: handle.image, generation: this.generation };
+    const where = { containerId: handle.containerId, hostId: handle.hostId, image: handle.image, generation: this.generation, ...(handle.runtime ? { runtime: handle.runtime } : {}) };
     if (why === 'start') this.emit('sandbox.provisioned', where);
     else if (why === 'resume') this.emit('sandbox.resumed', { ...where, snapshot: this.lastSnapshot });
     else this.emit('sandbox.restored', { ...where, snapshot: this.lastSnapshot, reason: why });

@@ -79,6 +79,17 @@ export interface SessionCarry {
   cancelReason?: string;
 }
 
+// A fork's copy of another session's transcript: a plain activity, its result (the chain head) in history.
+const { copyTranscript } = proxyActivities<StoreActivities>({
+  startToCloseTimeout: '5 minutes',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 10 },
+});
+
+const { describeRuntime } = proxyLocalActivities<ModelActivities>({
+  startToCloseTimeout: '30s',
+  retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 10 },
+});
+
 const { callModel, readOutput } = proxyActivities<ModelActivities>({
   startToCloseTimeout: '5 minutes',
   // The activity beats every 5 s while the model works: a dead worker costs 30 s, not 5 minutes.
@@ -99,7 +110,7 @@ export async function agentSession(spec: SessionSpec, carry?: SessionCarry): Pro
   const maxSteps = spec.maxSteps ?? DEFAULT_MAX_STEPS;
   const state: SessionState = { status: 'running', step: carry?.step ?? 0, toolCalls: carry?.toolCalls ?? 0, run: carry?.run ?? 1 };
   const usage = carry?.usage ?? { inputTokens: 0, outputTokens: 0 };
-  const inbox: string[] = [...(carry?.inbox ?? [])];
+  const inbox: string[] = [...(carry?.inbox ?? spec.messages ?? [])];
   // Runs from before the event-log transcript carry it here, whole.
   const messages: Message[] = [{ role: 'user', text: spec.task }];
   let window: ContextWindow = carry?.window ?? { fromSeq: 1, throughSeq: 0, dropped: 0 };
@@ -157,7 +168,9 @@ export async function agentSession(spec: SessionSpec, carry?: SessionCarry): Pro
 
   try {
     await loop.run(async () => {
+      if (!carry && spec.fork) await startFork(spec.fork);
       if (!carry) await sandbox.provision('start');
+      if (!carry && fromLog) await recordContract();
 
       for (;;) {
         for (const text of inbox.splice(0)) {
@@ -255,10 +268,31 @@ export async function agentSession(spec: SessionSpec, carry?: SessionCarry): Pro
     return result;
   });
 
+  /** A fork: the original's transcript up to the fork point becomes this session's, its files this sandbox's. */
+  async function startFork(fork: NonNullable<SessionSpec['fork']>): Promise<void> {
+    const copy = await copyTranscript({ sessionId, from: fork.from, throughSeq: fork.throughSeq, startSeq: seq + 1 });
+    seq += copy.copied;
+    state.step = copy.steps;
+    state.toolCalls = copy.toolCalls;
+    if (fork.snapshot) sandbox.lastSnapshot = fork.snapshot;
+  }
+
+  /** What this session runs on, recorded once, so a later re-run can say what changed. */
+  async function recordContract(): Promise<void> {
+    const runtime = await describeRuntime({ model: withoutScript(spec).model });
+    const handle = sandbox.handle;
+    emit('session.contract', {
+      ...runtime,
+      ...(workflowInfo().currentBuildId ? { workerBuildId: workflowInfo().currentBuildId } : {}),
+      ...(handle?.runtime ? { sandbox: { image: handle.image, ...handle.runtime } } : {}),
+    });
+  }
+
   /** The model call's input: the event-log window, or (runs from before it) the whole transcript. */
   function modelInput(): CallModelInput {
     if (!fromLog) return { sessionId, model: spec.model, system: spec.systemPrompt ?? DEFAULT_SYSTEM_PROMPT, messages };
-    return { sessionId, model: withoutScript(spec).model, turn: state.step - 1, window: { ...window, throughSeq: seq } };
+    const turn = state.step - 1 - (spec.fork?.modelTurnOffset ?? 0);
+    return { sessionId, model: withoutScript(spec).model, turn, window: { ...window, throughSeq: seq } };
   }
 
   /** Whether this run's history has grown enough to hand over to a new run. */

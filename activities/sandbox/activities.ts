@@ -10,9 +10,9 @@ import { fitsInline, preview, putContent, readBlob, type BlobStore } from '../..
 import type { ContainerRef, SandboxActivities } from '../../common/activities';
 import { SANDBOX_DEFAULTS } from '../../common/defaults';
 import { failure, SandboxFailure } from '../../common/failures';
-import { sandboxSpecProblems } from '../../common/sandbox-spec';
+import { sandboxLimits, sandboxSpecProblems } from '../../common/sandbox-spec';
 import { runsInSandbox, validateToolCall } from '../../common/tools';
-import type { ContentRef, SandboxHandle, SandboxSpec, SnapshotInfo, ToolCall, ToolResult } from '../../common/types';
+import type { ContentRef, SandboxHandle, SandboxRuntimeInfo, SandboxSpec, SnapshotInfo, ToolCall, ToolResult } from '../../common/types';
 import { claimContainer, NameTakenError, startAttached, waitReady, type Ping } from '../../host/bring-up';
 import { statusOf } from '../../host/docker-errors';
 import { ExecutorGoneError } from '../../host/executor-client';
@@ -71,14 +71,33 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
     (spec?.cpus ?? SANDBOX_DEFAULTS.cpus) === SANDBOX_DEFAULTS.cpus &&
     (spec?.pidsLimit ?? SANDBOX_DEFAULTS.pidsLimit) === SANDBOX_DEFAULTS.pidsLimit;
 
-  const handleFor = (containerId: string, image: string, generation: number, restoredFrom?: string): SandboxHandle => ({
-    containerId,
-    generation,
-    ...(restoredFrom ? { restoredFrom } : {}),
-    hostQueue: config.hostQueue,
-    hostId: config.hostId,
-    image,
-  });
+  const images = new Map<string, Promise<Pick<SandboxRuntimeInfo, 'imageId' | 'imageDigests' | 'executor'>>>();
+  /** The image's id, digests and executor version (its recipe label), read once per image. */
+  const imageInfo = (image: string) => {
+    let info = images.get(image);
+    if (!info) {
+      info = docker
+        .getImage(image)
+        .inspect()
+        .then((i) => ({ imageId: i.Id, imageDigests: i.RepoDigests ?? [], executor: i.Config?.Labels?.['keel.recipe'] ?? 'unknown' }));
+      info.catch(() => images.delete(image));
+      images.set(image, info);
+    }
+    return info;
+  };
+
+  const handleFor = async (containerId: string, image: string, generation: number, spec: SandboxSpec | undefined, restoredFrom?: string): Promise<SandboxHandle> => {
+    const { memoryMb, cpus, pidsLimit } = sandboxLimits(spec);
+    return {
+      containerId,
+      generation,
+      ...(restoredFrom ? { restoredFrom } : {}),
+      hostQueue: config.hostQueue,
+      hostId: config.hostId,
+      image,
+      runtime: { ...(await imageInfo(image)), limits: { memoryMb, cpus, pidsLimit }, network: 'none' },
+    };
+  };
 
   /** The container of one generation if it exists, started and answering; finishes a claim a crashed attempt began. */
   async function existing(sessionId: string, generation: number): Promise<{ id: string; image: string; ping: Ping } | undefined> {
@@ -176,7 +195,7 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
         if (restoreFrom && up.ping.restoredFrom !== restoreFrom) {
           await restoreSnapshot(runtime.client(up.id), blobs, restoreFrom);
         }
-        return handleFor(up.id, up.image, generation, restoreFrom);
+        return await handleFor(up.id, up.image, generation, spec, restoreFrom);
       } catch (err) {
         if (err instanceof ExecutorGoneError) throw containerGone(err.containerId, `${err.detail} while starting; see \`docker logs\``);
         throw classifySandboxError(err, containerId);

@@ -1,6 +1,6 @@
-import type { StoreActivities } from '../../common/activities';
+import type { StoreActivities, TranscriptCopy } from '../../common/activities';
 import type { ChainHead, SessionEvent } from '../../common/events';
-import { appendEvents, type Sql } from '../../store';
+import { appendEvents, getEvents, type Sql } from '../../store';
 import { withStoreErrors } from './errors';
 
 /** Dependencies of the store activities. */
@@ -20,6 +20,25 @@ export function createStoreActivities({ sql }: StoreActivityDeps) {
      */
     async recordEvents({ sessionId, events }: { sessionId: string; events: SessionEvent[] }): Promise<ChainHead | undefined> {
       return withStoreErrors(() => appendEvents(sql, sessionId, events));
+    },
+
+    /**
+     * A fork's start: the transcript events of `from` up to `throughSeq`, copied into this session from
+     * `startSeq` on (chained like any write), each naming the event it copies. Idempotent: a retry
+     * writes nothing new.
+     */
+    async copyTranscript({ sessionId, from, throughSeq, startSeq }: { sessionId: string; from: string; throughSeq: number; startSeq: number }): Promise<TranscriptCopy> {
+      return withStoreErrors(async () => {
+        const source = await getEvents(sql, from, { throughSeq, types: ['message.user', 'model.call', 'tool.call', 'tool.result'] });
+        const copies = source.map((e, i) => ({ seq: startSeq + i, type: e.type, data: { ...e.data, copiedFrom: { sessionId: from, seq: e.seq } } }) as SessionEvent);
+        const head = await appendEvents(sql, sessionId, copies);
+        return {
+          copied: copies.length,
+          steps: source.reduce((n, e) => (e.type === 'model.call' ? Math.max(n, e.data.step) : n), 0),
+          toolCalls: source.filter((e) => e.type === 'tool.call').length,
+          ...(head ? { head } : {}),
+        };
+      });
     },
   } satisfies StoreActivities;
 }

@@ -70,6 +70,12 @@ export function createFakes(turns: Array<Partial<ModelTurn>>, opts: FakeOptions 
         const output = found?.type === 'tool.result' ? found.data.output : `no call ${wanted}`;
         return { callId: call.id, name: call.name, ok: found !== undefined, output };
       },
+      async describeRuntime({ model }) {
+        return { model: { provider: model.provider, model: model.model, maxOutputTokens: 4096 }, tools: [], keelVersion: 'fake' };
+      },
+      async copyTranscript() {
+        throw new Error('the fake store does not fork');
+      },
       async recordEvents({ events }) {
         for (const e of events) if (!f.events.some((x) => x.seq === e.seq)) f.events.push(e);
         return undefined; // a fake log keeps no chain

@@ -19,7 +19,10 @@ import Docker from 'dockerode';
 import { KeelClient } from '../../client';
 import { archiveSession, currentWorkflows, liveEvidence, loadHistories, replaySession, verifySession, type VerifyReport } from '../../audit';
 import type { DirBlobStore } from '../../blobs';
+import { demoSpec } from '../../cli/sessions';
 import { eventsOfType } from '../../common/events';
+import { parseManifest } from '../../common/manifest';
+import { planFork } from '../../inspect';
 import type { ScriptTurn, SessionSpec } from '../../common/types';
 import { chainHash, getChainedEvents, getEvents, type Sql } from '../../store';
 import { connectDatabase, openBlobStore } from '../../workers/services';
@@ -325,3 +328,66 @@ function startPostgres(): void {
   const [ver, name] = pgCluster();
   execSync(`pg_ctlcluster ${ver} ${name} start`);
 }
+
+describe('fork', () => {
+  it('forks the demo session at step 3: same files there, its own changes, the original untouched, each names the other', { timeout: 300_000 }, async () => {
+    const original = await client.start(demoSpec(), { sessionId: uniqueId('demo') });
+    assert.equal((await client.result(original)).status, 'completed');
+    const before = await getChainedEvents(sql, original);
+    const fork = planFork(original, before, 3);
+    assert.ok(fork.snapshot, 'the demo had changed files by step 3');
+
+    // The fork's own script: hash its workspace, change it, and stop.
+    const digest = "cd /workspace && find . -type f -not -path './.git/*' | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-64";
+    const script: ScriptTurn[] = [
+      { toolCalls: [{ name: 'shell', input: { command: digest } }] },
+      { toolCalls: [{ name: 'write_file', input: { path: 'stats/FORKED.md', content: 'a different path\n' } }] },
+      { text: 'forked and changed' },
+    ];
+    const started = (await getEvents(sql, original)).find((e) => e.type === 'session.started');
+    const spec = started?.type === 'session.started' ? started.data.spec : undefined;
+    assert.ok(spec);
+    const forkId = await client.start(
+      { ...spec, model: { provider: 'scripted', model: 'fork', script }, fork: { ...fork, modelTurnOffset: 3 }, messages: ['take another path'] },
+      { sessionId: uniqueId('fork') },
+    );
+    const result = await client.result(forkId);
+    assert.equal(result.status, 'completed', result.error);
+
+    // The workspace at the fork point is the original's at step 3, file for file.
+    const manifest = parseManifest((await blobs.getManifest(fork.snapshot)) ?? '');
+    const lines = manifest.entries
+      .filter((e) => e.type === 'file' && e.path.startsWith('/workspace/') && !e.path.startsWith('/workspace/.git/'))
+      .map((e) => ({ path: `.${e.path.slice('/workspace'.length)}`, sha: e.type === 'file' ? e.sha : '' }))
+      .sort((a, b) => (a.path < b.path ? -1 : 1))
+      .map((e) => `${e.sha}  ${e.path}\n`)
+      .join('');
+    const expected = createHash('sha256').update(lines).digest('hex');
+    const forkEvents = await getEvents(sql, forkId);
+    const own = eventsOfType(forkEvents, 'tool.result').filter((e) => !e.data.copiedFrom);
+    assert.equal(own[0]?.data.output.trim(), expected, "the fork's files at the fork point have the original's digest at step 3");
+
+    // The transcript up to step 3 was copied (each copy names its source); the model saw it.
+    const copied = forkEvents.filter((e) => (e.data as { copiedFrom?: unknown }).copiedFrom);
+    assert.equal(copied.length, before.filter((e) => ['message.user', 'model.call', 'tool.call', 'tool.result'].includes(e.type) && e.seq <= fork.throughSeq).length);
+    assert.ok(eventsOfType(forkEvents, 'message.user').some((e) => e.data.text === 'take another path'));
+
+    // Its later changes are its own: the original's log and snapshots are as they were, and both verify.
+    const after = await getChainedEvents(sql, original);
+    assert.deepEqual(after.map((e) => e.hash), before.map((e) => e.hash), 'the original is untouched');
+    const forkSnapshots = own.flatMap((e) => (e.data.snapshot ? [e.data.snapshot.id] : []));
+    const originalSnapshots = new Set(eventsOfType(after, 'tool.result').flatMap((e) => (e.data.snapshot ? [e.data.snapshot.id] : [])));
+    assert.ok(forkSnapshots.length > 0 && forkSnapshots.every((s) => !originalSnapshots.has(s)));
+    assert.equal((await verify(forkId)).ok, true, 'the fork verifies, its copied transcript anchored by the copy');
+    assert.equal((await verify(original)).ok, true);
+
+    // Each session's show names the other.
+    const cliEnv = { DATABASE_URL: process.env.DATABASE_URL, TEMPORAL_ADDRESS: temporal.address };
+    const showFork = await runCli(['show', forkId], cliEnv);
+    assert.match(showFork.stdout, new RegExp(`forked from ${original} at step 3`));
+    const showOriginal = await runCli(['show', original], cliEnv);
+    assert.match(showOriginal.stdout, new RegExp(`forked as ${forkId} at step 3`));
+    assert.match(showOriginal.stdout, /runs on: scripted:demo .* tools, worker keel-[0-9a-f]{12}/, 'the runtime contract');
+    assert.match(showOriginal.stdout, /sandbox keel-sandbox:[0-9a-f]{12} \(sha256:[0-9a-f]{64}\), executor [0-9a-f]{12}/);
+  });
+});
