@@ -150,6 +150,7 @@ export function validateSpec(spec: SessionSpec): void {
   if (spec.model.contextTokens !== undefined && !(Number.isInteger(spec.model.contextTokens) && spec.model.contextTokens >= 4096)) {
     throw new SessionError('model.contextTokens must be an integer of at least 4096');
   }
+  if (spec.rerunOf !== undefined && (typeof spec.rerunOf !== 'string' || !spec.rerunOf.trim())) throw new SessionError('rerunOf must name a session');
   const problems = sandboxSpecProblems(spec.sandbox);
   if (problems.length) throw new SessionError(problems.join('; '));
 }

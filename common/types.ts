@@ -80,6 +80,11 @@ export interface SessionSpec {
    * suggests it when a run's history grows past its limits). @default 1000
    */
   stepsPerRun?: number;
+  /**
+   * The session this one re-runs (`keel audit rerun <id> --model replay`): its recorded model answers
+   * are replayed as a scripted model. Recorded in `session.started` with the rest of the spec.
+   */
+  rerunOf?: string;
 }
 
 /**
