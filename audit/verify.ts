@@ -26,6 +26,7 @@ import { parseManifest } from '../common/manifest';
 import type { ModelTurn, ToolResult } from '../common/types';
 import { chainHash, type ChainedEventRow } from '../store';
 import { referencesOf } from './gc';
+import { withoutWorkflowNote } from './rerun-compare';
 import { activitiesOf, anchorsOf, startArgs, type History } from './history';
 
 /** Everything verify looks at; from Postgres, Temporal and the blob store, or from a bundle. */
@@ -154,7 +155,7 @@ function checkContent(events: readonly ChainedEventRow[], histories: NonNullable
     if (!result) continue; // invalid calls, sleeps and interrupted calls are the workflow's own results
     report.compared++;
     // The workflow appends one note of its own to the last result of a turn whose extra calls it dropped.
-    const logged = { ...e.data, output: e.data.output.replace(/\n\[Keel: this turn made \d+ tool calls; [^\]]*\]$/, '') };
+    const logged = { ...e.data, output: withoutWorkflowNote(e.data.output) };
     const diff = firstDifference(result as unknown as Record<string, unknown>, logged as unknown as Record<string, unknown>, ['name', 'ok', 'exitCode', 'error', 'output', 'outputRef', 'snapshot']);
     if (diff) report.problems.push({ kind: 'changed', seq: e.seq, message: `event ${e.seq} (tool.result of ${e.data.callId}) changed: ${diff}` });
   }

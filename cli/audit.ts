@@ -1,5 +1,5 @@
 /**
- * `keel audit verify | replay` and `keel export`: checking what a session did,
+ * `keel audit verify | replay | rerun` and `keel export`: checking what a session did,
  * from the live services or from an offline bundle.
  */
 import type { Command } from 'commander';
@@ -8,6 +8,7 @@ import { SessionError } from '../common/errors';
 import { getChainedEvents, getSession, type Sql } from '../store';
 import type { KeelConfig } from '../workers/config';
 import { connectDatabase, openBlobStore } from '../workers/services';
+import { runRerun, type RerunCliOptions } from './rerun';
 import { connectClient } from './sessions';
 import { print, printJson } from './terminal';
 import type { KeelClient } from '../client';
@@ -48,7 +49,7 @@ async function withLive<T>(cfg: KeelConfig, fn: (ctx: { sql: Sql; client?: KeelC
 }
 
 export function registerAudit(program: Command, config: () => KeelConfig): void {
-  const audit = program.command('audit').description("check a session's record: the hash chain, the Temporal history, the blobs; replay it against today's code");
+  const audit = program.command('audit').description("check a session's record: the hash chain, the Temporal history, the blobs; replay it against today's code; rerun its tool calls");
 
   audit
     .command('verify')
@@ -110,6 +111,22 @@ export function registerAudit(program: Command, config: () => KeelConfig): void 
         else print(`${outcomes.length} session${outcomes.length === 1 ? '' : 's'} replayed, ${failed} failed`);
         process.exitCode = failed === 0 ? 0 : 1;
       });
+    });
+
+  audit
+    .command('rerun')
+    .description(
+      "run a session's recorded sandbox tool calls again, each in a fresh sandbox restored to the files it started from, " +
+        'and compare them with the recording: match, nondeterministic or drift; exit 1 on drift',
+    )
+    .argument('<sessionId>')
+    .option('--image <tag>', 'rerun on this image; each call also reruns on its recorded image, to tell nondeterminism from drift')
+    .option('--from-step <n>', 'only the calls of step N and later', '1')
+    .option('--model <mode>', '"replay": drive the whole session again as a new session on today\'s runtime, its recorded model answers replayed')
+    .option('--no-worker', 'with --model replay: do not run a worker in this process (a `keel worker` must be running)')
+    .option('--json', 'print JSON')
+    .action(async (id: string, o: RerunCliOptions) => {
+      process.exitCode = await runRerun(config(), id, o);
     });
 
   program

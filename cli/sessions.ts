@@ -8,7 +8,7 @@ import { SessionError } from '../common/errors';
 import type { EventRow } from '../common/events';
 import type { ScriptTurn, SessionResult, SessionSpec, SessionStatus } from '../common/types';
 import { follow, stepsOf } from '../inspect';
-import { getEvents } from '../store';
+import { getEvents, type Sql } from '../store';
 import type { KeelConfig } from '../workers/config';
 import { connectDatabase } from '../workers/services';
 import { createWorkers, type KeelWorkers } from '../workers/worker';
@@ -63,58 +63,67 @@ export function runSpec(
 /** Start a session and, unless detached, follow it to the end. Returns the process exit code. */
 export async function runSession(config: KeelConfig, spec: SessionSpec, opts: RunOptions): Promise<number> {
   const client = await connectClient(config);
-  let workers: KeelWorkers | undefined;
-  let running: Promise<void> | undefined;
   const sql = opts.detach ? undefined : await connectDatabase(config);
   try {
-    if (opts.worker && !opts.detach) {
-      workers = await createWorkers(config, { role: 'all' });
-      running = workers.run();
-    }
-    const sessionId = await client.start(spec, { sessionId: opts.sessionId });
-    const ui = `${config.temporalUi}/namespaces/${config.temporalNamespace}/workflows/${sessionId}`;
-    if (opts.detach) {
-      print(opts.json ? JSON.stringify({ sessionId, status: 'running', temporalUi: ui }) : sessionId);
-      return 0;
-    }
-    if (!opts.json) {
-      print(`session ${sessionId} started`);
-      print(`  task: ${spec.task}`);
-      print(`  model: ${spec.model.provider}:${spec.model.model}\n`);
-    }
-    // A kept-alive session does not end when its model is done: follow it until it waits for a message.
-    const outcome = spec.keepAlive ? client.untilIdle(sessionId) : client.result(sessionId).then((result) => ({ idle: false as const, result }));
-    await follow(sql!, sessionId, progressPrinter(opts.json ?? false), { stop: outcome });
-    const done = await outcome;
-    if (done.idle) {
-      const text = (await getEvents(sql!, sessionId, { types: ['model.call'] })).at(-1);
-      const last = text?.type === 'model.call' ? text.data.text : undefined;
-      if (opts.json) printJson({ sessionId, status: 'waiting', step: done.state.step, text: last, temporalUi: ui });
-      else {
-        if (last) print(`\n${last}`);
-        print(`\nsession ${sessionId} is waiting for a message (durably; it needs a running \`keel worker\` to answer):`);
-        print(`  npx keel message ${sessionId} "…"     continue it`);
-        print(`  npx keel wait ${sessionId} --until-idle     follow it until it waits again`);
-        print(`  npx keel close ${sessionId}     end it`);
-      }
-      return exitCodeFor('waiting');
-    }
-    const result = done.result;
-    const events = await getEvents(sql!, sessionId);
-    if (opts.json) {
-      printJson({ ...result, steps: stepsOf(events), modelTurns: result.steps, events: events.length, temporalUi: ui });
-    } else {
-      printEnd(result, events, ui);
-    }
-    return exitCodeFor(result.status);
+    return await withWorker(config, Boolean(opts.worker && !opts.detach), () => startAndFollow(config, client, sql, spec, opts));
+  } finally {
+    await sql?.end({ timeout: 5 });
+    await client.close();
+  }
+}
+
+/** Run `fn` with a worker of every role in this process when `enabled`; the worker stops when `fn` is done. */
+export async function withWorker<T>(config: KeelConfig, enabled: boolean, fn: () => Promise<T>): Promise<T> {
+  const workers: KeelWorkers | undefined = enabled ? await createWorkers(config, { role: 'all' }) : undefined;
+  const running = workers?.run();
+  try {
+    return await fn();
   } finally {
     if (workers) {
       await workers.shutdown();
       await running;
     }
-    await sql?.end({ timeout: 5 });
-    await client.close();
   }
+}
+
+/** Start the session and, unless detached, follow it to its end or its first wait. */
+async function startAndFollow(config: KeelConfig, client: KeelClient, sql: Sql | undefined, spec: SessionSpec, opts: RunOptions): Promise<number> {
+  const sessionId = await client.start(spec, { sessionId: opts.sessionId });
+  const ui = `${config.temporalUi}/namespaces/${config.temporalNamespace}/workflows/${sessionId}`;
+  if (opts.detach) {
+    print(opts.json ? JSON.stringify({ sessionId, status: 'running', temporalUi: ui }) : sessionId);
+    return 0;
+  }
+  if (!opts.json) {
+    print(`session ${sessionId} started`);
+    print(`  task: ${spec.task}`);
+    print(`  model: ${spec.model.provider}:${spec.model.model}\n`);
+  }
+  // A kept-alive session does not end when its model is done: follow it until it waits for a message.
+  const outcome = spec.keepAlive ? client.untilIdle(sessionId) : client.result(sessionId).then((result) => ({ idle: false as const, result }));
+  await follow(sql!, sessionId, progressPrinter(opts.json ?? false), { stop: outcome });
+  const done = await outcome;
+  if (done.idle) {
+    const text = (await getEvents(sql!, sessionId, { types: ['model.call'] })).at(-1);
+    const last = text?.type === 'model.call' ? text.data.text : undefined;
+    if (opts.json) printJson({ sessionId, status: 'waiting', step: done.state.step, text: last, temporalUi: ui });
+    else {
+      if (last) print(`\n${last}`);
+      print(`\nsession ${sessionId} is waiting for a message (durably; it needs a running \`keel worker\` to answer):`);
+      print(`  npx keel message ${sessionId} "…"     continue it`);
+      print(`  npx keel wait ${sessionId} --until-idle     follow it until it waits again`);
+      print(`  npx keel close ${sessionId}     end it`);
+    }
+    return exitCodeFor('waiting');
+  }
+  const result = done.result;
+  const events = await getEvents(sql!, sessionId);
+  if (opts.json) {
+    printJson({ ...result, steps: stepsOf(events), modelTurns: result.steps, events: events.length, temporalUi: ui });
+  } else {
+    printEnd(result, events, ui);
+  }
+  return exitCodeFor(result.status);
 }
 
 /** The client for a CLI command, connected as the config says. */

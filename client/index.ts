@@ -160,6 +160,7 @@ export function validateSpec(spec: SessionSpec): void {
       if (!(Number.isInteger(f[field]) && f[field] > 0)) throw new SessionError(`fork.${field} must be a positive integer`);
     }
   }
+  if (spec.rerunOf !== undefined && (typeof spec.rerunOf !== 'string' || !spec.rerunOf.trim())) throw new SessionError('rerunOf must name a session');
   const problems = sandboxSpecProblems(spec.sandbox);
   if (problems.length) throw new SessionError(problems.join('; '));
 }

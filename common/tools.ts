@@ -79,6 +79,8 @@ export function toolTimeoutSec(name: string, input: unknown): number {
 export const WORKFLOW_TOOLS: ReadonlySet<string> = new Set(['sleep']);
 /** Tools the session worker carries out (they read the session's record, not its sandbox). */
 export const SESSION_TOOLS: ReadonlySet<string> = new Set(['read_output']);
+/** Sandbox tools that can change files: the workflow snapshots the sandbox after each (a rerun does the same). */
+export const SNAPSHOT_TOOLS: ReadonlySet<string> = new Set(['shell', 'write_file', 'edit_file']);
 /** Whether a tool runs in the sandbox. */
 export function runsInSandbox(name: string): boolean {
   return !WORKFLOW_TOOLS.has(name) && !SESSION_TOOLS.has(name);

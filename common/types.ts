@@ -84,6 +84,11 @@ export interface SessionSpec {
   fork?: ForkSpec;
   /** Messages the model sees right after the task (a fork's new instruction). */
   messages?: string[];
+  /**
+   * The session this one re-runs (`keel audit rerun <id> --model replay`): its recorded model answers
+   * are replayed as a scripted model. Recorded in `session.started` with the rest of the spec.
+   */
+  rerunOf?: string;
 }
 
 /**

@@ -12,12 +12,11 @@ import { SANDBOX_QUEUE } from '../common/constants';
 import type { EventData, EventType } from '../common/events';
 import { SandboxFailure } from '../common/failures';
 import { sandboxLimits } from '../common/sandbox-spec';
+import { SNAPSHOT_TOOLS } from '../common/tools';
 import type { SandboxHandle, SandboxSpec, ToolCall, ToolResult } from '../common/types';
 
 export type Emit = <T extends EventType>(type: T, data: EventData<T>) => void;
 
-/** Tools that can change files, so a snapshot follows them. */
-const MUTATING = new Set(['shell', 'write_file', 'edit_file']);
 /** Restores allowed for one tool call before it is reported to the model as failed. */
 const MAX_RESTORES_PER_CALL = 2;
 
@@ -109,7 +108,7 @@ export class SessionSandbox {
           sessionId: this.sessionId,
           handle: { containerId: handle.containerId },
           call,
-          snapshot: MUTATING.has(call.name) ? { parent: this.lastSnapshot } : undefined,
+          snapshot: SNAPSHOT_TOOLS.has(call.name) ? { parent: this.lastSnapshot } : undefined,
         });
         if (result.snapshot) this.lastSnapshot = result.snapshot.id;
         return result;

@@ -25,22 +25,18 @@ import { parseManifest } from '../../common/manifest';
 import { planFork } from '../../inspect';
 import type { ScriptTurn, SessionSpec } from '../../common/types';
 import { chainHash, getChainedEvents, getEvents, type Sql } from '../../store';
-import { connectDatabase, openBlobStore } from '../../workers/services';
-import { createWorkers, type KeelWorkers } from '../../workers/worker';
 import { runCli } from '../helpers/cli';
-import { ensureSandboxImage, testConfig, uniqueId, workflowBundle } from '../helpers/env';
+import { ensureSandboxImage, uniqueId } from '../helpers/env';
+import { startStack, type Stack } from '../helpers/stack';
 import { asSuperuser, tamperEvents } from '../helpers/superuser';
-import { TestTemporal } from '../helpers/temporal';
+import type { TestTemporal } from '../helpers/temporal';
 
 const DB = new URL(process.env.DATABASE_URL ?? 'postgres://keel:keel@localhost:5432/keel_test').pathname.slice(1);
+let stack: Stack;
 let temporal: TestTemporal;
-let workers: KeelWorkers;
-let running: Promise<void>;
 let client: KeelClient;
 let sql: Sql;
 let blobs: DirBlobStore;
-let closeStore: () => void;
-let env: Record<string, string>;
 
 const BIG = 'seq 1 3000';
 const script: ScriptTurn[] = [
@@ -52,25 +48,13 @@ const spec: SessionSpec = { task: 'audit me', model: { provider: 'scripted', mod
 
 before(async () => {
   await ensureSandboxImage(new Docker());
-  temporal = await TestTemporal.start();
-  env = { TEMPORAL_ADDRESS: temporal.address, KEEL_HOST_ID: uniqueId('audit-host'), KEEL_REAP_INTERVAL_SEC: '0', KEEL_GC_INTERVAL_SEC: '0' };
-  const config = testConfig(temporal.address, env);
-  workers = await createWorkers(config, { workflowBundle: await workflowBundle() });
-  running = workers.run();
-  client = await KeelClient.connect({ address: config.temporalAddress });
-  sql = await connectDatabase(config);
-  const store = openBlobStore(config);
-  blobs = store.blobs as DirBlobStore;
-  closeStore = store.close;
+  stack = await startStack('audit-host');
+  ({ temporal, client, sql } = stack);
+  blobs = stack.blobs as DirBlobStore;
 });
 
 after(async () => {
-  await workers?.shutdown();
-  await running;
-  await client?.close();
-  await sql?.end({ timeout: 2 });
-  closeStore?.();
-  await temporal?.down();
+  await stack?.stop();
 });
 
 async function verify(id: string): Promise<VerifyReport> {
