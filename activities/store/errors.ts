@@ -42,7 +42,8 @@ export function classifyStoreError(err: unknown): never {
   }
   const code = (err as { code?: unknown })?.code;
   // Data exceptions (22xxx) and integrity violations (23xxx): the same write fails the same way every time.
-  if (err instanceof Error && typeof code === 'string' && /^2[23][0-9A-Z]{3}$/.test(code)) {
+  // Except a unique violation (23505): two attempts of one write racing, which a retry resolves.
+  if (err instanceof Error && typeof code === 'string' && /^2[23][0-9A-Z]{3}$/.test(code) && code !== '23505') {
     throw failure(StoreFailure.BadData, `Postgres refused the data (SQLSTATE ${code}: ${err.message})`);
   }
   throw err;

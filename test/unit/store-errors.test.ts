@@ -42,3 +42,13 @@ test('migrations have unique, increasing versions starting at 1', () => {
   for (let i = 1; i < versions.length; i++) assert.ok(versions[i]! > versions[i - 1]!, `version ${versions[i]} out of order`);
   assert.ok(migrations.every((m) => m.name.length > 0 && m.sql.trim().length > 0));
 });
+
+test('refused data (SQLSTATE 22xxx, 23xxx) becomes a non-retryable Store.BadData; a unique violation stays retryable', () => {
+  for (const code of ['22021', '22P05', '23502', '23514']) {
+    const out = classify(withCode('refused', code));
+    assert.ok(out instanceof ApplicationFailure);
+    assert.equal(out.type, 'Store.BadData', code);
+    assert.equal(out.nonRetryable, true, code);
+    assert.match(out.message, new RegExp(code));
+  }
+});
