@@ -158,7 +158,7 @@ async function main() {
   const viaExec: number[] = [];
   for (let i = 0; i < CALLS; i++) {
     // Interleaved, so both see the same machine noise.
-    const [a, r] = await timed(() => client.request('shell', { command: 'echo hi' }));
+    const [a, r] = await timed(() => client.request('shell', { command: 'echo hi', timeoutSec: 30, maxOutput: 1000, storeBytes: 0 }));
     if (!r.ok || String(r.result.output).trim() !== 'hi') throw new Error(`executor answered ${JSON.stringify(r)}`);
     viaExecutor.push(a);
     const [b, out] = await timed(() => dockerExec(docker, handle.containerId, ['sh', '-c', 'echo hi']));

@@ -1,15 +1,29 @@
 /**
  * The security settings of every sandbox container, in one file a reviewer can
  * read on its own. A session's commands are hostile by assumption: the container
- * gets no network, no capabilities, no privilege gain, a read-only root, uid 1000,
- * bounded memory, CPU and pids, and is writable only in /workspace (a named
- * volume, never a host path) and two size-limited tmpfs. Warm-pool containers get
- * exactly the same settings.
+ * gets no network, no privilege gain, a read-only root, bounded memory, CPU and
+ * pids, and is writable only in /workspace (a named volume, never a host path)
+ * and size-limited tmpfs. Warm-pool containers get exactly the same settings.
+ *
+ * Privilege split: the executor (PID 1) starts as root with only {@link EXECUTOR_CAPS};
+ * at start it empties its bounding set, drops CAP_SETPCAP and keeps CAP_SETUID and
+ * CAP_SETGID (sandbox/keel_executor/privileges.py). Every command runs as uid/gid
+ * 1000 with no groups and no capabilities, so it cannot signal, trace or read the
+ * executor, and the executor's state lives in a root-only tmpfs ({@link EXECUTOR_STATE_DIR}).
  */
 import type Docker from 'dockerode';
 import { SANDBOX_DEFAULTS } from '../common/defaults';
 import type { SandboxSpec } from '../common/types';
 import { containerName, poolLabels, poolNames, sessionLabels, volumeName } from './labels';
+
+/**
+ * The only capabilities the container gets, all for the executor: SETUID and SETGID to start commands as
+ * uid 1000 and to do its file work with that file identity (setfsuid), SETPCAP to empty the bounding set
+ * at start (then dropped). Commands end up with none.
+ */
+export const EXECUTOR_CAPS = ['SETUID', 'SETGID', 'SETPCAP'] as const;
+/** The executor's own state (trace of keyed calls, restore marker, pool claim): root's, 0700, out of commands' reach. */
+export const EXECUTOR_STATE_DIR = '/run/keel';
 
 /** How the executor (the container's PID 1) is started; the warm pool adds `--pool-lease <sec>`. */
 export const EXECUTOR_COMMAND = ['python3', '-u', '/opt/keel/executor.py'] as const;
@@ -53,7 +67,8 @@ function lockedDown(args: { name: string; labels: Record<string, string>; volume
     Image: args.image,
     Cmd: args.command,
     Labels: args.labels,
-    User: '1000:1000',
+    // Root for the executor only: it starts every command as 1000:1000 (see EXECUTOR_CAPS).
+    User: '0:0',
     WorkingDir: '/workspace',
     NetworkDisabled: true,
     // The executor speaks JSON lines on stdin/stdout. StdinOnce=false keeps stdin
@@ -67,6 +82,7 @@ function lockedDown(args: { name: string; labels: Record<string, string>; volume
     HostConfig: {
       NetworkMode: 'none',
       CapDrop: ['ALL'],
+      CapAdd: [...EXECUTOR_CAPS],
       SecurityOpt: ['no-new-privileges'],
       ReadonlyRootfs: true,
       // The executor is PID 1 itself (it reaps orphans): an init process would hold the
@@ -79,6 +95,7 @@ function lockedDown(args: { name: string; labels: Record<string, string>; volume
       Tmpfs: {
         '/tmp': 'rw,nosuid,nodev,size=256m,mode=1777',
         '/home/keel': 'rw,nosuid,nodev,size=64m,uid=1000,gid=1000,mode=0755',
+        [EXECUTOR_STATE_DIR]: 'rw,noexec,nosuid,nodev,size=16m,uid=0,gid=0,mode=0700',
       },
       // A named volume, never a host path: a fresh one copies the image's
       // /workspace (owned by uid 1000), so the keel user can write it.

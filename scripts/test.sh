@@ -8,6 +8,6 @@ export AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED=true
 export DATABASE_URL=${KEEL_TEST_DATABASE_URL:-postgres://keel:keel@localhost:5432/keel_test}
 echo "== type check"
 npx tsc -p tsconfig.json --noEmit
-echo "== tests (unit, then integration)"
+echo "== tests (unit, integration, then security)"
 # One file at a time: integration tests share the Docker engine and a 2-core machine.
-node --import tsx --test --test-concurrency=1 --test-reporter=spec test/unit/*.test.ts test/integration/*.test.ts
+node --import tsx --test --test-concurrency=1 --test-reporter=spec test/unit/*.test.ts test/integration/*.test.ts test/security/*.test.ts

@@ -1,16 +1,18 @@
 """Entry point: `python3 -u /opt/keel/executor.py [--pool-lease N]` (the launcher) or
 `python3 -m keel_executor [--pool-lease N]`.
 
-Builds the parts, lists every op of the protocol in one table, starts the
-background threads (pool lease, orphan reaper) and serves stdin until the
-container stops.
+Locks itself down first (privileges: the split between the root executor and the
+uid 1000 commands), builds the parts, lists every op of the protocol in one table,
+starts the background threads (pool lease, orphan reaper) and serves stdin until
+the container stops.
 """
 
 import os
+import stat
 import sys
 import threading
 
-from . import tools
+from . import privileges, safefs, tools
 from .layout import STATE_DIR
 from .pool import Pool
 from .reaping import reap_forever
@@ -19,30 +21,34 @@ from .shell import Shell
 from .snapshots import Snapshotter
 
 
-def _not_dumpable():
-    """Commands run as our uid. Without this they could open /proc/<our pid>/fd/0 and fd/1,
-    the protocol's stdin and stdout, to steal requests or forge answers."""
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(4, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE, 0
-            log("prctl(PR_SET_DUMPABLE) failed: errno %d" % ctypes.get_errno())
-    except Exception as e:  # an executor without this is weaker, not broken
-        log("cannot make the executor non-dumpable: %s" % e)
+def _state_dir():
+    """STATE_DIR: root's and 0700 (a tmpfs mounted so by the host; made so here when it is not)."""
+    with privileges.as_root_fs():
+        try:
+            os.makedirs(STATE_DIR, mode=0o700, exist_ok=True)
+            st = os.lstat(STATE_DIR)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+                log("%s is not a directory of ours; executor state there is not private" % STATE_DIR)
+            elif stat.S_IMODE(st.st_mode) != 0o700:
+                os.chmod(STATE_DIR, 0o700)
+        except OSError as e:
+            log("cannot prepare %s: %s" % (STATE_DIR, e))
 
 
 def main():
-    _not_dumpable()
+    # First, while this is the only thread: capabilities and the file identity are per thread.
+    split = privileges.lock_down(log)
     lease = None
     if len(sys.argv) == 3 and sys.argv[1] == "--pool-lease":
         lease = float(sys.argv[2])
+    _state_dir()
     pool = Pool(lease)
     snapshots = Snapshotter()
-    os.makedirs(STATE_DIR, mode=0o700, exist_ok=True)
     shell = Shell()
 
     def ping(rid, args):
-        return {"pong": True, "pid": os.getpid(), "restoredFrom": snapshots.restored_from(), "claim": pool.claim}
+        return {"pong": True, "pid": os.getpid(), "restoredFrom": snapshots.restored_from(), "claim": pool.claim,
+                "privilegeSplit": split, "resolver": safefs.RESOLVER}
 
     def cancel(rid, args):
         # The target may be waiting on a key another request owns: the server knows which.
@@ -70,7 +76,8 @@ def main():
         threading.Thread(target=pool.watch_lease, daemon=True).start()
     if os.getpid() == 1:
         threading.Thread(target=reap_forever, daemon=True).start()
-    log("ready (pid %d%s)" % (os.getpid(), ", pool lease %gs" % lease if lease is not None else ""))
+    log("ready (pid %d, %s, paths by %s%s)" % (os.getpid(), "privilege split" if split else "no privilege split",
+                                                 safefs.RESOLVER, ", pool lease %gs" % lease if lease is not None else ""))
     server.run(sys.stdin.buffer)
 
 

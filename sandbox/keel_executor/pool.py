@@ -12,11 +12,12 @@ import os
 import threading
 import time
 
+from . import privileges
 from .layout import STATE_DIR
 from .server import log
 from .tools import ToolError
 
-# The session this container serves, once a pool owner has claimed it.
+# The session this container serves, once a pool owner has claimed it (root-only: see layout).
 CLAIM_PATH = os.path.join(STATE_DIR, "claim")
 
 
@@ -40,7 +41,7 @@ class Pool:
                     raise ToolError("LeaseExpired", "this pool container's lease ran out; it is shutting down")
                 self.claim = {"session": session, "generation": generation, "at": time.time()}
                 self.lease_until = None
-                with open(CLAIM_PATH, "w") as f:
+                with privileges.as_root_fs(), open(CLAIM_PATH, "w") as f:
                     json.dump(self.claim, f)
             elif self.claim.get("session") != session or self.claim.get("generation") != generation:
                 raise ToolError("AlreadyClaimed", "this container serves session %s generation %s" % (self.claim.get("session"), self.claim.get("generation")))
@@ -64,7 +65,7 @@ class Pool:
 
 def _read_json(path):
     try:
-        with open(path) as f:
+        with privileges.as_root_fs(), open(path) as f:
             return json.load(f)
     except (OSError, ValueError):
         return None

@@ -1,21 +1,41 @@
-"""PID 1's duty: reaping orphans.
+"""PID 1's duties: reaping orphans, and stopping every process of the sandbox user.
 
 The executor is the container's PID 1, so every orphaned process (a command's
 background job whose parent exited) becomes its child, and stays a zombie until
 it is waited for. The shells the executor starts are waited for by the request
-that started them (shell.Shell.op_shell registers them in CHILDREN under
-SPAWN_LOCK); everything else is collected by reap_orphans, every second and
-after a process group is killed.
+that started them (shell.Shell registers them in CHILDREN under SPAWN_LOCK);
+everything else is collected by reap_orphans, every second and whenever
+processes were killed.
+
+A command can leave processes behind however it likes (setsid, double fork,
+nohup), so a process group says nothing about what a command started. When a
+call times out or is cancelled, or no process can be started (the pids limit is
+full, e.g. a fork bomb), kill_sandbox_user stops every process of the sandbox
+user: kill(-1, SIGKILL) as that user (privileges.signal_sandbox_user), repeated
+until /proc shows none of them alive, zombies reaped.
 """
 
 import os
+import signal
 import threading
 import time
 
-# Held while a shell is spawned and registered, and while orphans are reaped, so the
-# reaper never waits for a shell its caller will wait for.
+from . import privileges
+from .layout import SANDBOX_UID
+
+# Held while a shell is spawned and registered, while orphans are reaped, and while the sandbox
+# user's processes are killed: the reaper never waits for a shell its caller will wait for, and
+# no command starts half-way through a kill.
 SPAWN_LOCK = threading.Lock()
 CHILDREN = set()
+KILL_TIMEOUT_SEC = 10.0
+# A command is started only with at least this many pids free (a command needs a few of its own);
+# with fewer, every process of the sandbox user is stopped first (see pids_nearly_full).
+PIDS_HEADROOM = 16
+# The container's pids cgroup as it sees it: cgroup v1, then v2.
+_PIDS_FILES = (("/sys/fs/cgroup/pids/pids.current", "/sys/fs/cgroup/pids/pids.max"),
+               ("/sys/fs/cgroup/pids.current", "/sys/fs/cgroup/pids.max"))
+_UID_PREFIX = b"\nUid:\t%d\t" % SANDBOX_UID
 
 
 def _processes():
@@ -33,24 +53,38 @@ def _processes():
             yield int(name), fields[0], int(fields[1]), int(fields[2])
 
 
+def _is_sandbox_user(pid):
+    """Whether the real uid of `pid` is the sandbox user's (from /proc/<pid>/status, which a command
+    cannot hide: it is readable even when the process made itself non-dumpable)."""
+    try:
+        with open("/proc/%d/status" % pid, "rb") as f:
+            return _UID_PREFIX in f.read()
+    except OSError:
+        return False
+
+
+def _reap_locked(pgrp=None):
+    alive = 0
+    for pid, state, ppid, group in _processes():
+        if pgrp is not None and group != pgrp:
+            continue
+        if state == b"Z" and ppid == 1 and pid not in CHILDREN:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+        elif state not in (b"Z", b"X"):
+            alive += 1
+    return alive
+
+
 def reap_orphans(pgrp=None):
     """Collect exited orphans (of process group `pgrp` only, when given). Returns how many
     processes of that group are still alive. A no-op unless we are PID 1."""
     if os.getpid() != 1:
         return 0
-    alive = 0
     with SPAWN_LOCK:
-        for pid, state, ppid, group in _processes():
-            if pgrp is not None and group != pgrp:
-                continue
-            if state == b"Z" and ppid == 1 and pid not in CHILDREN:
-                try:
-                    os.waitpid(pid, os.WNOHANG)
-                except ChildProcessError:
-                    pass
-            elif state != b"Z":
-                alive += 1
-    return alive
+        return _reap_locked(pgrp)
 
 
 def reap_group(pgrp, timeout=1.0):
@@ -62,8 +96,55 @@ def reap_group(pgrp, timeout=1.0):
     reap_orphans(pgrp)
 
 
+def _sandbox_processes():
+    """{pid: pgrp} of the sandbox user's processes that are not yet dead."""
+    return {pid: group for pid, state, _, group in _processes()
+            if state not in (b"Z", b"X") and pid != 1 and _is_sandbox_user(pid)}
+
+
+def kill_sandbox_user(timeout=KILL_TIMEOUT_SEC):
+    """SIGKILL every process of the sandbox user until none is left. Returns ({pid: pgrp} of those that
+    were alive when it began or appeared while it ran, how many were still alive when it gave up),
+    or None where it cannot be done (not PID 1: the caller kills its process group instead)."""
+    if not privileges.can_signal_all():
+        return None
+    seen = {}
+    deadline = time.monotonic() + timeout
+    with SPAWN_LOCK:
+        while True:
+            alive = _sandbox_processes()
+            seen.update(alive)
+            if not alive:
+                _reap_locked()
+                return seen, 0
+            if time.monotonic() > deadline:
+                return seen, len(alive)
+            privileges.signal_sandbox_user(signal.SIGKILL)
+            time.sleep(0.001)  # a killed process needs a moment to exit
+            _reap_locked()
+
+
+def pids_nearly_full():
+    """(in use, limit) when fewer than PIDS_HEADROOM pids are free in the container's pids cgroup, else
+    None (also when the cgroup cannot be read or has no limit). A fork bomb keeps the limit full while
+    its processes churn, so a spawn may still succeed now and then; the command would then fail inside."""
+    for current_path, max_path in _PIDS_FILES:
+        try:
+            with open(current_path) as f:
+                current = int(f.read())
+            with open(max_path) as f:
+                limit = f.read().strip()
+        except (OSError, ValueError):
+            continue
+        if limit == "max":
+            return None
+        return (current, int(limit)) if int(limit) - current < PIDS_HEADROOM else None
+    return None
+
+
 def reap_forever():
     """The orphan reaper's thread (started only when we are PID 1)."""
+    privileges.use_sandbox_fs()
     while True:
         time.sleep(1.0)
         reap_orphans()

@@ -9,9 +9,15 @@ files whose timestamps fall within RACY_NS of the walk are rehashed next time
 answer (`inline`: the manifest and changed files' bytes); larger ones are
 fetched with get_manifest and read_files. The host uploads file contents to its
 blob store and writes them back into a fresh container (restore_begin,
-write_files, restore_finish). The journal and restore marker live in /tmp,
-which is not snapshotted; the shell state lives in /home/keel, which is
-(see layout).
+write_files, restore_finish). The restore marker lives in the root-only
+STATE_DIR, which is not snapshotted; the shell state lives in /home/keel, which
+is (see layout).
+
+Files are opened beneath their root and through no symlink (safefs.open_beneath,
+parent_beneath), as the sandbox user (the request threads' fsuid): a command that
+swaps a file for a fifo or a symlink to /proc while a walk runs gets it skipped,
+never read. A file its owner made unreadable is made readable for the read
+(chmod u+r) and put back (fchmod on the open file).
 
 The host stores manifests under their ids and sends them back for a restore
 (load_manifest, restore_begin), which checks the text against the id; an
@@ -29,7 +35,8 @@ import stat
 import threading
 import time
 
-from .layout import SNAPSHOT_ROOTS, STATE_DIR
+from . import privileges, safefs
+from .layout import SANDBOX_UID, SNAPSHOT_ROOTS, STATE_DIR
 from .server import log
 from .tools import ToolError
 
@@ -64,11 +71,53 @@ def _canonical(entries):
 def _read_small(path, sha):
     """A file's bytes if they still hash to sha, else None (changed since the walk, or unreadable)."""
     try:
-        with open(path, "rb") as f:
-            blob = f.read()
-    except OSError:
+        fd = _open_file(path)
+    except (OSError, safefs.Refused):
         return None
+    with os.fdopen(fd, "rb") as f:
+        blob = f.read()
     return blob if hashlib.sha256(blob).hexdigest() == sha else None
+
+
+def _open_file(path, flags=os.O_RDONLY):
+    """An fd of the regular file at `path` (under a snapshot root, no symlinks), opened for `flags`;
+    one its owner, the sandbox user, made unreadable is opened all the same (chmod u+r, fchmod back)."""
+    dfd, name = safefs.parent_beneath(path, SNAPSHOT_ROOTS)
+    try:
+        return _open_in(dfd, name, flags)
+    finally:
+        os.close(dfd)
+
+
+def _open_in(dfd, name, flags=os.O_RDONLY, st=None):
+    """Open regular file `name` of directory `dfd` without following a symlink and without blocking;
+    `st` (an lstat of it), when given, must still describe what was opened."""
+    open_flags = flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    try:
+        fd = os.open(name, open_flags, dir_fd=dfd)
+        restore_mode = None
+    except PermissionError:
+        now = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        if now.st_uid != SANDBOX_UID or not stat.S_ISREG(now.st_mode):
+            raise
+        restore_mode = stat.S_IMODE(now.st_mode)
+        os.chmod(name, restore_mode | stat.S_IRUSR | (stat.S_IWUSR if flags & (os.O_WRONLY | os.O_RDWR) else 0), dir_fd=dfd)
+        try:
+            fd = os.open(name, open_flags, dir_fd=dfd)
+        except BaseException:
+            os.chmod(name, restore_mode, dir_fd=dfd)
+            raise
+    try:
+        got = os.fstat(fd)
+        if not stat.S_ISREG(got.st_mode) or (st is not None and (got.st_ino, got.st_dev) != (st.st_ino, st.st_dev)):
+            raise safefs.Refused("NotAFile", "changed while it was opened")
+        if restore_mode is not None:
+            os.fchmod(fd, restore_mode)
+        os.set_blocking(fd, True)
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _entry_key(e):
@@ -107,7 +156,7 @@ class Snapshotter:
         self.manifests = collections.OrderedDict()
         self._restored = None
         try:
-            with open(RESTORED_MARKER) as f:
+            with privileges.as_root_fs(), open(RESTORED_MARKER) as f:
                 self._restored = f.read().strip() or None
         except OSError:
             pass
@@ -157,34 +206,22 @@ class Snapshotter:
 
     # --- snapshot -------------------------------------------------------
 
-    def _hash(self, path, st):
-        """sha256 and byte count of a file; makes an owner-unreadable file readable for the read."""
+    def _hash(self, dfd, name, st):
+        """sha256 and byte count of regular file `name` in directory `dfd` (see _open_in)."""
         h = hashlib.sha256()
         n = 0
-        restore_mode = None
-        try:
-            try:
-                f = open(path, "rb", buffering=0)
-            except PermissionError:
-                if st.st_uid != os.getuid():
-                    raise
-                restore_mode = stat.S_IMODE(st.st_mode)
-                os.chmod(path, restore_mode | stat.S_IRUSR)
-                f = open(path, "rb", buffering=0)
-            with f:
-                while True:
-                    chunk = f.read(HASH_CHUNK)
-                    if not chunk:
-                        break
-                    h.update(chunk)
-                    n += len(chunk)
-        finally:
-            if restore_mode is not None:
-                os.chmod(path, restore_mode)
+        with os.fdopen(_open_in(dfd, name, st=st), "rb", buffering=0) as f:
+            while True:
+                chunk = f.read(HASH_CHUNK)
+                if not chunk:
+                    break
+                h.update(chunk)
+                n += len(chunk)
         return h.hexdigest(), n
 
     def _walk(self, stats):
-        """Every entry under the roots, sorted by path. Hashes only files the stat cache cannot vouch for."""
+        """Every entry under the roots, sorted by path. Hashes only files the stat cache cannot vouch for.
+        Directories are opened one by one beneath their root (no symlinks), entries read relative to them."""
         walk_ns = time.time_ns()
         entries = []
         seen = set()
@@ -200,52 +237,65 @@ class Snapshotter:
             while stack:
                 d = stack.pop()
                 try:
-                    it = os.scandir(d)
-                except OSError as e:
+                    dfd = safefs.open_beneath(d, os.O_RDONLY | os.O_DIRECTORY, SNAPSHOT_ROOTS)
+                except (OSError, safefs.Refused) as e:
                     stats["skipped"] += 1
-                    log("snapshot: cannot list %s: %s" % (d, e))
+                    log("snapshot: cannot open %s: %s" % (d, e))
                     continue
-                with it:
-                    for de in it:
-                        p = de.path
-                        try:
-                            st = de.stat(follow_symlinks=False)
-                        except OSError:
-                            continue  # vanished
-                        mode = st.st_mode
-                        if stat.S_ISDIR(mode):
-                            entries.append({"path": p, "type": "dir", "mode": stat.S_IMODE(mode)})
-                            stack.append(p)
-                        elif stat.S_ISLNK(mode):
-                            try:
-                                target = os.readlink(p)
-                            except OSError:
-                                continue
-                            entries.append({"path": p, "type": "symlink", "target": target})
-                        elif stat.S_ISREG(mode):
-                            key = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-                            cached = self.cache.get(p)
-                            if cached is not None and cached[0] == key and not cached[2]:
-                                sha, size = cached[1], st.st_size
-                            else:
-                                try:
-                                    sha, size = self._hash(p, st)
-                                except OSError as e:
-                                    stats["skipped"] += 1
-                                    log("snapshot: cannot read %s: %s" % (p, e))
-                                    continue
-                                stats["filesHashed"] += 1
-                                stats["bytesHashed"] += size
-                                racy = size != st.st_size or max(st.st_mtime_ns, st.st_ctime_ns) >= walk_ns - RACY_NS
-                                self.cache[p] = (key, sha, racy)
-                            seen.add(p)
-                            entries.append({"path": p, "type": "file", "mode": stat.S_IMODE(mode), "size": size, "sha": sha})
-                        else:
-                            stats["skipped"] += 1  # sockets, fifos, devices: not state worth keeping
+                try:
+                    self._walk_dir(dfd, d, entries, stack, seen, stats, walk_ns)
+                finally:
+                    os.close(dfd)
         for p in [p for p in self.cache if p not in seen]:
             del self.cache[p]
         entries.sort(key=lambda e: e["path"])
         return entries
+
+    def _walk_dir(self, dfd, d, entries, stack, seen, stats, walk_ns):
+        try:
+            it = os.scandir(dfd)
+        except OSError as e:
+            stats["skipped"] += 1
+            log("snapshot: cannot list %s: %s" % (d, e))
+            return
+        with it:
+            names = [de.name for de in it]
+        for name in names:
+            p = d + "/" + name
+            try:
+                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            except OSError:
+                continue  # vanished
+            mode = st.st_mode
+            if stat.S_ISDIR(mode):
+                entries.append({"path": p, "type": "dir", "mode": stat.S_IMODE(mode)})
+                stack.append(p)
+            elif stat.S_ISLNK(mode):
+                try:
+                    target = os.readlink(name, dir_fd=dfd)
+                except OSError:
+                    continue
+                entries.append({"path": p, "type": "symlink", "target": target})
+            elif stat.S_ISREG(mode):
+                key = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+                cached = self.cache.get(p)
+                if cached is not None and cached[0] == key and not cached[2]:
+                    sha, size = cached[1], st.st_size
+                else:
+                    try:
+                        sha, size = self._hash(dfd, name, st)
+                    except (OSError, safefs.Refused) as e:
+                        stats["skipped"] += 1
+                        log("snapshot: cannot read %s: %s" % (p, e))
+                        continue
+                    stats["filesHashed"] += 1
+                    stats["bytesHashed"] += size
+                    racy = size != st.st_size or max(st.st_mtime_ns, st.st_ctime_ns) >= walk_ns - RACY_NS
+                    self.cache[p] = (key, sha, racy)
+                seen.add(p)
+                entries.append({"path": p, "type": "file", "mode": stat.S_IMODE(mode), "size": size, "sha": sha})
+            else:
+                stats["skipped"] += 1  # sockets, fifos, devices: not state worth keeping
 
     def snapshot(self, parent, inline=0):
         started = time.monotonic()
@@ -330,26 +380,18 @@ class Snapshotter:
             offset = int(it.get("offset") or 0)
             length = max(0, min(int(it.get("length") or 0), budget))
             try:
-                st = os.lstat(path)
-                if not stat.S_ISREG(st.st_mode):
-                    out.append({"error": "NotAFile"})
-                    continue
-                restore_mode = None
-                try:
-                    fd = os.open(path, os.O_RDONLY)
-                except PermissionError:
-                    restore_mode = stat.S_IMODE(st.st_mode)
-                    os.chmod(path, restore_mode | stat.S_IRUSR)
-                    fd = os.open(path, os.O_RDONLY)
-                try:
-                    data = os.pread(fd, length, offset) if length else b""
-                finally:
-                    os.close(fd)
-                    if restore_mode is not None:
-                        os.chmod(path, restore_mode)
+                fd = _open_file(path)
             except FileNotFoundError:
                 out.append({"error": "NotFound"})
                 continue
+            except (OSError, safefs.Refused):
+                out.append({"error": "NotAFile"})
+                continue
+            try:
+                st = os.fstat(fd)
+                data = os.pread(fd, length, offset) if length else b""
+            finally:
+                os.close(fd)
             budget -= len(data)
             out.append({"data": base64.b64encode(data).decode("ascii"), "size": st.st_size})
         return {"items": out}
@@ -365,26 +407,30 @@ class Snapshotter:
             raise ToolError("UnknownManifest", "manifest %s is not held by this executor; send it" % mid)
         with self.lock:
             self._restored = None
-            try:
-                os.unlink(RESTORED_MARKER)
-            except OSError:
-                pass
+            with privileges.as_root_fs():
+                try:
+                    os.unlink(RESTORED_MARKER)
+                except OSError:
+                    pass
             for root in SNAPSHOT_ROOTS:
                 _empty_dir(root)
             self.cache.clear()
             files = 0
             for e in m.entries:  # sorted: a directory comes before what it holds
                 p = e["path"]
-                if e["type"] == "dir":
-                    if p in SNAPSHOT_ROOTS:
-                        continue
-                    os.mkdir(p, 0o700)
-                elif e["type"] == "symlink":
-                    os.symlink(e["target"], p)
-                else:
-                    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                    os.close(fd)
-                    files += 1
+                if e["type"] == "dir" and p in SNAPSHOT_ROOTS:
+                    continue
+                dfd, name = safefs.parent_beneath(p, SNAPSHOT_ROOTS)
+                try:
+                    if e["type"] == "dir":
+                        os.mkdir(name, 0o700, dir_fd=dfd)
+                    elif e["type"] == "symlink":
+                        os.symlink(e["target"], name, dir_fd=dfd)
+                    else:
+                        os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dfd))
+                        files += 1
+                finally:
+                    os.close(dfd)
         return {"id": mid, "files": files}
 
     def write_files(self, items):
@@ -397,7 +443,7 @@ class Snapshotter:
             if not _under_roots(path):
                 raise ToolError("InvalidArguments", "%r is not under %s" % (path, SNAPSHOT_ROOTS))
             data = base64.b64decode(it.get("data") or "")
-            fd = os.open(path, os.O_WRONLY)
+            fd = _open_file(path, os.O_WRONLY)
             try:
                 os.pwrite(fd, data, int(it.get("offset") or 0))
             finally:
@@ -417,23 +463,31 @@ class Snapshotter:
                 if e["type"] != "file":
                     continue
                 p = e["path"]
-                st = os.lstat(p)
-                sha, n = self._hash(p, st)
-                hashed += n
-                if sha != e["sha"] or n != e["size"]:
-                    bad.append(p)
-                    continue
-                os.chmod(p, e["mode"])
-                st = os.lstat(p)
+                dfd, name = safefs.parent_beneath(p, SNAPSHOT_ROOTS)
+                try:
+                    sha, n = self._hash(dfd, name, None)
+                    hashed += n
+                    if sha != e["sha"] or n != e["size"]:
+                        bad.append(p)
+                        continue
+                    os.chmod(name, e["mode"], dir_fd=dfd)
+                    st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+                finally:
+                    os.close(dfd)
                 # Written by us with nothing else running: clean, so the next snapshot reads nothing.
                 self.cache[p] = ((st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino), sha, False)
             if bad:
                 raise ToolError("RestoreMismatch", "%d restored files differ from snapshot %s, e.g. %s" % (len(bad), mid, bad[:5]))
             for e in sorted((e for e in m.entries if e["type"] == "dir"), key=lambda e: e["path"].count("/"), reverse=True):
-                os.chmod(e["path"], e["mode"])
+                fd = safefs.open_beneath(e["path"], os.O_RDONLY | os.O_DIRECTORY, SNAPSHOT_ROOTS)
+                try:
+                    os.fchmod(fd, e["mode"])
+                finally:
+                    os.close(fd)
             self._restored = mid
-            with open(RESTORED_MARKER, "w") as f:
-                f.write(mid)
+            with privileges.as_root_fs():
+                with open(RESTORED_MARKER, "w") as f:
+                    f.write(mid)
         return {"id": mid, "bytesHashed": hashed}
 
     # --- ops ------------------------------------------------------------

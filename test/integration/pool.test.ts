@@ -79,7 +79,8 @@ describe('warm pool', () => {
     assert.deepEqual(info.HostConfig.SecurityOpt, ['no-new-privileges']);
     assert.equal(info.HostConfig.Memory, 1024 * 1024 * 1024);
     assert.equal(info.HostConfig.PidsLimit, 256);
-    assert.equal(info.Config.User, '1000:1000');
+    assert.deepEqual(info.HostConfig.CapAdd, ['SETUID', 'SETGID', 'SETPCAP']);
+    assert.equal(info.Config.User, '0:0', 'the executor starts as root; commands run as 1000 (test/security/)');
     assert.deepEqual(info.HostConfig.Binds ?? [], []);
     // The session's lookups find it, under its session and generation.
     const mine = (await listManagedContainers(docker)).filter((c) => c.sessionId === sessionId);

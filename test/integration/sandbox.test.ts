@@ -15,6 +15,7 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import Docker from 'dockerode';
 import { readBlob } from '../../blobs';
 import { scratchBlobs } from '../helpers/env';
+import { rootExec } from '../security/helpers';
 import type { SandboxHandle, ToolResult } from '../../common/types';
 import { createSandboxActivities } from '../../activities/sandbox';
 import { defaultImageTag, ensureImage, ExecutorClient, listManagedContainers, reapOrphans, SandboxRuntime } from '../../host';
@@ -23,6 +24,8 @@ import { volumeName } from '../../host';
 
 const docker = new Docker();
 const tag = defaultImageTag();
+/** What the host sends with every shell request (activities/sandbox/tool-ops.ts); the executor requires them. */
+const SHELL_ARGS = { timeoutSec: 30, maxOutput: 16_000, storeBytes: 10 * 1024 * 1024 };
 const run = `${process.pid}-${Date.now().toString(36)}`;
 const sessionId = `test-sbx-${run}`;
 const created = new Set<string>([sessionId]);
@@ -88,7 +91,9 @@ describe('provisioning', () => {
     assert.equal(info.HostConfig.NetworkMode, 'none');
     assert.equal(info.HostConfig.ReadonlyRootfs, true);
     assert.deepEqual(info.HostConfig.CapDrop, ['ALL']);
-    assert.equal(info.Config.User, '1000:1000');
+    assert.deepEqual(info.HostConfig.CapAdd, ['SETUID', 'SETGID', 'SETPCAP']);
+    assert.deepEqual(info.HostConfig.SecurityOpt, ['no-new-privileges']);
+    assert.equal(info.Config.User, '0:0', 'the executor starts as root; commands run as 1000 (see the security tests)');
     assert.equal(info.Config.Labels['keel.session'], sessionId);
     assert.equal(info.Config.Labels['keel.managed'], 'true');
     assert.equal(info.Config.Labels['keel.host'], 'test-host');
@@ -281,10 +286,19 @@ describe('files', () => {
 });
 
 describe('security', () => {
-  it('runs as uid 1000 with no capabilities and no-new-privileges', async () => {
-    assert.equal((await sh('id -u')).output, '1000\n');
-    assert.equal((await sh("awk '/^CapEff/ {print $2}' /proc/self/status")).output, '0000000000000000\n');
-    assert.equal((await sh("awk '/^NoNewPrivs/ {print $2}' /proc/self/status")).output, '1\n');
+  it('runs commands as uid/gid 1000 with no groups, no capabilities and no-new-privileges; the executor is root with CAP_SETUID and CAP_SETGID only', async () => {
+    assert.equal((await sh('id -u; id -g; id -G')).output, '1000\n1000\n1000\n');
+    const fields = "awk '/^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs):/ {$1=$1; print}'";
+    assert.equal(
+      (await sh(`${fields} /proc/self/status`)).output,
+      'Uid: 1000 1000 1000 1000\nGid: 1000 1000 1000 1000\nGroups:\nCapInh: 0000000000000000\nCapPrm: 0000000000000000\nCapEff: 0000000000000000\nCapBnd: 0000000000000000\nCapAmb: 0000000000000000\nNoNewPrivs: 1\n',
+    );
+    // The executor (PID 1): root in its real, effective and saved uid; the fourth (fs) uid is its main thread's, 1000.
+    // CapEff c0 = CAP_SETGID (6) | CAP_SETUID (7); the bounding set is empty, so nothing it starts can gain one.
+    assert.equal(
+      (await sh(`${fields} /proc/1/status`)).output,
+      'Uid: 0 0 0 1000\nGid: 0 0 0 1000\nGroups:\nCapInh: 0000000000000000\nCapPrm: 00000000000000c0\nCapEff: 00000000000000c0\nCapBnd: 0000000000000000\nCapAmb: 0000000000000000\nNoNewPrivs: 1\n',
+    );
   });
 
   it("cannot reach the executor's protocol stdin and stdout through /proc", async () => {
@@ -339,7 +353,7 @@ describe('executor client', () => {
       `import Docker from ${JSON.stringify(require.resolve('dockerode'))};
 import { ExecutorClient } from ${JSON.stringify(client)};
 const c = new ExecutorClient(new Docker(), ${JSON.stringify(handle.containerId)});
-void c.request('shell', { command: 'sleep 2; echo k >> /workspace/killed.txt; echo finished' }, { key: ${JSON.stringify(key)} });
+void c.request('shell', { command: 'touch /workspace/killed.started; sleep 2; echo k >> /workspace/killed.txt; echo finished', ...${JSON.stringify(SHELL_ARGS)} }, { key: ${JSON.stringify(key)} });
 setInterval(() => {}, 1000);
 `,
     );
@@ -347,16 +361,21 @@ setInterval(() => {}, 1000);
     try {
       // Wait until the command is running, then kill the "worker" without warning.
       for (let i = 0; i < 100; i++) {
-        if ((await sh(`grep -q '"key":"${key}","phase":"start"' /tmp/.keel/journal && echo running || echo idle`)).output === 'running\n') break;
+        if ((await sh('test -e /workspace/killed.started && echo running || echo idle')).output === 'running\n') break;
         await new Promise((r) => setTimeout(r, 100));
       }
       child.kill('SIGKILL');
       const c = new ExecutorClient(docker, handle.containerId);
       try {
-        const again = await c.request('shell', { command: 'echo SHOULD-NOT-RUN >> /workspace/killed.txt' }, { key, timeoutMs: 20_000 });
+        // The same key with the same request waits for the running call and gets its answer.
+        const same = { command: 'touch /workspace/killed.started; sleep 2; echo k >> /workspace/killed.txt; echo finished', ...SHELL_ARGS };
+        const again = await c.request('shell', same, { key, timeoutMs: 20_000 });
         assert.equal(again.ok, true);
         assert.equal(again.replayed, true);
         assert.equal(again.ok && again.result.output, 'finished\n');
+        // The same key with another request is refused, and runs nothing.
+        const other = await c.request('shell', { command: 'echo SHOULD-NOT-RUN >> /workspace/killed.txt', ...SHELL_ARGS }, { key, timeoutMs: 20_000 });
+        assert.ok(!other.ok && other.error.code === 'KeyConflict', JSON.stringify(other));
       } finally {
         c.close();
       }
@@ -370,7 +389,7 @@ setInterval(() => {}, 1000);
   it('re-attaches and re-sends in-flight requests when the stream dies', async () => {
     const c = new ExecutorClient(docker, handle.containerId);
     try {
-      const answer = c.request('shell', { command: 'sleep 1; echo r >> /workspace/resent.txt; echo ok' }, { key: `resend-${run}`, timeoutMs: 20_000 });
+      const answer = c.request('shell', { command: 'sleep 1; echo r >> /workspace/resent.txt; echo ok', ...SHELL_ARGS }, { key: `resend-${run}`, timeoutMs: 20_000 });
       await new Promise((r) => setTimeout(r, 300));
       (c as unknown as { stream?: { destroy(): void } }).stream?.destroy();
       const r = await answer;
@@ -386,7 +405,7 @@ setInterval(() => {}, 1000);
     try {
       const id = c.newRequestId();
       const t0 = Date.now();
-      const answer = c.request('shell', { command: 'sleep 100', timeoutSec: 200 }, { id, key: `cancel-${run}` });
+      const answer = c.request('shell', { command: 'sleep 100', ...SHELL_ARGS, timeoutSec: 200 }, { id, key: `cancel-${run}` });
       await new Promise((r) => setTimeout(r, 500));
       assert.equal(await c.cancel(id), true);
       const r = await answer;
@@ -429,8 +448,10 @@ describe('in an activity context', () => {
     assert.ok(beats.length >= 2, `heartbeats: ${beats.length}`);
     const check = await sh('kill -0 "$(cat /tmp/cancel.pid)" 2>/dev/null && echo alive || echo dead; pgrep -x sleep || echo no-sleep');
     assert.equal(check.output, 'dead\nno-sleep\n');
-    const journal = await sh(`grep -c '"key":"wf-${run}/r/7"' /tmp/.keel/journal`);
-    assert.equal(journal.output, '2\n');
+    // The trace of keyed calls is root's: commands cannot read it, `docker exec -u 0` can.
+    assert.match((await sh('cat /run/keel/journal 2>&1 || true')).output, /Permission denied/);
+    const journal = await rootExec(handle.containerId, ['grep', '-c', `"key":"wf-${run}/r/7"`, '/run/keel/journal']);
+    assert.equal(journal, '2\n');
   });
 });
 
