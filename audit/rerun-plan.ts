@@ -37,6 +37,8 @@ const WORKFLOW_ERRORS = new Set(['Cancelled', 'Failed', 'SandboxLost']);
 /** Why a recorded call cannot be compared with a rerun of it, or undefined when it can. */
 function skipReason(result: ToolResult | undefined): string | undefined {
   if (!result) return 'no result recorded (the session is running, or ended during the call)';
+  if (result.injected) return `a deliberate fault (${result.injected}) answered it: the call never reached a sandbox`;
+  if (result.error === 'Denied') return 'denied (by the policy or a person): the call never ran';
   if (result.error && WORKFLOW_ERRORS.has(result.error)) return `the workflow's own result (${result.error}): the call did not finish in its sandbox`;
   // Refused before reaching a sandbox: such results carry no duration.
   if ((result.error === 'InvalidArguments' || result.error === 'UnknownTool') && result.durationMs === undefined) {

@@ -8,7 +8,7 @@ import { WorkflowFailedError } from '@temporalio/client';
 import { readBlob } from '../blobs';
 import type { KeelClient } from '../client';
 import { ServiceError, SessionError } from '../common/errors';
-import type { SessionSpec, SessionStatus } from '../common/types';
+import type { SessionSpec, SessionState, SessionStatus } from '../common/types';
 import { bundleBlobs, collectGarbage, readBundle } from '../audit';
 import { planFork, reconcileLive, reconcileSession } from '../inspect';
 import { defaultImageTag, ensureImage } from '../host/image';
@@ -23,6 +23,7 @@ import { createWorkers } from '../workers/worker';
 import { registerAudit } from './audit';
 import { runDiff } from './diff';
 import { printChecks, runDoctor } from './doctor';
+import { addOperatorRunOptions, operatorLines, operatorSpec, operatorView, registerOperator, type OperatorRunOptions } from './operator';
 import { connectClient, demoSpec, exitCodeFor, runSession, runSpec } from './sessions';
 import { formatTimeline } from './timeline';
 import { print, printJson, writeBytes } from './terminal';
@@ -42,7 +43,7 @@ program
     process.exitCode = await runSession(config(), demoSpec(), { json: o.json, worker: o.worker });
   });
 
-program
+addOperatorRunOptions(program
   .command('run')
   .description('start a session with a real or scripted model')
   .argument('<task>', 'what the agent should do')
@@ -56,9 +57,10 @@ program
   .option('--id <sessionId>', 'session id (default: generated)')
   .option('--detach', 'print the session id and return at once (needs a running `keel worker`)')
   .option('--json', 'print one JSON object instead of progress')
-  .option('--no-worker', 'do not run a worker in this process (a `keel worker` must be running)')
+  .option('--no-worker', 'do not run a worker in this process (a `keel worker` must be running)'))
   .action(async (task: string, o: Record<string, string | boolean | undefined>) => {
-    const spec = runSpec(task, {
+    const { price, ...operator } = operatorSpec(o as OperatorRunOptions);
+    const base = runSpec(task, {
       model: o.model as string | undefined,
       script: o.script as string | undefined,
       baseUrl: o.baseUrl as string | undefined,
@@ -67,6 +69,7 @@ program
       idleTimeout: o.idleTimeout as string | undefined,
       contextTokens: o.contextTokens as string | undefined,
     });
+    const spec: SessionSpec = { ...base, ...operator, model: { ...base.model, ...(price ? { price } : {}) } };
     process.exitCode = await runSession(config(), spec, {
       json: Boolean(o.json),
       worker: Boolean(o.worker),
@@ -211,7 +214,8 @@ program
       if (!session) throw new SessionError(`no session ${id} in the event log`);
       const events = await getEvents(sql, id);
       if (o.json) return printJson({ session, steps: stepsOf(events), events });
-      const status = session.status === 'waiting' ? 'waiting for a message' : session.status;
+      const view = operatorView(events);
+      const status = session.status !== 'waiting' ? session.status : view.pending.length ? 'waiting for approval' : 'waiting';
       print(`${session.id}  ${status}  ${session.model}`, `task: ${session.task}`);
       const started = events.find((e) => e.type === 'session.started');
       const fork = started?.type === 'session.started' ? started.data.spec?.fork : undefined;
@@ -231,9 +235,12 @@ program
           );
         }
       }
+      for (const line of operatorLines(view, id)) print(line);
       print('');
       for (const line of formatTimeline(events)) print(line);
-      if (session.status === 'waiting') print(`\nwaiting for a message: npx keel message ${id} "…", or npx keel close ${id}`);
+      const last = events.filter((e) => e.type === 'session.status').at(-1);
+      const waitingForMessage = session.status === 'waiting' && view.pending.length === 0 && last?.type === 'session.status' && /message/.test(last.data.reason ?? '');
+      if (waitingForMessage) print(`\nwaiting for a message: npx keel message ${id} "…", or npx keel close ${id}`);
     } finally {
       await sql.end({ timeout: 2 });
     }
@@ -298,11 +305,11 @@ program
 
 program
   .command('wait')
-  .description('block until the session ends (or, with --until-idle, waits for a message); exit codes below')
+  .description('block until the session ends (or, with --until-idle, waits for a person or a budget); exit codes below')
   .argument('<sessionId>')
-  .option('--until-idle', 'return as soon as the session waits for a message (exit 6), or when it ends')
+  .option('--until-idle', 'return as soon as the session waits for a message or an approval (exit 6) or stops at a budget (exit 7), or when it ends')
   .option('--json', 'print the result as JSON')
-  .addHelpText('after', '\nExit codes: 0 completed, 1 failed (or terminated / timed out in Temporal), 3 step limit, 4 cancelled, 6 waiting for a message.')
+  .addHelpText('after', '\nExit codes: 0 completed, 1 failed (or terminated / timed out in Temporal), 3 step limit, 4 cancelled, 6 waiting for a message or an approval, 7 stopped at a budget, 8 refused (tenant cap).')
   .action(async (id: string, o: { untilIdle?: boolean; json?: boolean }) => {
     const cfg = config();
     const client = await connectClient(cfg);
@@ -310,15 +317,26 @@ program
       if (o.untilIdle) {
         const r = await client.untilIdle(id);
         if (r.idle) {
-          print(o.json ? JSON.stringify({ sessionId: id, ...r.state }) : `${id} waiting for a message (step ${r.state.step})`);
-          process.exitCode = exitCodeFor('waiting');
+          print(o.json ? JSON.stringify({ sessionId: id, ...r.state }) : `${id} ${describeIdle(id, r.state)}`);
+          process.exitCode = exitCodeFor(r.state.status);
           return;
         }
         print(o.json ? JSON.stringify(r.result) : `${id} ${r.result.status}${r.result.summary ? `: ${r.result.summary}` : ''}`);
         process.exitCode = exitCodeFor(r.result.status);
         return;
       }
-      const result = await client.result(id);
+      // A plain wait keeps waiting, but says once why a session stands still.
+      const told = new Set<string>();
+      const watch = setInterval(() => {
+        void client.status(id).then((st) => {
+          const why = st.status === 'budget_exhausted' || (st.status === 'waiting' && st.waitingFor !== 'message') ? describeIdle(id, st) : undefined;
+          if (why && !told.has(why)) {
+            told.add(why);
+            process.stderr.write(`${id} ${why}\n`);
+          }
+        }, () => undefined);
+      }, 2000);
+      const result = await client.result(id).finally(() => clearInterval(watch));
       print(o.json ? JSON.stringify(result) : `${id} ${result.status}${result.summary ? `: ${result.summary}` : ''}`);
       process.exitCode = exitCodeFor(result.status);
     } catch (err) {
@@ -338,6 +356,20 @@ program
       await client.close();
     }
   });
+
+/** One line on why a live session stands still, and what moves it on. */
+function describeIdle(id: string, st: SessionState): string {
+  if (st.status === 'budget_exhausted') {
+    const e = st.exhausted;
+    return `stopped at ${e ? `the ${e.budget} budget (${e.used} of ${e.limit})` : 'a budget'}: npx keel budget ${id} --add-…`;
+  }
+  if (st.waitingFor === 'approval') {
+    const calls = (st.pendingApprovals ?? []).map((p) => `${p.callId} (${p.tool} ${p.summary})`).join(', ');
+    return `waiting for approval of ${calls || 'a call'}: npx keel approve|deny ${id} <callId>`;
+  }
+  if (st.waitingFor === 'admission') return 'queued: its tenant runs its maximum of sessions';
+  return `waiting for a message (step ${st.step})`;
+}
 
 program
   .command('close')
@@ -482,6 +514,7 @@ program
   });
 
 registerAudit(program, config);
+registerOperator(program, config);
 
 export async function main(argv = process.argv): Promise<void> {
   // The SDK's own INFO logs would drown the progress output; a worker process keeps them.

@@ -13,6 +13,7 @@ import type { KeelConfig } from '../workers/config';
 import { connectDatabase } from '../workers/services';
 import { createWorkers, type KeelWorkers } from '../workers/worker';
 import { DEMO_TASK, demoScript } from './demo-script';
+import { describeCall } from '../common/tools';
 import { formatStep, formatTimeline } from './timeline';
 import { print, printJson } from './terminal';
 
@@ -140,6 +141,13 @@ function progressPrinter(json: boolean): (e: EventRow) => void {
     // The last turn's text is the summary, printed at the end.
     if (e.type === 'model.call' && e.data.toolCalls.length > 0 && e.data.text) print(`  · ${e.data.text}`);
     if (e.type === 'tool.call') calls.set(e.data.callId, e);
+    if (e.type === 'approval.requested') {
+      print(`  ? call ${e.data.callId} waits for approval: ${e.data.tool} ${describeCall(e.data.tool, e.data.input)}${e.data.reason ? ` (${e.data.reason})` : ''}`);
+      print(`    npx keel approve ${e.sessionId} ${e.data.callId} [--remember]   or   npx keel deny ${e.sessionId} ${e.data.callId} --reason "…"`);
+    }
+    if (e.type === 'approval.decided') print(`  ${e.data.decision === 'approve' ? '✓' : '✗'} call ${e.data.callId} ${e.data.decision === 'timeout' ? 'timed out' : `${e.data.decision}d by ${e.data.by}`}`);
+    if (e.type === 'budget.exhausted') print(`  ! stopped at the ${e.data.budget} budget (${e.data.used} of ${e.data.limit}): npx keel budget ${e.sessionId} --add-…`);
+    if (e.type === 'session.admission' && e.data.outcome !== 'admitted') print(`  ! ${e.data.outcome}: tenant ${e.data.tenant} runs ${e.data.running} of ${e.data.max} sessions`);
     if (e.type === 'tool.result') {
       const call = calls.get(e.data.callId);
       for (const step of stepsOf(call ? [call, e] : [e])) print(formatStep(step));
@@ -152,6 +160,8 @@ function printEnd(result: SessionResult, events: EventRow[], ui: string): void {
     `${result.usage.inputTokens} in / ${result.usage.outputTokens} out tokens`);
   if (result.summary) print(`\n${result.summary}`);
   if (result.error) print(`\nerror: ${result.error}`);
+  const ended = events.find((e) => e.type === 'session.ended');
+  if (result.status === 'refused' && ended?.type === 'session.ended' && ended.data.reason) print(`\nrefused: ${ended.data.reason}`);
   print('\ntimeline (from Postgres):');
   for (const line of formatTimeline(events)) print(line);
   const changed = events.filter((e): e is Extract<EventRow, { type: 'tool.result' }> => e.type === 'tool.result' && e.data.snapshot !== undefined).at(-1);
@@ -162,7 +172,8 @@ function printEnd(result: SessionResult, events: EventRow[], ui: string): void {
 
 /**
  * `keel wait` and `keel run` exit codes: 0 completed, 1 failed (also terminated or timed out by
- * Temporal), 3 step limit, 4 cancelled, 5 still running, 6 waiting for a message (`wait --until-idle`).
+ * Temporal), 3 step limit, 4 cancelled, 5 still running, 6 waiting for a message or an approval
+ * (`wait --until-idle`), 7 stopped at a budget, 8 refused (the tenant runs its maximum of sessions).
  */
 export const EXIT_CODES: Readonly<Record<SessionStatus, number>> = {
   completed: 0,
@@ -173,6 +184,8 @@ export const EXIT_CODES: Readonly<Record<SessionStatus, number>> = {
   cancelled: 4,
   running: 5,
   waiting: 6,
+  budget_exhausted: 7,
+  refused: 8,
 };
 
 export function exitCodeFor(status: SessionStatus): number {

@@ -50,7 +50,7 @@ function detail(e: EventRow): string {
       return `${e.data.name} ${describeCall(e.data.name, e.data.input)}`;
     case 'tool.result': {
       const d = e.data;
-      const outcome = `${d.name} ${d.ok ? 'ok' : `failed (${d.error ?? `exit ${d.exitCode}`})`}${d.durationMs !== undefined ? ` in ${d.durationMs} ms` : ''}`;
+      const outcome = `${d.name} ${d.ok ? 'ok' : `failed (${d.error ?? `exit ${d.exitCode}`})`}${d.durationMs !== undefined ? ` in ${d.durationMs} ms` : ''}${d.injected ? ` [INJECTED ${d.injected} fault]` : ''}`;
       return d.snapshot ? `${outcome}; ${snapshotLine(d.snapshot)}` : outcome;
     }
     case 'sandbox.restored':
@@ -67,6 +67,18 @@ function detail(e: EventRow): string {
       return `${e.data.status}${e.data.reason ? `: ${e.data.reason}` : ''}`;
     case 'session.error':
       return oneLine(e.data.message, 100);
+    case 'approval.requested':
+      return `${e.data.tool} ${describeCall(e.data.tool, e.data.input)} waits for approval (call ${e.data.callId}${e.data.reason ? `: ${e.data.reason}` : ''})`;
+    case 'approval.decided':
+      return `${e.data.decision}${e.data.remember ? ' and remember' : ''} call ${e.data.callId} by ${e.data.by} after ${e.data.waitedSec} s${e.data.reason ? `: ${e.data.reason}` : ''}`;
+    case 'budget.exhausted':
+      return `stopped at the ${e.data.budget} budget: ${e.data.used} of ${e.data.limit}`;
+    case 'budget.added':
+      return `${Object.entries(e.data.add).map(([k, v]) => `+${v} ${k}`).join(', ')} by ${e.data.by}`;
+    case 'budget.warning':
+      return oneLine(e.data.message, 100);
+    case 'session.admission':
+      return `${e.data.outcome} (tenant ${e.data.tenant}: ${e.data.running} of ${e.data.max} running)`;
     case 'session.ended':
       return `${e.data.status} after ${e.data.steps} steps, ${e.data.toolCalls} tool calls${e.data.reason ? ` (${e.data.reason})` : ''}`;
     case 'sandbox.removed':

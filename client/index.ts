@@ -11,16 +11,21 @@
  * ```
  */
 import { randomBytes } from 'node:crypto';
-import { Client, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type Connection } from '@temporalio/client';
-import { CANCEL_SIGNAL, CLOSE_SIGNAL, MESSAGE_SIGNAL, SESSION_QUEUE, STATUS_QUERY } from '../common/constants';
+import { Client, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, WorkflowUpdateFailedError, type Connection } from '@temporalio/client';
+import { APPROVAL_UPDATE, BUDGET_UPDATE, CANCEL_SIGNAL, CLOSE_SIGNAL, MESSAGE_SIGNAL, SESSION_QUEUE, STATUS_QUERY } from '../common/constants';
 import { SessionError } from '../common/errors';
+import { injectionProblems } from '../common/inject';
+import { policyProblems } from '../common/policy';
 import { sandboxSpecProblems } from '../common/sandbox-spec';
-import type { ModelSpec, SessionResult, SessionSpec, SessionState } from '../common/types';
+import { toolNames } from '../common/tools';
+import type { Budgets, ModelSpec, SessionResult, SessionSpec, SessionState } from '../common/types';
+import type { ApprovalAnswer, BudgetAddition } from '../workflows/operator';
 import type { agentSession } from '../workflows/session';
 import { connectTemporal, resolveConnectionOptions, type ConnectionOptions } from './connection';
 
 export { ServiceError, SessionError } from '../common/errors';
-export type { ModelSpec, SandboxSpec, ScriptTurn, SessionResult, SessionSpec, SessionState, SessionStatus } from '../common/types';
+export type { Budgets, FaultInjection, ModelSpec, SandboxSpec, ScriptTurn, SessionResult, SessionSpec, SessionState, SessionStatus } from '../common/types';
+export type { ApprovalPolicy, PolicyRule } from '../common/policy';
 export type { ConnectionOptions } from './connection';
 
 export function newSessionId(now = new Date()): string {
@@ -82,8 +87,31 @@ export class KeelClient {
   }
 
   /**
-   * Resolve as soon as the session waits for a message (`idle: true`, with its state) or ends
-   * (`idle: false`, with its result). Polls the session's status every `pollMs`.
+   * Let a call that waits for approval run. With `remember`, the same call with exactly the same
+   * arguments runs without asking for the rest of the session. Refused (SessionError) when no
+   * such call waits or it was already answered.
+   */
+  async approve(sessionId: string, callId: string, opts: { by: string; remember?: boolean }): Promise<void> {
+    await this.answer(sessionId, { callId, decision: 'approve', by: opts.by, ...(opts.remember ? { remember: true } : {}) });
+  }
+
+  /** Refuse a call that waits for approval; the model gets `reason` as the call's result. */
+  async deny(sessionId: string, callId: string, opts: { by: string; reason: string }): Promise<void> {
+    if (!opts.reason?.trim()) throw new SessionError('a denial gives the model a reason');
+    await this.answer(sessionId, { callId, decision: 'deny', by: opts.by, reason: opts.reason });
+  }
+
+  /** Add to a session's budgets; one stopped at a budget (`budget_exhausted`) resumes where it stopped. */
+  async addBudget(sessionId: string, add: Budgets, opts: { by: string }): Promise<void> {
+    const problems = budgetProblems(add, 'add');
+    if (problems.length || Object.keys(add).length === 0) throw new SessionError(problems.join('; ') || 'add at least one budget');
+    await this.update(sessionId, BUDGET_UPDATE, { add, by: opts.by } satisfies BudgetAddition);
+  }
+
+  /**
+   * Resolve as soon as the session waits for a person (a message or an approval) or stops at a
+   * budget (`idle: true`, with its state), or ends (`idle: false`, with its result). A session
+   * queued for its tenant's cap is not idle: it starts by itself. Polls every `pollMs`.
    */
   async untilIdle(sessionId: string, opts: { pollMs?: number } = {}): Promise<{ idle: true; state: SessionState } | { idle: false; result: SessionResult }> {
     const ended = this.result(sessionId).then((result) => ({ idle: false as const, result }));
@@ -91,7 +119,7 @@ export class KeelClient {
     const idle = (async () => {
       while (!done) {
         const state = await this.status(sessionId).catch(() => undefined);
-        if (state?.status === 'waiting') return { idle: true as const, state };
+        if ((state?.status === 'waiting' && state.waitingFor !== 'admission') || state?.status === 'budget_exhausted') return { idle: true as const, state };
         await new Promise((r) => setTimeout(r, opts.pollMs ?? 500));
       }
       return new Promise<never>(() => undefined);
@@ -118,6 +146,21 @@ export class KeelClient {
     await this.connection.close();
   }
 
+  private async answer(sessionId: string, a: ApprovalAnswer): Promise<void> {
+    if (!a.by?.trim()) throw new SessionError('an answer says who gave it (by)');
+    await this.update(sessionId, APPROVAL_UPDATE, a);
+  }
+
+  /** Run an update; a validator's refusal becomes a SessionError with its message. */
+  private async update(sessionId: string, name: string, arg: unknown): Promise<void> {
+    try {
+      await this.guard(sessionId, () => this.handle(sessionId).executeUpdate<void, [unknown]>(name, { args: [arg] }));
+    } catch (err) {
+      if (err instanceof WorkflowUpdateFailedError) throw new SessionError(`${sessionId}: ${(err.cause as Error | undefined)?.message ?? err.message}`);
+      throw err;
+    }
+  }
+
   private handle(sessionId: string) {
     return this.temporal.workflow.getHandle<typeof agentSession>(sessionId);
   }
@@ -126,7 +169,11 @@ export class KeelClient {
     try {
       return await fn();
     } catch (err) {
-      if (err instanceof WorkflowNotFoundError) throw new SessionError(`no session ${sessionId}`);
+      if (err instanceof WorkflowNotFoundError) {
+        // Signals and updates to a session that has ended are "not found" too: say which it is.
+        const ended = await this.handle(sessionId).describe().then((d) => d.status.name, () => undefined);
+        throw new SessionError(ended && ended !== 'RUNNING' ? `session ${sessionId} has ended (${ended.toLowerCase()})` : `no session ${sessionId}`);
+      }
       throw err;
     }
   }
@@ -160,9 +207,30 @@ export function validateSpec(spec: SessionSpec): void {
       if (!(Number.isInteger(f[field]) && f[field] > 0)) throw new SessionError(`fork.${field} must be a positive integer`);
     }
   }
+  const operator = [...policyProblems(spec.policy, toolNames), ...budgetProblems(spec.budgets, 'budgets'), ...injectionProblems(spec.inject, toolNames)];
+  if (spec.model.price !== undefined) {
+    const p = spec.model.price;
+    if (!(p.inputPerMTok >= 0 && p.outputPerMTok >= 0 && Number.isFinite(p.inputPerMTok + p.outputPerMTok))) operator.push('model.price needs inputPerMTok and outputPerMTok, dollars per million tokens (0 or more)');
+  }
+  if (operator.length) throw new SessionError(operator.join('; '));
   if (spec.rerunOf !== undefined && (typeof spec.rerunOf !== 'string' || !spec.rerunOf.trim())) throw new SessionError('rerunOf must name a session');
   const problems = sandboxSpecProblems(spec.sandbox);
   if (problems.length) throw new SessionError(problems.join('; '));
+}
+
+const BUDGETS: ReadonlyArray<keyof Budgets> = ['inputTokens', 'outputTokens', 'usd', 'wallClockSec', 'toolCalls'];
+
+/** What is wrong with a set of budgets (or budget additions); empty when they are fine. */
+export function budgetProblems(budgets: Budgets | undefined, where: string): string[] {
+  if (budgets === undefined) return [];
+  if (typeof budgets !== 'object' || budgets === null) return [`${where} must be an object`];
+  const problems: string[] = [];
+  for (const [k, v] of Object.entries(budgets)) {
+    if (!BUDGETS.includes(k as keyof Budgets)) problems.push(`${where}.${k} is not a budget (${BUDGETS.join(', ')})`);
+    else if (!(typeof v === 'number' && Number.isFinite(v) && v > 0)) problems.push(`${where}.${k} must be a positive number`);
+    else if (k !== 'usd' && !Number.isInteger(v)) problems.push(`${where}.${k} must be a whole number`);
+  }
+  return problems;
 }
 
 /** Parse `provider:model`, e.g. `anthropic:claude-sonnet-4-5` or `openai-compatible:llama3.1`. */

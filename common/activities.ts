@@ -61,6 +61,22 @@ export interface StoreActivities {
    * results) up to `throughSeq` into this session from `startSeq` on, chained, each naming where it came from.
    */
   copyTranscript(input: { sessionId: string; from: string; throughSeq: number; startSeq: number }): Promise<TranscriptCopy>;
+  /** Take a slot under the tenant's running cap (idempotent per session); says the tenant's daily ceilings. */
+  admitSession(input: { sessionId: string; tenant: string }): Promise<Admission>;
+  /**
+   * Reserve (`settle: false`, refused past a ceiling) or settle (`settle: true`, always applied, either sign)
+   * tokens and dollars of the tenant's daily ceilings.
+   */
+  chargeTenant(input: { tenant: string; tokens: number; usd: number; settle: boolean }): Promise<{ ok: boolean }>;
+}
+
+/** A session's admission under its tenant's caps, and the daily ceilings model calls must reserve against. */
+export interface Admission {
+  admitted: boolean;
+  running: number;
+  maxRunning?: number;
+  dailyTokens?: number;
+  dailyUsd?: number;
 }
 
 /** What a fork copied: how many events (the workflow's seq moves past them), steps and tool calls, and the chain head. */

@@ -11,6 +11,12 @@ export const CANCEL_SIGNAL = 'cancel';
 /** Ends a kept-alive session instead of waiting for the next message. */
 export const CLOSE_SIGNAL = 'close';
 export const STATUS_QUERY = 'status';
+/** A person's answer to a call waiting for approval: an update (the caller learns at once if it was accepted) or a signal. */
+export const APPROVAL_UPDATE = 'approve';
+export const APPROVAL_SIGNAL = 'approval';
+/** Budget added to a session: an update or a signal. */
+export const BUDGET_UPDATE = 'addBudget';
+export const BUDGET_SIGNAL = 'budget';
 
 export const DEFAULT_SYSTEM_PROMPT = [
   'You are an autonomous software engineer working inside a sandboxed Linux container (Debian, bash, python3, git).',

@@ -5,7 +5,9 @@
  *
  * Older rows may lack fields added later; such fields are optional here.
  */
+import type { PolicyRule } from './policy';
 import type {
+  Budgets,
   ContentRef,
   ContextReport,
   RuntimeContract,
@@ -70,6 +72,18 @@ export interface EventPayloads {
   'tool.result': Copied & { step: number } & ToolResult;
   'message.user': Copied & { text: string };
   'session.error': { message: string; type?: string };
+  /** A call the policy says a person must approve; the session waits for `approval.decided`. */
+  'approval.requested': { step: number; callId: string; tool: string; input: unknown; rule?: PolicyRule; reason?: string; timeoutSec: number };
+  /** The answer: `approve` (with `remember`, an exact-match rule is added for the session), `deny`, or `timeout`. */
+  'approval.decided': { callId: string; decision: 'approve' | 'deny' | 'timeout'; remember?: boolean; by: string; reason?: string; waitedSec: number };
+  /** The session stopped at a budget; it holds no container until budget is added. */
+  'budget.exhausted': { budget: string; used: number; limit: number; reserve?: number };
+  /** Budget added (`keel budget`), and by whom. */
+  'budget.added': { add: Budgets; by: string };
+  /** Something about the budgets the operator should know (e.g. a model with no known price). */
+  'budget.warning': { message: string };
+  /** The tenant's cap on running sessions: admitted, queued or refused. */
+  'session.admission': { tenant: string; outcome: 'admitted' | 'queued' | 'refused'; running: number; max: number };
   /**
    * `source: 'reconciler'` when Keel wrote it after Temporal ended the workflow outside Keel's code
    * (terminated, timed out): not anchored in the workflow's history.

@@ -220,14 +220,22 @@ export function evaluatePolicy(policy: ApprovalPolicy | undefined, tool: string,
 }
 
 /** What is wrong with a policy, one sentence per problem; empty when it is fine. */
-export function policyProblems(policy: ApprovalPolicy | undefined): string[] {
-  if (!policy) return [];
+export function policyProblems(policy: ApprovalPolicy | undefined, tools?: readonly string[]): string[] {
+  if (policy === undefined) return [];
+  if (typeof policy !== 'object' || policy === null || Array.isArray(policy)) return ['policy must be an object with default, rules and timeoutSec'];
+  if (policy.rules !== undefined && !Array.isArray(policy.rules)) return ['policy.rules must be a list of rules'];
   const problems: string[] = [];
   const actions = ['allow', 'deny', 'ask'];
   if (policy.default !== undefined && !actions.includes(policy.default)) problems.push(`policy.default must be allow, deny or ask, not ${JSON.stringify(policy.default)}`);
   if (policy.timeoutSec !== undefined && !(Number.isInteger(policy.timeoutSec) && policy.timeoutSec > 0)) problems.push('policy.timeoutSec must be a positive integer');
   for (const [i, r] of (policy.rules ?? []).entries()) {
+    if (typeof r !== 'object' || r === null) {
+      problems.push(`policy.rules[${i}] must be an object`);
+      continue;
+    }
     if (typeof r.tool !== 'string' || !r.tool) problems.push(`policy.rules[${i}].tool must be a tool name or *`);
+    else if (tools && r.tool !== '*' && !tools.includes(r.tool)) problems.push(`policy.rules[${i}].tool: no tool is called ${r.tool} (${tools.join(', ')}, or *)`);
+    if (r.path !== undefined && typeof r.path !== 'string') problems.push(`policy.rules[${i}].path must be a glob`);
     if (!actions.includes(r.action)) problems.push(`policy.rules[${i}].action must be allow, deny or ask`);
     if (r.command !== undefined) {
       try {

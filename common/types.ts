@@ -4,6 +4,7 @@
  * This folder (`common/`) imports nothing from Node: workflow code runs in
  * Temporal's deterministic V8 sandbox and may import it.
  */
+import type { ApprovalPolicy } from './policy';
 
 /** Which model drives a session. API keys never appear here: workers read them from their environment. */
 export interface ModelSpec {
@@ -20,6 +21,8 @@ export interface ModelSpec {
   script?: ScriptTurn[];
   /** @default DEFAULT_MAX_OUTPUT_TOKENS (4096) */
   maxOutputTokens?: number;
+  /** US dollars per million input and output tokens, overriding the price table (common/prices.ts). */
+  price?: { inputPerMTok: number; outputPerMTok: number };
   /**
    * The model's context window in tokens; the transcript the model sees is fitted into it minus
    * `maxOutputTokens` (see common/context.ts).
@@ -80,6 +83,14 @@ export interface SessionSpec {
    * suggests it when a run's history grows past its limits). @default 1000
    */
   stepsPerRun?: number;
+  /** Which tool calls run, which are refused, and which wait for a person (common/policy.ts). @default allow everything */
+  policy?: ApprovalPolicy;
+  /** Ceilings on what the session may spend; it pauses (`budget_exhausted`) at the first it reaches. @default none */
+  budgets?: Budgets;
+  /** Deliberate tool faults, to see whether the agent copes (common/inject.ts). @default none */
+  inject?: FaultInjection;
+  /** With tenant caps: wait for a free slot instead of being refused when the tenant runs its maximum. @default false */
+  queue?: boolean;
   /** Start from another session's transcript and files at one of its steps (`keel fork`). */
   fork?: ForkSpec;
   /** Messages the model sees right after the task (a fork's new instruction). */
@@ -140,6 +151,8 @@ export interface ToolResult {
   error?: string;
   /** Set when the call was asked to snapshot and changed the sandbox's files. */
   snapshot?: SnapshotInfo;
+  /** A deliberate fault (`SessionSpec.inject`) made this result; the call did not run. */
+  injected?: FaultInjection['rules'][number]['fault'];
 }
 
 /**
@@ -274,6 +287,23 @@ export interface ForkSpec {
   modelTurnOffset?: number;
 }
 
+/** Ceilings a session may not pass. Time spent waiting (for a message, an approval, more budget) does not count. */
+export interface Budgets {
+  inputTokens?: number;
+  outputTokens?: number;
+  /** Cost in US dollars, from the price table in common/prices.ts (or `ModelSpec.price`). */
+  usd?: number;
+  /** Active time in seconds: model calls and tool calls, not waits. */
+  wallClockSec?: number;
+  toolCalls?: number;
+}
+
+/** Deliberate tool faults: a seeded rate per tool and the kind of fault. Injected faults never touch the sandbox. */
+export interface FaultInjection {
+  seed: number;
+  rules: Array<{ tool: string; rate: number; fault: 'error' | 'timeout' | 'truncated' | 'nonzero' }>;
+}
+
 /**
  * `running` and `waiting` (for a message) are live; the rest are final. `terminated` and `timed_out`
  * are set by Keel's reconciler when Temporal ended the workflow outside Keel's code.
@@ -281,7 +311,9 @@ export interface ForkSpec {
 export type SessionStatus =
   | 'running'
   | 'waiting'
+  | 'budget_exhausted'
   | 'completed'
+  | 'refused'
   | 'step_limit'
   | 'cancelled'
   | 'failed'
@@ -291,8 +323,16 @@ export type SessionStatus =
 /** Returned by the `status` query. */
 export interface SessionState {
   status: SessionStatus;
-  /** What a `waiting` session waits for. */
-  waitingFor?: 'message';
+  /** What a `waiting` (or `budget_exhausted`) session waits for. */
+  waitingFor?: 'message' | 'approval' | 'budget' | 'admission';
+  /** Calls waiting for a person's decision. */
+  pendingApprovals?: Array<{ callId: string; tool: string; summary: string; since: string; reason?: string }>;
+  /** The budget it stopped at, when `budget_exhausted`. */
+  exhausted?: { budget: string; used: number; limit: number; reserve?: number };
+  /** Its budgets, as added to since it started. */
+  budgets?: Budgets;
+  /** What it has spent, against its budgets. */
+  spent?: { inputTokens: number; outputTokens: number; usd?: number; activeSec: number; toolCalls: number };
   /** Which workflow run of the session this is (1, then +1 per continue-as-new). */
   run?: number;
   step: number;
@@ -310,4 +350,6 @@ export interface SessionResult {
   summary?: string;
   usage: TokenUsage;
   error?: string;
+  /** What the session spent against its budgets (sessions with operator control). */
+  spent?: SessionState['spent'];
 }

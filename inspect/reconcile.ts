@@ -12,7 +12,7 @@ import type { SessionResult, SessionStatus } from '../common/types';
 import { appendEvents, getEvents, getSession, type SessionRow, type Sql } from '../store';
 
 /** Statuses a session can still leave. */
-const LIVE: ReadonlySet<string> = new Set(['running', 'waiting']);
+const LIVE: ReadonlySet<string> = new Set(['running', 'waiting', 'budget_exhausted']);
 
 /** Why Temporal says the latest run ended, as Keel reports it; undefined when it is still running. */
 async function temporalEnding(client: Client, sessionId: string): Promise<{ status: SessionStatus; reason: string } | undefined> {
@@ -91,7 +91,7 @@ export async function reconcileSession(sql: Sql, client: Client, sessionId: stri
 export async function reconcileLive(sql: Sql, client: Client, opts: { quietSec?: number; limit?: number } = {}): Promise<string[]> {
   const rows = await sql<{ id: string }[]>`
     select id from sessions
-    where status in ('running', 'waiting') and coalesce(updated_at, created_at) < now() - make_interval(secs => ${opts.quietSec ?? 30})
+    where status in ('running', 'waiting', 'budget_exhausted') and coalesce(updated_at, created_at) < now() - make_interval(secs => ${opts.quietSec ?? 30})
     order by created_at limit ${opts.limit ?? 200}`;
   const ended: string[] = [];
   for (const { id } of rows) {

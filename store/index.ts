@@ -4,3 +4,4 @@ export { migrations, type Migration } from './migrations';
 export { appendEvents, EVENTS_CHANNEL, storable } from './events';
 export { firstEvent, forksOf, getChainedEvents, getEvents, getSession, listSessions, toolResultOf, type ChainedEventRow, type SessionRow } from './queries';
 export { canonicalEvent, chainHash } from './chain';
+export { admitSession, chargeTenant, setTenantLimits, tenantLimits, tenantUsage, type TenantLimits } from './tenants';

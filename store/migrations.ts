@@ -73,4 +73,49 @@ export const migrations: readonly Migration[] = [
       $$;
     `,
   },
+  {
+    version: 3,
+    name: 'tenant caps: running sessions, daily tokens and dollars',
+    sql: `
+      create table tenant_limits (
+        tenant text primary key,
+        max_running int check (max_running > 0),
+        daily_tokens bigint check (daily_tokens > 0),
+        daily_usd numeric check (daily_usd > 0)
+      );
+      -- Spending per tenant and UTC day; a model call reserves before it runs and settles after.
+      create table tenant_usage (
+        tenant text not null,
+        day date not null,
+        tokens bigint not null default 0,
+        usd numeric not null default 0,
+        primary key (tenant, day)
+      );
+      -- Sessions a tenant's running cap let in; they count while their session is live.
+      create table tenant_admissions (
+        session_id text primary key,
+        tenant text not null,
+        admitted_at timestamptz not null default now()
+      );
+      create index tenant_admissions_tenant_idx on tenant_admissions (tenant);
+      -- Each reservation and settlement once, by key: a retried activity does not charge twice.
+      create table tenant_charges (
+        key text primary key,
+        tenant text not null,
+        day date not null,
+        tokens bigint not null,
+        usd numeric not null,
+        at timestamptz not null default now()
+      );
+      do $$
+      begin
+        if exists (select 1 from pg_roles where rolname = 'keel_app') then
+          grant select on tenant_limits to keel_app;
+          grant select, insert, update on tenant_usage, tenant_admissions to keel_app;
+          grant select, insert on tenant_charges to keel_app;
+        end if;
+      end
+      $$;
+    `,
+  },
 ];

@@ -13,6 +13,7 @@
  * needs (`SessionCarry`). Runs started before this shape (no marker
  * {@link PATCH_CONTEXT_FROM_LOG} in their history) keep carrying the transcript.
  */
+import { Operator, type OperatorCarry } from './operator';
 import { SessionSandbox, type Emit, type SandboxCarry } from './sandbox-lifecycle';
 import {
   allHandlersFinished,
@@ -28,10 +29,11 @@ import {
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { CallModelInput, ModelActivities, StoreActivities } from '../common/activities';
+import type { Admission, CallModelInput, ModelActivities, StoreActivities } from '../common/activities';
 import { CANCEL_SIGNAL, CLOSE_SIGNAL, DEFAULT_SYSTEM_PROMPT, MESSAGE_SIGNAL, STATUS_QUERY } from '../common/constants';
 import {
   DEFAULT_IDLE_TIMEOUT_SEC,
+  DEFAULT_MAX_OUTPUT_TOKENS,
   DEFAULT_MAX_STEPS,
   DEFAULT_STEPS_PER_RUN,
   MAX_RUN_HISTORY_BYTES,
@@ -39,6 +41,7 @@ import {
 } from '../common/defaults';
 import type { SessionEvent } from '../common/events';
 import { failureTypeOf } from '../common/failures';
+import { faultFor, injectedResult } from '../common/inject';
 import { sandboxLimits } from '../common/sandbox-spec';
 import { SESSION_TOOLS, toolTimeoutSec, validateToolCall, type ToolInput } from '../common/tools';
 import type {
@@ -60,6 +63,8 @@ export const statusQuery = defineQuery<SessionState>(STATUS_QUERY);
 
 /** Marks runs whose model calls read the transcript from the event log (see the module comment). */
 export const PATCH_CONTEXT_FROM_LOG = 'keel-context-from-event-log';
+/** Marks runs with operator control: tenant admission, budgets, approval policies, fault injection (workflows/operator.ts). */
+export const PATCH_OPERATOR = 'keel-operator-control';
 
 /** What one workflow run hands the next when it continues as new. */
 export interface SessionCarry {
@@ -77,6 +82,10 @@ export interface SessionCarry {
   closing: boolean;
   /** A cancel that arrived while the run was handing over. */
   cancelReason?: string;
+  /** Budgets, active time and remembered approvals (runs with operator control). */
+  operator?: OperatorCarry;
+  /** The tenant's admission, taken once per session. */
+  admission?: Admission;
 }
 
 // A fork's copy of another session's transcript: a plain activity, its result (the chain head) in history.
@@ -97,6 +106,16 @@ const { callModel, readOutput } = proxyActivities<ModelActivities>({
   retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 8 },
 });
 
+// Tenant caps: admission is a quick check in Postgres; charges are keyed by the activity (retries charge once).
+const { admitSession } = proxyLocalActivities<StoreActivities>({
+  startToCloseTimeout: '30s',
+  retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 45 },
+});
+const { chargeTenant } = proxyActivities<StoreActivities>({
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 30 },
+});
+
 // Events are written by a local activity: no extra round trip through the server per step.
 // Bounded like every retry: about 20 minutes of Postgres outage, then the session fails (and is torn down).
 const { recordEvents } = proxyLocalActivities<StoreActivities>({
@@ -106,6 +125,7 @@ const { recordEvents } = proxyLocalActivities<StoreActivities>({
 
 export async function agentSession(spec: SessionSpec, carry?: SessionCarry): Promise<SessionResult> {
   const fromLog = carry !== undefined || patched(PATCH_CONTEXT_FROM_LOG);
+  const operated = fromLog && (carry?.operator !== undefined || patched(PATCH_OPERATOR));
   const sessionId = workflowInfo().workflowId;
   const maxSteps = spec.maxSteps ?? DEFAULT_MAX_STEPS;
   const state: SessionState = { status: 'running', step: carry?.step ?? 0, toolCalls: carry?.toolCalls ?? 0, run: carry?.run ?? 1 };
@@ -134,8 +154,15 @@ export async function agentSession(spec: SessionSpec, carry?: SessionCarry): Pro
   };
 
   const sandbox = new SessionSandbox(sessionId, spec.sandbox, emit, carry?.sandbox);
+  const operator = operated ? new Operator({ spec, state, usage, emit, flush, sandbox, store: { chargeTenant } }, carry?.operator) : undefined;
+  if (operator && carry?.admission) operator.admission = carry.admission;
+  const maxOutputTokens = spec.model.maxOutputTokens ?? DEFAULT_MAX_OUTPUT_TOKENS;
   const loop = new CancellationScope();
-  setHandler(statusQuery, () => ({ ...state }));
+  setHandler(statusQuery, () => ({
+    ...state,
+    ...(operator ? { spent: operator.spent(), ...(Object.keys(operator.budgets).length ? { budgets: { ...operator.budgets } } : {}) } : {}),
+  }));
+  operator?.listen();
   setHandler(messageSignal, (text) => {
     inbox.push(text);
   });
@@ -168,6 +195,7 @@ export async function agentSession(spec: SessionSpec, carry?: SessionCarry): Pro
 
   try {
     await loop.run(async () => {
+      if (!carry && operator && !(await admit(operator))) return;
       if (!carry && spec.fork) await startFork(spec.fork);
       if (!carry) await sandbox.provision('start');
       if (!carry && fromLog) await recordContract();
@@ -185,9 +213,11 @@ export async function agentSession(spec: SessionSpec, carry?: SessionCarry): Pro
           continuing = true;
           return;
         }
+        await operator?.beforeModelCall(maxOutputTokens);
         state.step++;
         await flush();
         const turn = await callModel(modelInput());
+        await operator?.afterModelCall(turn.usage, maxOutputTokens);
         usage.inputTokens += turn.usage.inputTokens;
         usage.outputTokens += turn.usage.outputTokens;
         if (turn.context) window = { fromSeq: turn.context.fromSeq, throughSeq: turn.context.throughSeq, dropped: window.dropped + turn.context.dropped };
@@ -246,6 +276,7 @@ export async function agentSession(spec: SessionSpec, carry?: SessionCarry): Pro
       sandbox: sandbox.carry(),
       closing,
       ...(state.cancelReason ? { cancelReason: state.cancelReason } : {}),
+      ...(operator ? { operator: operator.carry(), ...(operator.admission ? { admission: operator.admission } : {}) } : {}),
     };
     return await continueAsNew<typeof agentSession>(withoutScript(spec), next);
   }
@@ -262,11 +293,46 @@ export async function agentSession(spec: SessionSpec, carry?: SessionCarry): Pro
       summary,
       usage,
       error,
+      ...(operator ? { spent: operator.spent() } : {}),
     };
     emit('session.ended', { ...result, reason: state.cancelReason ?? endReason, source: 'workflow' });
     await flush();
     return result;
   });
+
+  /**
+   * Take a place under the tenant's cap on running sessions. Refused (false) when it is full,
+   * unless `spec.queue`: then wait, holding nothing, and try again with backoff.
+   */
+  async function admit(op: Operator): Promise<boolean> {
+    const tenant = spec.tenant ?? 'default';
+    let a = await admitSession({ sessionId, tenant });
+    if (!a.admitted && !spec.queue) {
+      emit('session.admission', { tenant, outcome: 'refused', running: a.running, max: a.maxRunning ?? 0 });
+      state.status = 'refused';
+      endReason = `tenant ${tenant} already runs its maximum of ${a.maxRunning} sessions; start it with --queue (spec.queue) to wait for a free slot`;
+      return false;
+    }
+    if (!a.admitted) {
+      emit('session.admission', { tenant, outcome: 'queued', running: a.running, max: a.maxRunning ?? 0 });
+      state.status = 'waiting';
+      state.waitingFor = 'admission';
+      emit('session.status', { status: 'waiting', reason: `queued: tenant ${tenant} runs ${a.running} of ${a.maxRunning} sessions` });
+      await flush();
+      op.pauseClock();
+      for (let delayMs = ADMISSION_RETRY_MIN_MS; !a.admitted; delayMs = Math.min(delayMs * 2, ADMISSION_RETRY_MAX_MS)) {
+        await condition(() => false, delayMs);
+        a = await admitSession({ sessionId, tenant });
+      }
+      op.resumeClock();
+      delete state.waitingFor;
+      state.status = 'running';
+      emit('session.status', { status: 'running', reason: `admitted: tenant ${tenant} has a free slot` });
+    }
+    if (a.maxRunning !== undefined) emit('session.admission', { tenant, outcome: 'admitted', running: a.running, max: a.maxRunning });
+    op.admission = a;
+    return true;
+  }
 
   /** A fork: the original's transcript up to the fork point becomes this session's, its files this sandbox's. */
   async function startFork(fork: NonNullable<SessionSpec['fork']>): Promise<void> {
@@ -315,6 +381,7 @@ export async function agentSession(spec: SessionSpec, carry?: SessionCarry): Pro
     state.waitingFor = 'message';
     emit('session.status', { status: 'waiting', reason: 'waiting for a message' });
     await flush();
+    operator?.pauseClock();
     const idleSec = sandboxLimits(spec.sandbox).idleSuspendSec;
     const timeoutSec = spec.idleTimeoutSec ?? DEFAULT_IDLE_TIMEOUT_SEC;
     const woken = () => inbox.length > 0 || closing;
@@ -325,6 +392,7 @@ export async function agentSession(spec: SessionSpec, carry?: SessionCarry): Pro
       await flush();
       woke = await condition(woken, (timeoutSec - first) * 1000);
     }
+    operator?.resumeClock();
     delete state.waitingFor;
     state.status = 'running';
     if (inbox.length > 0) {
@@ -336,6 +404,7 @@ export async function agentSession(spec: SessionSpec, carry?: SessionCarry): Pro
   }
 
   async function runOneTool(call: ToolCall, turn: ModelTurn): Promise<ToolResult> {
+    await operator?.beforeToolCall();
     state.toolCalls++;
     state.lastTool = call.name;
     emit('tool.call', { step: state.step, callId: call.id, name: call.name, input: call.input, ...(call.inputRef ? { inputRef: call.inputRef } : {}) });
@@ -351,7 +420,12 @@ export async function agentSession(spec: SessionSpec, carry?: SessionCarry): Pro
       result = { callId: call.id, name: call.name, ok: false, error: checked.error, output: checked.message };
     } else {
       try {
-        if (checked.name === 'sleep') result = await sleep(call.id, checked.input as ToolInput<'sleep'>);
+        // The policy first (a refused call is not run, nor faulted); then a deliberate fault, which never reaches the sandbox.
+        const refused = operator ? await operator.gate(call, checked.input) : undefined;
+        const fault = refused || !operator ? undefined : faultFor(spec.inject, checked.name, state.toolCalls);
+        if (refused) result = refused;
+        else if (fault) result = injectedResult(call.id, checked.name, fault);
+        else if (checked.name === 'sleep') result = await sleep(call.id, checked.input as ToolInput<'sleep'>);
         else if (SESSION_TOOLS.has(checked.name)) result = await readOutput({ sessionId, call: { id: call.id, name: checked.name, input: checked.input } });
         else {
           const run = { id: call.id, name: checked.name, input: checked.input, ...(call.inputRef ? { inputRef: call.inputRef } : {}) };
@@ -379,7 +453,9 @@ export async function agentSession(spec: SessionSpec, carry?: SessionCarry): Pro
     const idleSec = sandboxLimits(spec.sandbox).idleSuspendSec;
     if (input.seconds > idleSec) await sandbox.suspend(`sleep ${input.seconds}s${input.reason ? `: ${input.reason}` : ''}`);
     await flush();
+    operator?.pauseClock();
     const woken = await condition(() => inbox.length > 0, `${input.seconds}s`);
+    operator?.resumeClock();
     const output = woken ? 'Woke early: a user message arrived.' : `Slept ${input.seconds} s.`;
     return { callId, name: 'sleep', ok: true, output };
   }
@@ -391,6 +467,10 @@ function withoutScript(spec: SessionSpec): SessionSpec {
   const { script: _script, ...model } = spec.model;
   return { ...spec, model };
 }
+
+/** How often a queued session asks again for a place under its tenant's cap: 5 s, doubling to 5 minutes. */
+const ADMISSION_RETRY_MIN_MS = 5_000;
+const ADMISSION_RETRY_MAX_MS = 300_000;
 
 function errorMessage(err: unknown): string {
   if (err instanceof Error) {

@@ -1,6 +1,7 @@
-import type { StoreActivities, TranscriptCopy } from '../../common/activities';
+import { Context } from '@temporalio/activity';
+import type { Admission, StoreActivities, TranscriptCopy } from '../../common/activities';
 import type { ChainHead, SessionEvent } from '../../common/events';
-import { appendEvents, getEvents, type Sql } from '../../store';
+import { admitSession, appendEvents, chargeTenant, getEvents, tenantLimits, type Sql } from '../../store';
 import { withStoreErrors } from './errors';
 
 /** Dependencies of the store activities. */
@@ -39,6 +40,27 @@ export function createStoreActivities({ sql }: StoreActivityDeps) {
           ...(head ? { head } : {}),
         };
       });
+    },
+
+    async admitSession({ sessionId, tenant }: { sessionId: string; tenant: string }): Promise<Admission> {
+      return withStoreErrors(async () => {
+        const a = await admitSession(sql, sessionId, tenant);
+        const limits = await tenantLimits(sql, tenant);
+        return {
+          admitted: a.admitted,
+          running: a.running,
+          ...(a.max !== undefined ? { maxRunning: a.max } : {}),
+          ...(limits?.dailyTokens !== undefined ? { dailyTokens: limits.dailyTokens } : {}),
+          ...(limits?.dailyUsd !== undefined ? { dailyUsd: limits.dailyUsd } : {}),
+        };
+      });
+    },
+
+    async chargeTenant({ tenant, tokens, usd, settle }: { tenant: string; tokens: number; usd: number; settle: boolean }): Promise<{ ok: boolean }> {
+      // Keyed by the activity, so a retry after a lost answer does not charge twice.
+      const { workflowExecution: wf, activityId } = Context.current().info;
+      const id = `${wf?.workflowId}/${wf?.runId}/${activityId}`;
+      return withStoreErrors(async () => ({ ok: (await chargeTenant(sql, { key: id, tenant, tokens, usd, settle })).ok }));
     },
   } satisfies StoreActivities;
 }

@@ -76,6 +76,12 @@ export function createFakes(turns: Array<Partial<ModelTurn>>, opts: FakeOptions 
       async copyTranscript() {
         throw new Error('the fake store does not fork');
       },
+      async admitSession() {
+        return { admitted: true, running: 1 };
+      },
+      async chargeTenant() {
+        return { ok: true };
+      },
       async recordEvents({ events }) {
         for (const e of events) if (!f.events.some((x) => x.seq === e.seq)) f.events.push(e);
         return undefined; // a fake log keeps no chain
