@@ -67,7 +67,7 @@ export interface StoreActivities {
    * Reserve (`settle: false`, refused past a ceiling) or settle (`settle: true`, always applied, either sign)
    * tokens and dollars of the tenant's daily ceilings.
    */
-  chargeTenant(input: { tenant: string; tokens: number; usd: number; settle: boolean }): Promise<{ ok: boolean }>;
+  chargeTenant(input: { tenant: string; tokens: number; usd: number; settle: boolean }): Promise<{ ok: boolean; tokens: number; usd: number }>;
 }
 
 /** A session's admission under its tenant's caps, and the daily ceilings model calls must reserve against. */

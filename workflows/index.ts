@@ -1,2 +1,3 @@
 /** Every workflow a Keel worker registers. Deterministic code only: see workflows/session.ts. */
 export { agentSession, cancelSignal, closeSignal, messageSignal, statusQuery, type SessionCarry } from './session';
+export { approvalSignal, approvalUpdate, budgetSignal, budgetUpdate, type ApprovalAnswer, type BudgetAddition } from './operator';

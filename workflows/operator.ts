@@ -54,8 +54,9 @@ const PAUSED = -1;
 
 /** How long a call waits for an answer before it is denied. */
 const DEFAULT_APPROVAL_TIMEOUT_SEC = 86_400;
-/** How often a session stopped at its tenant's daily ceiling tries again. */
-const TENANT_RETRY_MS = 60_000;
+/** How often a session stopped at its tenant's daily ceiling tries again: 5 s, doubling to 10 minutes. */
+const TENANT_RETRY_MIN_MS = 5_000;
+const TENANT_RETRY_MAX_MS = 600_000;
 
 /** A budget the session reached: what it used, its limit, and what the next model call would reserve. */
 type Overrun = { budget: string; used: number; limit: number; reserve?: number };
@@ -261,28 +262,34 @@ export class Operator {
     const r = this.reservation(maxOut);
     const tokens = r.inputTokens + r.outputTokens;
     const usd = price ? costOf(r, price) : 0;
-    for (let waited = false; ; waited = true) {
-      const { ok } = await this.d.store.chargeTenant({ tenant: this.tenant(), tokens, usd, settle: false });
-      if (ok) {
+    for (let waited = false, delayMs = TENANT_RETRY_MIN_MS; ; waited = true, delayMs = Math.min(delayMs * 2, TENANT_RETRY_MAX_MS)) {
+      const charge = await this.d.store.chargeTenant({ tenant: this.tenant(), tokens, usd, settle: false });
+      if (charge.ok) {
         if (waited) {
           this.resumeClock();
           this.d.state.status = 'running';
           delete this.d.state.waitingFor;
+          delete this.d.state.exhausted;
           this.d.emit('session.status', { status: 'running', reason: "the tenant's daily ceiling has room again" });
         }
         return;
       }
       if (!waited) {
-        const limit = this.admission?.dailyTokens ?? this.admission?.dailyUsd ?? 0;
+        const a = this.admission;
+        const byTokens = a?.dailyTokens !== undefined && charge.tokens + tokens > a.dailyTokens;
+        const over: Overrun = byTokens
+          ? { budget: `tenant ${this.tenant()} daily tokens`, used: charge.tokens, limit: a!.dailyTokens!, reserve: tokens }
+          : { budget: `tenant ${this.tenant()} daily usd`, used: round(charge.usd), limit: a?.dailyUsd ?? 0, reserve: round(usd) };
         this.d.state.status = 'budget_exhausted';
         this.d.state.waitingFor = 'budget';
-        this.d.emit('budget.exhausted', { budget: `tenant ${this.tenant()} daily`, used: tokens, limit });
+        this.d.state.exhausted = over;
+        this.d.emit('budget.exhausted', over);
         this.d.emit('session.status', { status: 'budget_exhausted', reason: `tenant ${this.tenant()} reached its daily ceiling` });
         await this.d.sandbox.suspend("the tenant's daily ceiling is reached");
         await this.d.flush();
         this.pauseClock();
       }
-      await condition(() => false, TENANT_RETRY_MS);
+      await condition(() => false, delayMs);
     }
   }
 

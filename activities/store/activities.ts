@@ -56,11 +56,11 @@ export function createStoreActivities({ sql }: StoreActivityDeps) {
       });
     },
 
-    async chargeTenant({ tenant, tokens, usd, settle }: { tenant: string; tokens: number; usd: number; settle: boolean }): Promise<{ ok: boolean }> {
+    async chargeTenant({ tenant, tokens, usd, settle }: { tenant: string; tokens: number; usd: number; settle: boolean }): Promise<{ ok: boolean; tokens: number; usd: number }> {
       // Keyed by the activity, so a retry after a lost answer does not charge twice.
       const { workflowExecution: wf, activityId } = Context.current().info;
       const id = `${wf?.workflowId}/${wf?.runId}/${activityId}`;
-      return withStoreErrors(async () => ({ ok: (await chargeTenant(sql, { key: id, tenant, tokens, usd, settle })).ok }));
+      return withStoreErrors(() => chargeTenant(sql, { key: id, tenant, tokens, usd, settle }));
     },
   } satisfies StoreActivities;
 }

@@ -43,3 +43,8 @@ export async function ensureSandboxImage(docker: Docker): Promise<void> {
 export function scratchBlobs(): DirBlobStore {
   return new DirBlobStore(mkdtempSync(join(tmpdir(), 'keel-test-blobs-')));
 }
+
+/** The test database as the role that owns its tables (migrations, tenant caps). */
+export function testOwnerUrl(): string {
+  return process.env.KEEL_TEST_DATABASE_OWNER_URL ?? 'postgres://keel_owner:keel_owner@localhost:5432/keel_test';
+}

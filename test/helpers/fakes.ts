@@ -80,7 +80,7 @@ export function createFakes(turns: Array<Partial<ModelTurn>>, opts: FakeOptions 
         return { admitted: true, running: 1 };
       },
       async chargeTenant() {
-        return { ok: true };
+        return { ok: true, tokens: 0, usd: 0 };
       },
       async recordEvents({ events }) {
         for (const e of events) if (!f.events.some((x) => x.seq === e.seq)) f.events.push(e);

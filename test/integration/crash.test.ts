@@ -81,3 +81,39 @@ test('a worker killed with SIGKILL mid-tool-call costs no step and runs no comma
   const retried = history.events?.some((e) => (e.activityTaskStartedEventAttributes?.attempt ?? 1) > 1);
   assert.ok(retried, 'an activity was retried after the worker died');
 });
+
+test('a worker SIGKILLed while a call waits for approval loses nothing: the answer reaches a new worker and the call runs once', async () => {
+  const first = await spawnWorker(env);
+  workers.push(first);
+  const id = await client.start(
+    {
+      task: 'push after approval',
+      model: {
+        provider: 'scripted',
+        model: 'crash-approval',
+        script: [
+          { toolCalls: [{ name: 'write_file', input: { path: 'notes.txt', content: 'before\n' } }] },
+          { toolCalls: [{ name: 'shell', input: { command: 'git push 2>/dev/null; echo pushed >> /workspace/push.log' } }] },
+          { toolCalls: [{ name: 'shell', input: { command: 'cat /workspace/notes.txt /workspace/push.log' } }] },
+          { text: 'done' },
+        ],
+      },
+      policy: { rules: [{ tool: 'shell', command: 'git push', action: 'ask' }] },
+    },
+    { sessionId: uniqueId('crash-approval') },
+  );
+  await waitForEvent(sql, id, (e) => e.type === 'approval.requested');
+  await first.kill('SIGKILL');
+
+  const second = await spawnWorker(env);
+  workers.push(second);
+  // The new worker rebuilds the waiting session from its history and takes the answer.
+  await client.approve(id, 'call_1_0', { by: 'dana' });
+  const result = await client.result(id);
+  assert.equal(result.status, 'completed', result.error);
+  const events = await getEvents(sql, id);
+  assert.deepEqual(events.map((e) => e.seq), events.map((_, i) => i + 1), 'no gaps or duplicates');
+  assert.equal(events.filter((e) => e.type === 'approval.requested').length, 1, 'asked once');
+  const last = events.filter((e) => e.type === 'tool.result').at(-1);
+  assert.equal(last?.type === 'tool.result' ? last.data.output : '', 'before\npushed\n', 'the files survived and the call ran once');
+});

@@ -6,12 +6,13 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { ApplicationFailure } from '@temporalio/common';
 import type { EventType, SessionEvent } from '../../common/events';
-import { connect, EVENTS_CHANNEL, getEvents, getSession, listSessions, migrate, migrations, type Sql } from '../../store';
+import { chargeTenant, connect, EVENTS_CHANNEL, getEvents, getSession, listSessions, migrate, migrations, setTenantLimits, tenantUsage, type Sql } from '../../store';
 import { createStoreActivities } from '../../activities/store';
+import { testOwnerUrl } from '../helpers/env';
 
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://keel:keel@localhost:5432/keel_test';
 /** The role that owns the tables (setup makes keel_owner); the workers' role above owns nothing. */
-const OWNER_URL = process.env.KEEL_TEST_DATABASE_OWNER_URL ?? 'postgres://keel_owner:keel_owner@localhost:5432/keel_test';
+const OWNER_URL = testOwnerUrl();
 const run = randomUUID().slice(0, 8);
 const sid = (name: string) => `test-${run}-${name}`;
 
@@ -299,5 +300,39 @@ describe('queries', () => {
     for (let i = 1; i < list.length; i++) assert.ok(list[i - 1]!.createdAt >= list[i]!.createdAt, 'newest first');
     assert.equal((await listSessions(sql, { limit: 1 })).length, 1);
     assert.equal(await getSession(sql, sid('missing')), undefined);
+  });
+});
+
+describe('tenant daily ceilings', () => {
+  test('two workers racing cannot overspend: reservations from two connection pools stop exactly at the ceiling', async () => {
+    const owner = connect(OWNER_URL);
+    const tenant = `race-${run}`;
+    try {
+      await setTenantLimits(owner, { tenant, dailyTokens: 1000, dailyUsd: 50 });
+    } finally {
+      await owner.end({ timeout: 2 });
+    }
+    // Two "workers": separate pools, each firing 25 reservations of 100 tokens at once.
+    const pools = [connect(DATABASE_URL, { max: 8 }), connect(DATABASE_URL, { max: 8 })];
+    try {
+      const attempts = pools.flatMap((pool, w) =>
+        Array.from({ length: 25 }, (_, i) => chargeTenant(pool, { key: `${tenant}/w${w}/${i}`, tenant, tokens: 100, usd: 1, settle: false })),
+      );
+      const outcomes = await Promise.all(attempts);
+      assert.equal(outcomes.filter((o) => o.ok).length, 10, 'exactly ceiling / 100 reservations were granted');
+      assert.deepEqual(await tenantUsage(pools[0]!, tenant), { tokens: 1000, usd: 10 });
+      // A retried charge (same key) changes nothing, whichever pool retries it.
+      const granted = outcomes.findIndex((o) => o.ok);
+      const retry = await chargeTenant(pools[1]!, { key: `${tenant}/w${granted < 25 ? 0 : 1}/${granted % 25}`, tenant, tokens: 100, usd: 1, settle: false });
+      assert.equal(retry.ok, true);
+      assert.equal((await tenantUsage(pools[0]!, tenant)).tokens, 1000);
+      // Settling gives back what a call did not use, and then there is room again.
+      await chargeTenant(pools[0]!, { key: `${tenant}/settle`, tenant, tokens: -250, usd: -2.5, settle: true });
+      assert.deepEqual(await tenantUsage(pools[0]!, tenant), { tokens: 750, usd: 7.5 });
+      assert.equal((await chargeTenant(pools[1]!, { key: `${tenant}/after`, tenant, tokens: 250, usd: 1, settle: false })).ok, true);
+      assert.equal((await chargeTenant(pools[1]!, { key: `${tenant}/over`, tenant, tokens: 1, usd: 0, settle: false })).ok, false);
+    } finally {
+      await Promise.all(pools.map((p) => p.end({ timeout: 2 })));
+    }
   });
 });

@@ -12,7 +12,7 @@ import Docker from 'dockerode';
 import type { Sql } from 'postgres';
 import { getEvents } from '../../store';
 import { SESSION_QUEUE } from '../../common/constants';
-import { closeSignal, messageSignal, statusQuery } from '../../workflows';
+import { approvalSignal, closeSignal, messageSignal, statusQuery } from '../../workflows';
 import type { ScriptTurn, SessionResult, SessionSpec } from '../../common/types';
 import { connectDatabase } from '../../workers/services';
 import { createWorkers, type KeelWorkers } from '../../workers/worker';
@@ -124,5 +124,43 @@ test('a kept-alive session answers several messages over a simulated day, holdin
   assert.equal(events.filter((e) => e.type === 'sandbox.resumed').length, 3, 'and restored for each message');
   const ended = events.find((e) => e.type === 'session.ended');
   assert.equal(ended?.type === 'session.ended' ? ended.data.reason : '', 'closed');
+  assert.deepEqual(await sessionContainers(docker, id), []);
+});
+
+test('a call waiting 3 days for approval holds no container; the answer (by signal) runs it in the same workspace', { timeout: 300_000 }, async () => {
+  const script: ScriptTurn[] = [
+    { toolCalls: [{ name: 'shell', input: { command: 'echo draft > /workspace/release.txt' } }] },
+    { toolCalls: [{ name: 'shell', input: { command: 'git push origin release 2>/dev/null; echo "shipped $(cat /workspace/release.txt)"' } }] },
+    { text: 'done' },
+  ];
+  const spec: SessionSpec = {
+    task: 'ship it after sign-off',
+    model: { provider: 'scripted', model: 'approval-wait', script },
+    sandbox: { idleSuspendSec: 600 },
+    policy: { rules: [{ tool: 'shell', command: 'git push', action: 'ask', reason: 'releases need sign-off' }], timeoutSec: 7 * 24 * 3600 },
+    // Waiting does not spend the active-time budget: 3 days of waiting against a 10-minute budget.
+    budgets: { wallClockSec: 600 },
+  };
+  const id = uniqueId('approval-wait');
+  const handle = await env.client.workflow.start('agentSession', { taskQueue: SESSION_QUEUE, workflowId: id, args: [spec] });
+  await waitForEvent(sql, id, (e) => e.type === 'approval.requested');
+  await env.sleep('3d');
+  await waitForEvent(sql, id, (e) => e.type === 'sandbox.suspended' && (e.data.reason ?? '').includes('waiting for approval'));
+  for (let i = 0; i < 100 && (await sessionContainers(docker, id)).length > 0; i++) await new Promise((r) => setTimeout(r, 100));
+  assert.deepEqual(await sessionContainers(docker, id), [], 'no container while the call waits');
+  const state = await handle.query(statusQuery);
+  assert.equal(state.waitingFor, 'approval');
+  assert.ok((state.spent?.activeSec ?? Infinity) < 600, `active time ${state.spent?.activeSec} s does not count the wait`);
+
+  await handle.signal(approvalSignal, { callId: 'call_1_0', decision: 'approve', by: 'release-manager' });
+  const result = (await handle.result()) as SessionResult;
+  assert.equal(result.status, 'completed', result.error);
+  const events = await getEvents(sql, id);
+  const decided = events.find((e) => e.type === 'approval.decided');
+  assert.ok(decided?.type === 'approval.decided' && decided.data.decision === 'approve' && decided.data.waitedSec >= 3 * 24 * 3600, 'answered after 3 days');
+  const last = events.filter((e) => e.type === 'tool.result').at(-1);
+  assert.equal(last?.type === 'tool.result' ? last.data.output.trim() : '', 'shipped draft');
+  assert.ok(events.some((e) => e.type === 'sandbox.resumed'), 'restored to run the call');
+  assert.ok((result.spent?.activeSec ?? Infinity) < 600);
   assert.deepEqual(await sessionContainers(docker, id), []);
 });
