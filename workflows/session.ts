@@ -63,6 +63,8 @@ export const statusQuery = defineQuery<SessionState>(STATUS_QUERY);
 
 /** Marks runs whose model calls read the transcript from the event log (see the module comment). */
 export const PATCH_CONTEXT_FROM_LOG = 'keel-context-from-event-log';
+/** Marks runs that record their runtime contract (`session.contract`) after the first provision. */
+export const PATCH_CONTRACT = 'keel-runtime-contract';
 /** Marks runs with operator control: tenant admission, budgets, approval policies, fault injection (workflows/operator.ts). */
 export const PATCH_OPERATOR = 'keel-operator-control';
 
@@ -198,7 +200,7 @@ export async function agentSession(spec: SessionSpec, carry?: SessionCarry): Pro
       if (!carry && operator && !(await admit(operator))) return;
       if (!carry && spec.fork) await startFork(spec.fork);
       if (!carry) await sandbox.provision('start');
-      if (!carry && fromLog) await recordContract();
+      if (!carry && fromLog && patched(PATCH_CONTRACT)) await recordContract();
 
       for (;;) {
         for (const text of inbox.splice(0)) {

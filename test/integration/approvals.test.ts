@@ -19,6 +19,7 @@ import { getEvents } from '../../store';
 import { runCli } from '../helpers/cli';
 import { ensureSandboxImage, sessionContainers, uniqueId } from '../helpers/env';
 import { waitForEvent } from '../helpers/events';
+import { recordHistory } from '../helpers/history';
 import { startStack, type Stack } from '../helpers/stack';
 
 /** The README's example policy. */
@@ -116,6 +117,7 @@ describe('a call the policy asks about', () => {
     // The order the audit trail tells: the call, the request, the decision, the result.
     const order = events.filter((e) => ['tool.call', 'approval.requested', 'approval.decided', 'tool.result'].includes(e.type)).slice(0, 4).map((e) => e.type);
     assert.deepEqual(order, ['tool.call', 'approval.requested', 'approval.decided', 'tool.result']);
+    await recordHistory(stack.client.temporal, id, 'approval-session.json');
   });
 
   test('denied with a reason: the model gets the reason as the result and nothing runs', async () => {

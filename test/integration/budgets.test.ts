@@ -20,6 +20,7 @@ import { createWorkers } from '../../workers/worker';
 import { runCli } from '../helpers/cli';
 import { ensureSandboxImage, sessionContainers, testOwnerUrl, uniqueId, workflowBundle } from '../helpers/env';
 import { waitForEvent } from '../helpers/events';
+import { recordHistory } from '../helpers/history';
 import { startStack, type Stack } from '../helpers/stack';
 
 let stack: Stack;
@@ -99,6 +100,7 @@ describe('each budget stops the session at the first check past it, and adding b
     assert.equal(result.spent?.toolCalls, 7);
     const after = await cli('show', id);
     assert.match(after.stdout, /tool calls 7 of 13/);
+    await recordHistory(stack.client.temporal, id, 'budget-session.json');
   });
 
   test('input tokens: stops before the model call after the budget is reached', async () => {
