@@ -5,10 +5,15 @@
  *   node --import tsx --test test/unit/policy.test.ts
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
+import { injectionProblems } from '../../common/inject';
 import { evaluatePolicy, globToRegExp, policyProblems, simpleCommands, type ApprovalPolicy } from '../../common/policy';
+import { toolNames } from '../../common/tools';
+import type { FaultInjection } from '../../common/types';
 
-/** The example the README ships. */
+/** A policy in the shape of the README's example. */
 const policy: ApprovalPolicy = {
   default: 'allow',
   rules: [
@@ -86,4 +91,18 @@ test('bad policies are refused with the field named', () => {
   assert.equal(problems.length, 2);
   assert.match(problems[0] ?? '', /policy\.default/);
   assert.match(problems[1] ?? '', /rules\[0\]\.command is not a regular expression/);
+});
+
+test('the example policy the README ships is valid and does what the README says', () => {
+  const text = readFileSync(join(__dirname, '..', '..', 'examples', 'policy.json'), 'utf8');
+  assert.ok(readFileSync(join(__dirname, '..', '..', 'README.md'), 'utf8').includes(text.trim()), 'README shows examples/policy.json verbatim');
+  const policy = JSON.parse(text) as ApprovalPolicy;
+  assert.deepEqual(policyProblems(policy, toolNames), []);
+  assert.equal(evaluatePolicy(policy, 'shell', { command: 'git push origin main' }).action, 'ask');
+  assert.equal(evaluatePolicy(policy, 'shell', { command: "bash -c 'pip  install requests'" }).action, 'ask');
+  assert.equal(evaluatePolicy(policy, 'write_file', { path: '.git/config', content: '' }).action, 'deny');
+  assert.equal(evaluatePolicy(policy, 'edit_file', { path: '/workspace/repo/.git/HEAD', old_string: 'a', new_string: 'b' }).action, 'deny');
+  assert.equal(evaluatePolicy(policy, 'shell', { command: 'pytest -q' }).action, 'allow');
+  const inject = JSON.parse(readFileSync(join(__dirname, '..', '..', 'examples', 'inject.json'), 'utf8')) as FaultInjection;
+  assert.deepEqual(injectionProblems(inject, toolNames), []);
 });
