@@ -6,6 +6,7 @@
  */
 export { archiveEnded, archiveSession, loadHistories, readArchive, ARCHIVE_FORMAT, type RunHistories } from './archive';
 export { bundleBlobs, readBundle, writeBundle, BUNDLE_FORMAT, type Bundle } from './bundle';
+export { contractDifferences, modelContract, recordedContract, type ContractDifference } from './contract';
 export { collectGarbage, referencesOf, type GcOptions, type GcReport } from './gc';
 export { activitiesOf, anchorsOf, historyFromJson, historyToJson, startArgs, type History } from './history';
 export { currentWorkflows, replaySession, type ReplayOutcome } from './replay';

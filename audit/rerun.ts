@@ -21,7 +21,8 @@ import type { BlobStore } from '../blobs';
 import type { SandboxActivities } from '../common/activities';
 import type { EventRow } from '../common/events';
 import { describeCall, SNAPSHOT_TOOLS } from '../common/tools';
-import type { SandboxSpec, ToolResult } from '../common/types';
+import type { SandboxHandle, SandboxSpec, ToolResult } from '../common/types';
+import { contractDifferences, modelContract, recordedContract, type ContractDifference } from './contract';
 import { classify, compareOutcomes, NORMALISATION, outcomeOf, type Difference, type RerunClass } from './rerun-compare';
 import { recordedCalls, recordedLimits, type RecordedCall } from './rerun-plan';
 
@@ -59,6 +60,11 @@ export interface RerunReport {
   counts: Record<RerunStep['class'], number>;
   /** Some step drifted. */
   drifted: boolean;
+  /**
+   * What differs between the contract the session recorded and today's: today's tools and defaults
+   * for the same model, and the sandbox the rerun got on the image it compares against.
+   */
+  contract: { recorded: boolean; differences: ContractDifference[] };
 }
 
 export interface RerunOptions {
@@ -77,10 +83,19 @@ export interface RerunOptions {
 }
 
 /** Run one recorded call once, on `image`, from the files it started from; always removes the container. */
-export async function runRecordedCall(args: { sandbox: RerunSandbox; call: RecordedCall; image: string; limits: Omit<SandboxSpec, 'image'>; id: string }): Promise<ToolResult> {
+export async function runRecordedCall(args: {
+  sandbox: RerunSandbox;
+  call: RecordedCall;
+  image: string;
+  limits: Omit<SandboxSpec, 'image'>;
+  id: string;
+  /** Told the sandbox the call got (its image id, executor, limits, network). */
+  onHandle?: (handle: SandboxHandle) => void;
+}): Promise<ToolResult> {
   const { sandbox, call, image, limits, id } = args;
   try {
     const handle = await sandbox.provisionSandbox({ sessionId: id, spec: { ...limits, image }, ...(call.before ? { restoreFrom: call.before } : {}) });
+    args.onHandle?.(handle);
     return await sandbox.runTool({
       sessionId: id,
       handle: { containerId: handle.containerId },
@@ -100,6 +115,8 @@ export async function rerunSession(opts: RerunOptions): Promise<RerunReport> {
   const token = randomBytes(3).toString('hex');
   const calls = recordedCalls(opts.events).filter((c) => c.step >= fromStep);
   const steps: RerunStep[] = [];
+  // Today's sandbox: the one a call got on the image compared against (the new one, else the recorded one).
+  let today: SandboxHandle | undefined;
   for (const call of calls) {
     const step = await rerunCall(call);
     steps.push(step);
@@ -107,6 +124,16 @@ export async function rerunSession(opts: RerunOptions): Promise<RerunReport> {
   }
   const counts = { match: 0, nondeterministic: 0, drift: 0, skipped: 0 };
   for (const s of steps) counts[s.class]++;
+  const recorded = recordedContract(opts.events);
+  const started = opts.events.find((e) => e.type === 'session.started');
+  const model = started?.type === 'session.started' ? started.data.spec?.model : undefined;
+  const contract = {
+    recorded: recorded !== undefined,
+    differences:
+      recorded && model
+        ? contractDifferences(recorded, { model: modelContract(model), ...(today?.runtime ? { sandbox: { image: today.image, ...today.runtime } } : {}) })
+        : [],
+  };
   return {
     sessionId: opts.sessionId,
     ...(opts.image ? { image: opts.image } : {}),
@@ -115,6 +142,7 @@ export async function rerunSession(opts: RerunOptions): Promise<RerunReport> {
     steps,
     counts,
     drifted: counts.drift > 0,
+    contract,
   };
 
   async function rerunCall(call: RecordedCall): Promise<RerunStep> {
@@ -125,7 +153,11 @@ export async function rerunSession(opts: RerunOptions): Promise<RerunReport> {
     }
     const recorded = await outcomeOf(call.result, opts.blobs);
     const differences = async (image: string, which: 'o' | 'n'): Promise<Difference[]> => {
-      const result = await runRecordedCall({ sandbox: opts.sandbox, call, image, limits, id: `${opts.sessionId}.rerun-${token}-${call.seq}-${which}` });
+      const compared = which === 'n' || !opts.image || opts.image === original;
+      const onHandle = (h: SandboxHandle) => {
+        if (compared && !today) today = h;
+      };
+      const result = await runRecordedCall({ sandbox: opts.sandbox, call, image, limits, id: `${opts.sessionId}.rerun-${token}-${call.seq}-${which}`, onHandle });
       return compareOutcomes(recorded, await outcomeOf(result, opts.blobs), { blobs: opts.blobs, before: { recorded: call.before, rerun: call.before } });
     };
     const other = opts.image && opts.image !== original ? opts.image : undefined;

@@ -89,6 +89,12 @@ function printStep(s: RerunStep): void {
 }
 
 function printSummary(r: RerunReport): void {
+  if (!r.contract.recorded) print('runtime contract: the session recorded none (it predates contracts)');
+  else if (r.contract.differences.length === 0) print('runtime contract: the same as recorded (model settings, tools, Keel, image, executor, limits, network)');
+  else {
+    print('runtime contract differs from the recording:');
+    for (const d of r.contract.differences) print(`  ${d.field}: ${d.recorded} recorded, ${d.today} now`);
+  }
   const c = r.counts;
   print(`${c.match} match, ${c.nondeterministic} nondeterministic, ${c.drift} drift, ${c.skipped} skipped: ${r.drifted ? 'DRIFT' : 'no drift'}`);
   print(`normalisation: ${r.normalisation}`);

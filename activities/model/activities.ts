@@ -1,14 +1,13 @@
 import { createHash } from 'node:crypto';
 import { Context } from '@temporalio/activity';
+import { modelContract } from '../../audit/contract';
 import { generateText, stepCountIs, type ModelMessage } from 'ai';
 import { classifyBlobError, ContentCache, fitsInline, preview, putContent, type BlobStore } from '../../blobs';
 import type { CallModelInput, ModelActivities } from '../../common/activities';
 import { DEFAULT_SYSTEM_PROMPT } from '../../common/constants';
 import { DEFAULT_MAX_OUTPUT_TOKENS, DEFAULT_OUTPUT_LIMIT } from '../../common/defaults';
 import { failure, ModelFailure } from '../../common/failures';
-import { canonicalJson } from '../../common/canonical-json';
-import { KEEL_VERSION } from '../../common/constants';
-import { capOutput, toolJsonSchemas, validateToolCall } from '../../common/tools';
+import { capOutput, validateToolCall } from '../../common/tools';
 import type { Message, ModelSpec, ModelTurn, RuntimeContract, SessionSpec, ToolCall, ToolResult } from '../../common/types';
 import { firstEvent, getEvents, toolResultOf, type Sql } from '../../store';
 import { withStoreErrors } from '../store/errors';
@@ -243,21 +242,7 @@ export function createModelActivities({ config, sql, blobs, outputLimit = DEFAUL
 
     /** The model's settings and every tool offered to it, each with the sha256 of its JSON Schema. */
     async describeRuntime({ model }: { model: ModelSpec }): Promise<Omit<RuntimeContract, 'sandbox' | 'workerBuildId'>> {
-      const tools = Object.entries(toolJsonSchemas()).map(([name, t]) => ({
-        name,
-        schemaSha: createHash('sha256').update(canonicalJson({ description: t.description, parameters: t.parameters })).digest('hex'),
-      }));
-      return {
-        model: {
-          provider: model.provider,
-          model: model.model,
-          maxOutputTokens: model.maxOutputTokens ?? DEFAULT_MAX_OUTPUT_TOKENS,
-          ...(model.contextTokens !== undefined ? { contextTokens: model.contextTokens } : {}),
-          ...(model.baseURL ? { baseURL: model.baseURL } : {}),
-        },
-        tools,
-        keelVersion: KEEL_VERSION,
-      };
+      return modelContract(model);
     },
   } satisfies ModelActivities;
 }

@@ -130,12 +130,17 @@ describe('rerunning tool calls', () => {
     assert.deepEqual(app?.differences.image?.map((d) => d.field), ['output'], 'same exit code and files, other output');
     const clock = report.steps.find((s) => s.step === 4);
     assert.deepEqual(clock?.differences.original.map((d) => d.field), ['output']);
+    // The contract: same tools and model settings today; the sandbox's image differs.
+    assert.equal(report.contract.recorded, true);
+    assert.deepEqual(report.contract.differences.map((d) => d.field), ['sandbox.image', 'sandbox.imageId']);
+    assert.equal(report.contract.differences[0]?.today, CHANGED);
     assert.deepEqual(await leftovers(), [], 'every container the rerun created is gone');
   });
 
   it('on the original image: no drift', { timeout: 300_000 }, async () => {
     const report = await rerunSession({ sessionId, events, blobs, sandbox });
     assert.equal(report.drifted, false);
+    assert.deepEqual(report.contract, { recorded: true, differences: [] }, 'the runtime contract is the one recorded');
     assert.deepEqual(
       classes(report),
       recordedCalls(events).map((c) => [c.step, c.name, kindOf(c.step) === CLOCK ? 'nondeterministic' : 'match']),
@@ -162,6 +167,7 @@ describe('rerunning tool calls', () => {
     assert.match(table.stdout, /step 4 +shell +nondeterministic +date \+%s%N\n +differs on its original image too:\n +output: /);
     assert.match(table.stdout, /\d+ match, 1 nondeterministic, 0 drift, 0 skipped: no drift/);
     assert.match(table.stdout, /normalisation: none/);
+    assert.match(table.stdout, /runtime contract: the same as recorded/);
     assert.deepEqual(await leftovers(), []);
   });
 });
