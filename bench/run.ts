@@ -37,7 +37,7 @@ import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import type Docker from 'dockerode';
 import { KeelClient } from '../client';
-import { createSandboxActivities, resolveSandboxConfig } from '../activities/sandbox';
+import { createSandboxActivities } from '../activities/sandbox';
 import { defaultImageTag, SandboxRuntime, WarmPool } from '../host';
 import { getEvents } from '../store';
 import type { ScriptTurn } from '../common/types';

@@ -9,15 +9,13 @@ import type { PolicyRule } from './policy';
 import type {
   Budgets,
   ContentRef,
-  ContextReport,
+  ModelTurn,
   RuntimeContract,
   SandboxRuntimeInfo,
   SessionResult,
   SessionSpec,
   SessionStatus,
   SnapshotInfo,
-  TokenUsage,
-  ToolCall,
   ToolResult,
 } from './types';
 
@@ -53,20 +51,8 @@ export interface EventPayloads {
   'sandbox.suspended': { containerId: string; generation: number; snapshot?: string; reason: string; lost?: string };
   'sandbox.resumed': SandboxPlace & { snapshot?: string };
   'sandbox.removed': { containerId: string; removed: boolean; snapshot?: string };
-  'model.call': Copied & {
-    step: number;
-    /** The model's text, or a preview of it when `textRef` holds the whole. */
-    text?: string;
-    textRef?: ContentRef;
-    toolCalls: ToolCall[];
-    /** Calls past the per-turn limit, dropped unrun. */
-    droppedCalls?: number;
-    finishReason: string;
-    usage: TokenUsage;
-    durationMs: number;
-    /** How the request was built: the window, its estimate, and the request's hash. */
-    context?: ContextReport;
-  };
+  /** A model turn as the model activity returned it (text a preview when `textRef` holds the whole). */
+  'model.call': Copied & { step: number } & ModelTurn;
   /** `input` is a preview when `inputRef` holds the whole arguments. */
   'tool.call': Copied & { step: number; callId: string; name: string; input: unknown; inputRef?: ContentRef };
   'tool.result': Copied & { step: number } & ToolResult;

@@ -4,9 +4,8 @@
  * pauses at the first it reaches and resumes when budget is added), and the
  * tenant's daily ceilings (reserved before each model call, settled after).
  *
- * Deterministic code. Time is workflow time (`Date.now()` in Temporal's
- * sandbox is the time of the current workflow task, the same on every replay):
- * the wall-clock budget counts active time only, so waits do not spend it.
+ * Deterministic code. Time is workflow time ({@link now}); the wall-clock
+ * budget counts active time only, so waits do not spend it.
  */
 import { condition, defineSignal, defineUpdate, setHandler } from '@temporalio/workflow';
 import type { Admission, StoreActivities } from '../common/activities';
@@ -49,6 +48,14 @@ export interface OperatorCarry {
   lastInputTokens: number;
 }
 
+/**
+ * Workflow time: in Temporal's workflow sandbox `Date` is the time of the current workflow
+ * task, recorded in history and the same on every replay. The one place this file reads it.
+ */
+function now(): number {
+  return Date.now();
+}
+
 /** `activeSince` while the clock is paused. */
 const PAUSED = -1;
 
@@ -83,7 +90,7 @@ export interface OperatorDeps {
 export class Operator {
   readonly budgets: Budgets;
   private activeMs: number;
-  private activeSince = Date.now();
+  private activeSince = now();
   private readonly remembered: PolicyRule[];
   private readonly pending = new Map<string, Pending>();
   /** Calls answered in this run, so a second answer is told who answered first. */
@@ -190,16 +197,16 @@ export class Operator {
   /** Waiting (for a message, an approval, more time) does not spend the wall-clock budget. */
   pauseClock(): void {
     if (this.activeSince === PAUSED) return;
-    this.activeMs += Date.now() - this.activeSince;
+    this.activeMs += now() - this.activeSince;
     this.activeSince = PAUSED;
   }
 
   resumeClock(): void {
-    if (this.activeSince === PAUSED) this.activeSince = Date.now();
+    if (this.activeSince === PAUSED) this.activeSince = now();
   }
 
   private activeNowMs(): number {
-    return this.activeMs + (this.activeSince === PAUSED ? 0 : Date.now() - this.activeSince);
+    return this.activeMs + (this.activeSince === PAUSED ? 0 : now() - this.activeSince);
   }
 
   private modelOverrun(maxOut: number, price: ReturnType<typeof priceOf>): Overrun | undefined {
@@ -319,7 +326,7 @@ export class Operator {
 
   private async ask(call: ToolCall, input: unknown, timeoutSec: number, rule: PolicyRule | undefined, exact: string): Promise<ToolResult | undefined> {
     const { state, emit } = this.d;
-    const p: Pending = { callId: call.id, tool: call.name, summary: describeCall(call.name, input), since: Date.now(), ...(rule?.reason ? { reason: rule.reason } : {}) };
+    const p: Pending = { callId: call.id, tool: call.name, summary: describeCall(call.name, input), since: now(), ...(rule?.reason ? { reason: rule.reason } : {}) };
     this.pending.set(call.id, p);
     state.status = 'waiting';
     state.waitingFor = 'approval';
@@ -344,7 +351,7 @@ export class Operator {
     delete state.pendingApprovals;
     delete state.waitingFor;
     state.status = 'running';
-    const waitedSec = Math.round((Date.now() - p.since) / 1000);
+    const waitedSec = Math.round((now() - p.since) / 1000);
     const a = p.answer;
     if (!a) {
       emit('approval.decided', { callId: call.id, decision: 'timeout', by: 'keel', reason: `no answer within ${timeoutSec} s`, waitedSec });

@@ -11,7 +11,7 @@ import Docker from 'dockerode';
 import type { Sql } from 'postgres';
 import { KeelClient } from '../../client';
 import { getEvents } from '../../store';
-import { eventsOfType, type EventRow } from '../../common/events';
+import type { EventRow } from '../../common/events';
 import type { ScriptTurn, SessionSpec } from '../../common/types';
 import { connectDatabase } from '../../workers/services';
 import { ensureSandboxImage, sessionContainers, testConfig, uniqueId } from '../helpers/env';
