@@ -24,7 +24,7 @@ import { registerAudit } from './audit';
 import { runDiff } from './diff';
 import { printChecks, runDoctor } from './doctor';
 import { addOperatorRunOptions, operatorLines, operatorSpec, operatorView, registerOperator, type OperatorRunOptions } from './operator';
-import { connectClient, demoSpec, exitCodeFor, runSession, runSpec } from './sessions';
+import { connectClient, demoSpec, exitCodeFor, runSession, runSpec, withClient } from './sessions';
 import { formatTimeline } from './timeline';
 import { print, printJson, writeBytes } from './terminal';
 
@@ -376,13 +376,8 @@ program
   .description('end a kept-alive session instead of waiting for its next message')
   .argument('<sessionId>')
   .action(async (id: string) => {
-    const client = await connectClient(config());
-    try {
-      await client.closeSession(id);
-      print(`close requested for ${id}; \`npx keel wait ${id}\` returns when it has ended`);
-    } finally {
-      await client.close();
-    }
+    await withClient(config(), (client) => client.closeSession(id));
+    print(`close requested for ${id}; \`npx keel wait ${id}\` returns when it has ended`);
   });
 
 program
@@ -391,13 +386,8 @@ program
   .argument('<sessionId>')
   .argument('<text>')
   .action(async (id: string, text: string) => {
-    const client = await connectClient(config());
-    try {
-      await client.message(id, text);
-      print(`message sent to ${id}`);
-    } finally {
-      await client.close();
-    }
+    await withClient(config(), (client) => client.message(id, text));
+    print(`message sent to ${id}`);
   });
 
 program
@@ -406,13 +396,8 @@ program
   .argument('<sessionId>')
   .option('--reason <text>', 'recorded in the event log', 'cancelled by user')
   .action(async (id: string, o: { reason: string }) => {
-    const client = await connectClient(config());
-    try {
-      await client.cancel(id, o.reason);
-      print(`cancel requested for ${id}; \`npx keel wait ${id}\` returns when it has stopped`);
-    } finally {
-      await client.close();
-    }
+    await withClient(config(), (client) => client.cancel(id, o.reason));
+    print(`cancel requested for ${id}; \`npx keel wait ${id}\` returns when it has stopped`);
   });
 
 program

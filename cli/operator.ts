@@ -14,7 +14,7 @@ import { operatorView, pendingApprovals, type OperatorView } from '../inspect/op
 import { connect, setTenantLimits, tenantLimits, tenantUsage } from '../store';
 import type { KeelConfig } from '../workers/config';
 import { connectDatabase } from '../workers/services';
-import { connectClient } from './sessions';
+import { withClient } from './sessions';
 import { print, printJson } from './terminal';
 
 /** Who answers, unless `--as` says: the OS user. */
@@ -165,13 +165,8 @@ export function registerOperator(program: Command, config: () => KeelConfig): vo
     .option('--remember', 'also allow exactly this call (same tool, same arguments) for the rest of the session')
     .option('--as <name>', 'who approves (default: the OS user)')
     .action(async (id: string, callId: string, o: { remember?: boolean; as?: string }) => {
-      const client = await connectClient(config());
-      try {
-        await client.approve(id, callId, { by: o.as ?? defaultActor(), ...(o.remember ? { remember: true } : {}) });
-        print(`approved call ${callId} of ${id}${o.remember ? ' (remembered for this session)' : ''}`);
-      } finally {
-        await client.close();
-      }
+      await withClient(config(), (client) => client.approve(id, callId, { by: o.as ?? defaultActor(), ...(o.remember ? { remember: true } : {}) }));
+      print(`approved call ${callId} of ${id}${o.remember ? ' (remembered for this session)' : ''}`);
     });
 
   program
@@ -182,13 +177,8 @@ export function registerOperator(program: Command, config: () => KeelConfig): vo
     .requiredOption('--reason <text>', 'why (the model reads it)')
     .option('--as <name>', 'who denies (default: the OS user)')
     .action(async (id: string, callId: string, o: { reason: string; as?: string }) => {
-      const client = await connectClient(config());
-      try {
-        await client.deny(id, callId, { by: o.as ?? defaultActor(), reason: o.reason });
-        print(`denied call ${callId} of ${id}`);
-      } finally {
-        await client.close();
-      }
+      await withClient(config(), (client) => client.deny(id, callId, { by: o.as ?? defaultActor(), reason: o.reason }));
+      print(`denied call ${callId} of ${id}`);
     });
 
   program
@@ -216,14 +206,11 @@ export function registerOperator(program: Command, config: () => KeelConfig): vo
       put('wallClockSec', positive(o.addSeconds, '--add-seconds'));
       put('toolCalls', positive(o.addToolCalls, '--add-tool-calls'));
       if (Object.keys(add).length === 0) throw new SessionError('say what to add: --add-tokens, --add-input-tokens, --add-output-tokens, --add-usd, --add-seconds or --add-tool-calls');
-      const client = await connectClient(config());
-      try {
+      const status = await withClient(config(), async (client) => {
         await client.addBudget(id, add, { by: o.as ?? defaultActor() });
-        const status = await client.status(id);
-        print(`added to ${id}'s budgets; it is ${status.status}${status.budgets ? ` (budgets now ${JSON.stringify(status.budgets)})` : ''}`);
-      } finally {
-        await client.close();
-      }
+        return client.status(id);
+      });
+      print(`added to ${id}'s budgets; it is ${status.status}${status.budgets ? ` (budgets now ${JSON.stringify(status.budgets)})` : ''}`);
     });
 
   const tenant = program.command('tenant').description("a tenant's caps: running sessions, tokens and dollars per day (UTC)");

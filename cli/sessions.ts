@@ -132,6 +132,16 @@ export function connectClient(config: KeelConfig): Promise<KeelClient> {
   return KeelClient.connect({ address: config.temporalAddress, namespace: config.temporalNamespace });
 }
 
+/** Run `fn` with a connected client, closed afterwards. */
+export async function withClient<T>(config: KeelConfig, fn: (client: KeelClient) => Promise<T>): Promise<T> {
+  const client = await connectClient(config);
+  try {
+    return await fn(client);
+  } finally {
+    await client.close();
+  }
+}
+
 /** Prints each tool step as its result is recorded, with the arguments of its call. */
 function progressPrinter(json: boolean): (e: EventRow) => void {
   const calls = new Map<string, EventRow>();

@@ -108,19 +108,16 @@ const { callModel, readOutput } = proxyActivities<ModelActivities>({
   retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 8 },
 });
 
-// Tenant caps: admission is a quick check in Postgres; charges are keyed by the activity (retries charge once).
-const { admitSession } = proxyLocalActivities<StoreActivities>({
-  startToCloseTimeout: '30s',
-  retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 45 },
-});
+// Tenant charges are keyed by the activity, so a retry charges once.
 const { chargeTenant } = proxyActivities<StoreActivities>({
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 30 },
 });
 
-// Events are written by a local activity: no extra round trip through the server per step.
-// Bounded like every retry: about 20 minutes of Postgres outage, then the session fails (and is torn down).
-const { recordEvents } = proxyLocalActivities<StoreActivities>({
+// Events are written by a local activity: no extra round trip through the server per step; so is the
+// tenant admission, a quick check in Postgres. Bounded like every retry: about 20 minutes of Postgres
+// outage, then the session fails (and is torn down).
+const { recordEvents, admitSession } = proxyLocalActivities<StoreActivities>({
   startToCloseTimeout: '30s',
   retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 45 },
 });
