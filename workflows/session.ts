@@ -90,10 +90,11 @@ export interface SessionCarry {
   admission?: Admission;
 }
 
-// A fork's copy of another session's transcript: a plain activity, its result (the chain head) in history.
-const { copyTranscript } = proxyActivities<StoreActivities>({
+// Store work that belongs in history as plain activities: a fork's copy of another session's transcript
+// (its result, the chain head, in history), and tenant charges (keyed by the activity: a retry charges once).
+const { copyTranscript, chargeTenant } = proxyActivities<StoreActivities>({
   startToCloseTimeout: '5 minutes',
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 10 },
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 20 },
 });
 
 const { describeRuntime } = proxyLocalActivities<ModelActivities>({
@@ -106,12 +107,6 @@ const { callModel, readOutput } = proxyActivities<ModelActivities>({
   // The activity beats every 5 s while the model works: a dead worker costs 30 s, not 5 minutes.
   heartbeatTimeout: '30s',
   retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 8 },
-});
-
-// Tenant charges are keyed by the activity, so a retry charges once.
-const { chargeTenant } = proxyActivities<StoreActivities>({
-  startToCloseTimeout: '1 minute',
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 30 },
 });
 
 // Events are written by a local activity: no extra round trip through the server per step; so is the
