@@ -103,6 +103,11 @@ export async function collectGarbage(sql: Sql, blobs: BlobStore, opts: GcOptions
   const retentionDays = opts.retentionDays ?? 30;
   const graceMs = (opts.graceSec ?? 86_400) * 1000;
   const report: GcReport = { retainedSessions: 0, expiredSessions: 0, referenced: 0, listed: 0, removed: 0, removedBytes: 0, young: 0, missingManifests: 0 };
+  // Ages are measured from before the mark starts, not from the sweep. A blob written or kept
+  // earlier than markStart - grace was referenced (by the contract above) before the mark's query
+  // began, so the mark sees it. Measured from the sweep instead, a mark slower than the grace
+  // period would let a blob written just before it, and referenced during it, look old and unmarked.
+  const markStart = Date.now();
 
   const [counts] = await sql<{ expired: number; retained: number }[]>`
     select count(*) filter (where ended_at < now() - make_interval(days => ${retentionDays}))::int as expired,
@@ -138,11 +143,10 @@ export async function collectGarbage(sql: Sql, blobs: BlobStore, opts: GcOptions
   report.referenced = marked.size;
 
   // Sweep.
-  const now = Date.now();
   for await (const blob of blobs.list()) {
     report.listed++;
     if (marked.has(blob.sha)) continue;
-    if (now - blob.touchedAt < graceMs) {
+    if (markStart - blob.touchedAt < graceMs) {
       report.young++;
       continue;
     }

@@ -81,6 +81,31 @@ describe('retention', () => {
   });
 });
 
+describe('a mark slower than the grace period', () => {
+  it('keeps a blob written just before the mark and referenced while it runs', async () => {
+    const blobs = scratchBlobs();
+    const id = uniqueId('gc-slow-mark');
+    const manifest = JSON.stringify({ version: 1, roots: ['/workspace'], entries: [] });
+    await blobs.putManifest(sha(manifest), manifest);
+    const snap: SnapshotInfo = { id: sha(manifest), files: 0, bytes: 0, added: 0, modified: 0, removed: 0, changedBytes: 0, uploadedBytes: 0, durationMs: 1 };
+    await session(id, [{ type: 'tool.result', data: { step: 1, callId: 'a', name: 'shell', ok: true, output: '', snapshot: snap } } as Omit<SessionEvent, 'seq'>]);
+    // A session has just uploaded this output; its event is recorded while GC is marking.
+    const output = await putContent(blobs, `output ${randomBytes(8).toString('hex')}`);
+    // The mark reads the session's manifest: make that take longer than the grace period, and
+    // record the event that references the new blob meanwhile, after the mark's query began.
+    const slow = Object.create(blobs) as DirBlobStore;
+    slow.getManifest = async (m: string) => {
+      if (m !== snap.id) return blobs.getManifest(m);
+      await new Promise((r) => setTimeout(r, 1500));
+      await appendEvents(sql, id, [{ seq: 3, type: 'tool.result', data: { step: 2, callId: 'b', name: 'shell', ok: true, output: 'preview', outputRef: { sha: output.sha, bytes: 1 } } } as SessionEvent]);
+      return blobs.getManifest(m);
+    };
+    const r = await collectGarbage(sql, slow, { retentionDays: 30, graceSec: 1 });
+    assert.ok(r.young >= 1, 'the new blob counts as young');
+    assert.deepEqual(await blobs.has([output.sha]), [true], 'kept: it was written less than the grace period before the mark began');
+  });
+});
+
 describe('with a live session writing', () => {
   const docker = new Docker();
   let runtime: SandboxRuntime;
