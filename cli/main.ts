@@ -30,6 +30,7 @@ import { print, printJson, writeBytes } from './terminal';
 
 const program = new Command('keel')
   .description('Durable, sandboxed AI agent sessions on Temporal, Docker and Postgres.')
+  .option('--verbose', "show the Temporal SDK's log lines (also: KEEL_LOG_LEVEL=DEBUG|INFO|WARN|ERROR)")
   .showHelpAfterError();
 
 const config = (): KeelConfig => loadConfig();
@@ -502,9 +503,11 @@ registerAudit(program, config);
 registerOperator(program, config);
 
 export async function main(argv = process.argv): Promise<void> {
-  // The SDK's own INFO logs would drown the progress output; a worker process keeps them.
-  installLogger(argv[2] === 'worker' ? 'INFO' : 'WARN');
+  // The SDK's own logs would drown the progress output (a retried activity logs a warning with its
+  // task token each time; the status line says it in one line): a worker process and --verbose keep them.
+  const command = argv.slice(2).find((a) => !a.startsWith('-'));
   try {
+    installLogger(command === 'worker' || argv.includes('--verbose') ? 'INFO' : 'ERROR');
     await program.parseAsync(argv);
   } catch (err) {
     process.exitCode = 2;

@@ -3,6 +3,9 @@
  * then its timeline from Postgres and where to look next.
  */
 import { readFileSync } from 'node:fs';
+import { ApplicationFailure } from '@temporalio/common';
+import { resolveModelConfig } from '../activities/model/config';
+import { languageModelFor } from '../activities/model/providers';
 import { KeelClient, parseModel } from '../client';
 import { SessionError } from '../common/errors';
 import type { EventRow } from '../common/events';
@@ -15,6 +18,7 @@ import { createWorkers, type KeelWorkers } from '../workers/worker';
 import { DEMO_TASK, demoScript } from './demo-script';
 import { describeCall } from '../common/tools';
 import { formatStep, formatTimeline } from './timeline';
+import { watchActivities } from './status';
 import { print, printJson } from './terminal';
 
 export interface RunOptions {
@@ -63,13 +67,41 @@ export function runSpec(
 
 /** Start a session and, unless detached, follow it to the end. Returns the process exit code. */
 export async function runSession(config: KeelConfig, spec: SessionSpec, opts: RunOptions): Promise<number> {
+  if (opts.worker && !opts.detach) checkModelConfigured(spec, config);
   const client = await connectClient(config);
   const sql = opts.detach ? undefined : await connectDatabase(config);
+  const started: { sessionId?: string } = {};
+  const stopInterrupt = onInterrupt((signal) => {
+    const id = started.sessionId;
+    console.error(
+      id
+        ? `\nkeel: ${signal}: stopped following; session ${id} goes on durably when a worker runs (\`npx keel wait ${id}\` to follow, \`npx keel cancel ${id}\` to stop it)`
+        : `\nkeel: ${signal}: stopped`,
+    );
+  });
   try {
-    return await withWorker(config, Boolean(opts.worker && !opts.detach), () => startAndFollow(config, client, sql, spec, opts));
+    const following = withWorker(config, Boolean(opts.worker && !opts.detach), () => startAndFollow(config, client, sql, spec, opts, started));
+    // After an interrupt the follower may fail as its connections close: that is not news.
+    following.catch(() => undefined);
+    return await Promise.race([following, stopInterrupt.interrupted]);
   } finally {
+    stopInterrupt();
     await sql?.end({ timeout: 5 });
     await client.close();
+  }
+}
+
+/**
+ * With the worker in this process, a model it cannot call fails here, before a sandbox is
+ * provisioned or a session recorded (a missing API key used to fail at the first model call).
+ * Builds the SDK's model object only: no request is sent.
+ */
+export function checkModelConfigured(spec: SessionSpec, config: KeelConfig): void {
+  try {
+    languageModelFor(spec.model, resolveModelConfig(config.env));
+  } catch (err) {
+    if (err instanceof ApplicationFailure) throw new SessionError(`model ${spec.model.provider}:${spec.model.model} cannot be used: ${err.message}`);
+    throw err;
   }
 }
 
@@ -88,8 +120,9 @@ export async function withWorker<T>(config: KeelConfig, enabled: boolean, fn: ()
 }
 
 /** Start the session and, unless detached, follow it to its end or its first wait. */
-async function startAndFollow(config: KeelConfig, client: KeelClient, sql: Sql | undefined, spec: SessionSpec, opts: RunOptions): Promise<number> {
+async function startAndFollow(config: KeelConfig, client: KeelClient, sql: Sql | undefined, spec: SessionSpec, opts: RunOptions, started: { sessionId?: string }): Promise<number> {
   const sessionId = await client.start(spec, { sessionId: opts.sessionId });
+  started.sessionId = sessionId;
   const ui = `${config.temporalUi}/namespaces/${config.temporalNamespace}/workflows/${sessionId}`;
   if (opts.detach) {
     print(opts.json ? JSON.stringify({ sessionId, status: 'running', temporalUi: ui }) : sessionId);
@@ -102,7 +135,13 @@ async function startAndFollow(config: KeelConfig, client: KeelClient, sql: Sql |
   }
   // A kept-alive session does not end when its model is done: follow it until it waits for a message.
   const outcome = spec.keepAlive ? client.untilIdle(sessionId) : client.result(sessionId).then((result) => ({ idle: false as const, result }));
-  await follow(sql!, sessionId, progressPrinter(opts.json ?? false), { stop: outcome });
+  // Retries and long work between events (on stderr with --json, whose stdout is one object).
+  const stopWatching = watchActivities(client, sessionId, (line) => (opts.json ? console.error(line) : print(line)));
+  try {
+    await follow(sql!, sessionId, progressPrinter(opts.json ?? false), { stop: outcome });
+  } finally {
+    stopWatching();
+  }
   const done = await outcome;
   if (done.idle) {
     const text = (await getEvents(sql!, sessionId, { types: ['model.call'] })).at(-1);
@@ -125,6 +164,28 @@ async function startAndFollow(config: KeelConfig, client: KeelClient, sql: Sql |
     printEnd(result, events, ui);
   }
   return exitCodeFor(result.status);
+}
+
+/**
+ * Ctrl-C or SIGTERM while following: say what happens to the session, then let the command end
+ * (with 130 or 143). The session is durable; only this process stops watching it. Before, the
+ * in-process worker shut down on the signal and the command waited for a result forever.
+ */
+function onInterrupt(report: (signal: NodeJS.Signals) => void): { (): void; interrupted: Promise<number> } {
+  let handler: (signal: NodeJS.Signals) => void = () => undefined;
+  const interrupted = new Promise<number>((resolve) => {
+    handler = (signal) => {
+      report(signal);
+      resolve(signal === 'SIGINT' ? 130 : 143);
+    };
+  });
+  process.once('SIGINT', handler);
+  process.once('SIGTERM', handler);
+  const stop = () => {
+    process.off('SIGINT', handler);
+    process.off('SIGTERM', handler);
+  };
+  return Object.assign(stop, { interrupted });
 }
 
 /** The client for a CLI command, connected as the config says. */

@@ -28,6 +28,27 @@ export type { Budgets, FaultInjection, ModelSpec, SandboxSpec, ScriptTurn, Sessi
 export type { ApprovalPolicy, PolicyRule } from '../common/policy';
 export type { ConnectionOptions } from './connection';
 
+/** One activity of a session in flight, as {@link KeelClient.activities} reports it. */
+export interface ActivityInFlight {
+  activityId: string;
+  /** `callModel`, `runTool`, `provisionSandbox`, … */
+  activity: string;
+  /** The attempt running or scheduled next (1 for the first). */
+  attempt: number;
+  maximumAttempts?: number;
+  /** Started and not yet finished (else scheduled, e.g. waiting for its next attempt). */
+  running: boolean;
+  /** Why the previous attempt failed. */
+  lastFailure?: string;
+  startedAt?: Date;
+  nextAttemptAt?: Date;
+}
+
+/** `temporal.api.enums.v1.PendingActivityState.PENDING_ACTIVITY_STATE_STARTED` (the proto package is not a dependency). */
+const PENDING_ACTIVITY_STATE_STARTED = 2;
+/** A protobuf Timestamp (its seconds may be a Long, whose string form is the number). */
+const dateOf = (t: { seconds?: unknown; nanos?: number | null }): Date => new Date(Number(String(t.seconds ?? 0)) * 1000 + Math.floor((t.nanos ?? 0) / 1e6));
+
 export function newSessionId(now = new Date()): string {
   const stamp = now.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
   return `s-${stamp}-${randomBytes(3).toString('hex')}`;
@@ -135,6 +156,25 @@ export class KeelClient {
   /** The live state of a running session (step, tool calls, status). */
   async status(sessionId: string): Promise<SessionState> {
     return this.guard(sessionId, () => this.handle(sessionId).query<SessionState>(STATUS_QUERY));
+  }
+
+  /**
+   * The session's activities in flight (model calls, tool calls, sandbox starts): what runs, for
+   * how long, and for one being retried, what failed and when the next attempt is. Quick store
+   * calls run as local activities and do not appear.
+   */
+  async activities(sessionId: string): Promise<ActivityInFlight[]> {
+    const { raw } = await this.guard(sessionId, () => this.handle(sessionId).describe());
+    return (raw.pendingActivities ?? []).map((a) => ({
+      activityId: a.activityId ?? '',
+      activity: a.activityType?.name ?? '',
+      attempt: a.attempt ?? 1,
+      ...(a.maximumAttempts ? { maximumAttempts: a.maximumAttempts } : {}),
+      running: a.state === PENDING_ACTIVITY_STATE_STARTED,
+      ...(a.lastFailure?.message ? { lastFailure: a.lastFailure.message } : {}),
+      ...(a.lastStartedTime ? { startedAt: dateOf(a.lastStartedTime) } : {}),
+      ...(a.nextAttemptScheduleTime ? { nextAttemptAt: dateOf(a.nextAttemptScheduleTime) } : {}),
+    }));
   }
 
   /** Wait for the session to end and return its result. */
