@@ -50,3 +50,10 @@ export const MAX_TOOL_CALLS_PER_TURN = 32;
 /** Largest tool arguments accepted (JSON bytes), and their deepest nesting. */
 export const MAX_TOOL_INPUT_BYTES = 4 * 1024 * 1024;
 export const MAX_TOOL_INPUT_DEPTH = 64;
+/**
+ * Largest model response body read, and its deepest bracket nesting (counted through strings too, so
+ * tool arguments sent as text are covered); checked before the AI SDK parses it, whose recursion a
+ * 20,000-deep value overflows. Nesting between MAX_TOOL_INPUT_DEPTH and this gets invalid-call results.
+ */
+export const MAX_MODEL_RESPONSE_BYTES = 64 * 1024 * 1024;
+export const MAX_MODEL_RESPONSE_DEPTH = 1000;

@@ -58,6 +58,8 @@ export const ModelFailure = {
   NotConfigured: 'Model.NotConfigured',
   /** A scripted model ran out of turns; not retried. */
   ScriptExhausted: 'Model.ScriptExhausted',
+  /** A response too large or too deeply nested to parse safely (activities/model/response-guard.ts); not retried. */
+  BadResponse: 'Model.BadResponse',
 } as const;
 
 type ValueOf<T> = T[keyof T];
@@ -87,6 +89,7 @@ export const RETRYABLE: Readonly<Record<FailureType, boolean>> = {
   'Model.Unavailable': true,
   'Model.NotConfigured': false,
   'Model.ScriptExhausted': false,
+  'Model.BadResponse': false,
 };
 
 export interface FailureOptions {

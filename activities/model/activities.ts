@@ -14,6 +14,7 @@ import { withStoreErrors } from '../store/errors';
 import { prepareCalls } from './calls';
 import { secretsOf, withModelDefaults, type ModelConfig } from './config';
 import { classifyModelError } from './errors';
+import { guardedFetch } from './response-guard';
 import { toModelMessages } from './messages';
 import { languageModelFor } from './providers';
 import { buildRequest, requestSha } from './request';
@@ -129,7 +130,7 @@ export function createModelActivities({ config, sql, blobs, outputLimit = DEFAUL
      * (large ones by reference) with a report of how the request was built. Tools are offered but
      * never executed here; the workflow runs them.
      * @throws ApplicationFailure `Model.RateLimit` | `Model.Unavailable` | `Store.Unavailable` | `Blob.Unavailable` (retryable),
-     *   `Model.Auth` | `Model.BadRequest` | `Model.NotConfigured` | `Model.ScriptExhausted` | `Blob.Missing` (non-retryable).
+     *   `Model.Auth` | `Model.BadRequest` | `Model.BadResponse` | `Model.NotConfigured` | `Model.ScriptExhausted` | `Blob.Missing` (non-retryable).
      */
     async callModel(input: CallModelInput): Promise<ModelTurn> {
       const { sessionId } = input;
@@ -161,7 +162,8 @@ export function createModelActivities({ config, sql, blobs, outputLimit = DEFAUL
           if (typeof init?.body === 'string') bodies.push(createHash('sha256').update(init.body).digest('hex'));
           return globalThis.fetch(url, init);
         };
-        const languageModel = languageModelFor(model, resolved, { fetch: fetchSpy, ...(input.turn !== undefined ? { turn: input.turn } : {}) });
+        const fetch = guardedFetch(fetchSpy, label);
+        const languageModel = languageModelFor(model, resolved, { fetch, ...(input.turn !== undefined ? { turn: input.turn } : {}) });
         const timeout = AbortSignal.timeout(resolved.requestTimeoutMs);
         const cancel = activitySignal();
         const abortSignal = cancel ? AbortSignal.any([cancel, timeout]) : timeout;

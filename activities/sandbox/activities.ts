@@ -15,13 +15,14 @@ import { runsInSandbox, validateToolCall } from '../../common/tools';
 import type { ContentRef, SandboxHandle, SandboxRuntimeInfo, SandboxSpec, SnapshotInfo, ToolCall, ToolResult } from '../../common/types';
 import { claimContainer, NameTakenError, startAttached, waitReady, type Ping } from '../../host/bring-up';
 import { statusOf } from '../../host/docker-errors';
-import { ExecutorGoneError } from '../../host/executor-client';
+import { ExecutorGoneError, type ExecutorResponse } from '../../host/executor-client';
 import { imageExists } from '../../host/image';
 import { ensureVolume, ownerOf, removeSession, sessionContainers } from '../../host/inventory';
 import { createOptions } from '../../host/lockdown';
 import type { WarmPool } from '../../host/pool';
 import type { SandboxRuntime } from '../../host/runtime';
 import { restoreSnapshot, takeSnapshot } from '../../host/snapshots';
+import { storable } from '../../store/events';
 import { resolveSandboxConfig, type SandboxConfig } from './config';
 import { badRequest, classifyDockerError, classifySandboxError, containerGone, imageMissing } from './errors';
 import { toExecutorOp, toToolResult } from './tool-ops';
@@ -159,9 +160,11 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
   }
 
   /** Keep a large output in the blob store; the result carries a preview and the reference. */
-  async function storeOutput(result: ToolResult): Promise<ToolResult> {
+  async function storeOutput(result: ToolResult, response: ExecutorResponse): Promise<ToolResult> {
     if (fitsInline(result.output)) return result;
-    const outputRef = await putContent(blobs, result.output);
+    // Bytes the executor cut from the middle of an output past the storage cap: the reference says so.
+    const cutBytes = response.ok && typeof response.result.cutBytes === 'number' ? response.result.cutBytes : 0;
+    const outputRef = await putContent(blobs, result.output, { cutBytes });
     return { ...result, output: preview(result.output), outputRef };
   }
 
@@ -238,7 +241,9 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
       // Stable across retries of this activity, so a retry never runs the call twice; unique across
       // the session's runs (activity ids start again at 1 after continue-as-new or a reset).
       const key = ctx && wf ? `${wf.workflowId}/${wf.runId}/${ctx.info.activityId}` : `${sessionId}/${call.id}`;
-      const op = toExecutorOp(valid.name, valid.input, config);
+      // What runs is what the event log records: lone surrogates (and NUL) as U+FFFD, which the executor
+      // can encode (it used to fail the call with a UnicodeEncodeError) and Postgres can store.
+      const op = toExecutorOp(valid.name, storable(valid.input) as typeof valid.input, config);
       const client = runtime.client(handle.containerId);
       const id = client.newRequestId();
       const started = Date.now();
@@ -247,7 +252,7 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
       const answer = client.request(op.op, op.args, { id, key, timeoutMs: op.timeoutMs });
       try {
         const response = ctx ? await Promise.race([answer, ctx.cancelled]) : await answer;
-        const result = await storeOutput(toToolResult(call, valid.name, response, config.outputLimit, Date.now() - started));
+        const result = await storeOutput(toToolResult(call, valid.name, response, config.outputLimit, Date.now() - started), response);
         if (snapshot) {
           const { info } = await takeSnapshot(client, blobs, snapshot.parent);
           if (info) result.snapshot = info;
