@@ -19,7 +19,7 @@ import { createGunzip, createGzip } from 'node:zlib';
 import { createInterface } from 'node:readline';
 import { BlobMissingError, readBlob, type BlobReader } from '../blobs';
 import type { EventType } from '../common/events';
-import { parseManifest } from '../common/manifest';
+import { readManifest } from '../common/manifest';
 import type { ChainedEventRow } from '../store';
 import { referencesOf } from './gc';
 import { historyFromJson, historyToJson, type History } from './history';
@@ -76,10 +76,13 @@ export async function writeBundle(args: {
     for (const id of refs.snapshots) manifests.add(id);
   }
   for (const id of manifests) {
-    const text = await args.blobs.getManifest(id);
-    if (text === undefined) continue;
-    wanted.add(id);
-    for (const entry of parseManifest(text).entries) if (entry.type === 'file') wanted.add(entry.sha);
+    const stored = await readManifest(args.blobs, id).catch(() => undefined);
+    if (stored === undefined) {
+      wanted.add(id); // counted missing below, or what of it is there (a version 2 root without all its trees)
+      continue;
+    }
+    for (const sha of stored.objects.keys()) wanted.add(sha);
+    for (const entry of stored.manifest.entries) if (entry.type === 'file') wanted.add(entry.sha);
   }
   async function* all(): AsyncGenerator<string> {
     for (const line of lines) yield `${JSON.stringify(line)}\n`;

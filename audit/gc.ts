@@ -16,7 +16,7 @@
  */
 import type { BlobStore } from '../blobs';
 import type { EventRow } from '../common/events';
-import { parseManifest } from '../common/manifest';
+import { readManifest } from '../common/manifest';
 import type { ContentRef } from '../common/types';
 import type { Sql } from '../store';
 
@@ -133,12 +133,14 @@ export async function collectGarbage(sql: Sql, blobs: BlobStore, opts: GcOptions
   for (const id of manifests) {
     marked.add(id);
     if (!/^[0-9a-f]{64}$/.test(id)) continue;
-    const text = await blobs.getManifest(id);
-    if (text === undefined) {
+    // A version 2 snapshot is a tree of objects: every one of them is referenced too.
+    const stored = await readManifest(blobs, id).catch(() => undefined);
+    if (stored === undefined) {
       report.missingManifests++;
       continue;
     }
-    for (const entry of parseManifest(text).entries) if (entry.type === 'file') marked.add(entry.sha);
+    for (const sha of stored.objects.keys()) marked.add(sha);
+    for (const entry of stored.manifest.entries) if (entry.type === 'file') marked.add(entry.sha);
   }
   report.referenced = marked.size;
 
