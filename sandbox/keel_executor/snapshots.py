@@ -86,12 +86,14 @@ class Tree:
     ("file", mode, size, sha), ("dir", mode, tree sha) or ("symlink", target); and its object's text and sha.
     Immutable, so snapshots share the trees of the directories they have in common."""
 
-    __slots__ = ("kids", "text", "sha")
+    __slots__ = ("kids", "text", "sha", "files", "bytes")
 
     def __init__(self, kids):
         self.kids = kids
         self.text = _tree_text(kids)
         self.sha = _sha(self.text)
+        self.files = sum(1 for _, k in kids if k[0] != "dir")
+        self.bytes = sum(k[2] for _, k in kids if k[0] == "file")
 
 
 def _build_trees(order, listing, previous):
@@ -105,7 +107,7 @@ def _build_trees(order, listing, previous):
             sub = trees.get(d + "/" + name)
             if sub is not None:
                 kids.append((name, ("dir", mode, sub.sha)))
-        kids.sort(key=lambda nk: nk[0])
+        kids.sort()  # by name: names are unique within a directory
         kids = tuple(kids)
         old = previous.get(d)
         trees[d] = old if old is not None and old.kids == kids else Tree(kids)
@@ -542,14 +544,13 @@ class Snapshotter:
             self._remember(snap)
             self._current = snap.id
         mid = snap.id
-        files = sum(1 for t in trees.values() for _, k in t.kids if k[0] != "dir")
         result = {
             "id": mid,
             "parent": parent,
             "unchanged": parent == mid,
             "entries": len(roots) + sum(len(t.kids) for t in trees.values()),
-            "files": files,
-            "bytes": sum(k[2] for t in trees.values() for _, k in t.kids if k[0] == "file"),
+            "files": sum(t.files for t in trees.values()),
+            "bytes": sum(t.bytes for t in trees.values()),
             "manifestBytes": len(snap.text),
         }
         result.update(stats)
