@@ -37,6 +37,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import type Docker from 'dockerode';
+import { tsToMs } from '@temporalio/common/lib/time';
 import { KeelClient } from '../client';
 import { createSandboxActivities } from '../activities/sandbox';
 import { defaultImageTag, SandboxRuntime, WarmPool } from '../host';
@@ -231,6 +232,7 @@ async function main() {
     if (done.status !== 'completed') throw new Error(`recovery session ${done.status}: ${done.error}`);
     const first = (await getEvents(sql, rid)).find((e) => e.type === 'tool.result');
     recoveries.push(first!.at.getTime() - killedAt);
+    console.log(`recovery ${i + 1}: ${await recoveryProfile(keel, rid, killedAt, first!.at.getTime())}`);
     await rescuer.kill('SIGTERM');
   }
   rows.push(judged({ figure: 'fault recovery: worker SIGKILL mid-command -> next completed step', keel: summarize(recoveries) }, TARGETS.recovery));
@@ -296,6 +298,27 @@ async function main() {
   };
   writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
   console.log(`\nraw results: ${file}`);
+}
+
+/**
+ * Where a recovery's time went, from the session's history: kill -> the retried tool call completed
+ * (heartbeat timeout, retry delay, the executor's journal answer, the snapshot) -> the next workflow task
+ * started (after the dead worker's sticky queue timed out) -> the step recorded.
+ */
+async function recoveryProfile(keel: KeelClient, sessionId: string, killedAt: number, recordedAt: number): Promise<string> {
+  const { events } = await keel.temporal.workflow.getHandle(sessionId).fetchHistory();
+  const all = events ?? [];
+  const tool = all.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'runTool');
+  const done = all.find((e) => e.activityTaskCompletedEventAttributes && String(e.activityTaskCompletedEventAttributes.scheduledEventId) === String(tool?.eventId));
+  const started = all.find((e) => String(e.activityTaskStartedEventAttributes?.scheduledEventId ?? '') === String(tool?.eventId));
+  const doneAt = tsToMs(done?.eventTime);
+  const after = all.filter((e) => tsToMs(e.eventTime) >= doneAt);
+  const taskStarted = after.find((e) => e.workflowTaskStartedEventAttributes);
+  const stickyTimeouts = after.filter((e) => e.workflowTaskTimedOutEventAttributes).length;
+  return (
+    `tool call completed +${doneAt - killedAt} ms (attempt ${started?.activityTaskStartedEventAttributes?.attempt ?? '?'}), ` +
+    `workflow task started +${tsToMs(taskStarted?.eventTime) - killedAt} ms (${stickyTimeouts} sticky timeout), step recorded +${recordedAt - killedAt} ms`
+  );
 }
 
 /**

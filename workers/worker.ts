@@ -79,6 +79,7 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
         activities,
         interceptors: opts.sessionInterceptors,
         maxConcurrentWorkflowTaskExecutions: config.maxWorkflowTasks,
+        stickyQueueScheduleToStartTimeout: config.stickyTimeoutMs,
         maxConcurrentLocalActivityExecutions: config.maxLocalActivities,
         ...(config.maxCachedWorkflows !== undefined ? { maxCachedWorkflows: config.maxCachedWorkflows } : {}),
       }),

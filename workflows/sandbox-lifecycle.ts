@@ -28,7 +28,7 @@ const { provisionSandbox } = proxyActivities<SandboxActivities>({
 });
 
 /**
- * Tool calls of sessions with this marker notice a dead sandbox worker 2 s after its last heartbeat
+ * Tool calls of sessions with this marker notice a dead sandbox worker 1.5 s after its last heartbeat
  * (was 10 s) and are retried 200 ms later (was 1 s). Only calls that outlive the activity's first
  * heartbeat interval heartbeat at all, so a short call costs the server nothing more; a retry is safe,
  * as it is answered by the executor's journal (it waits for the call still running there).
@@ -43,7 +43,7 @@ function onHost(handle: SandboxHandle, timeoutSec: number, hostTimeoutSec: numbe
     startToCloseTimeout: `${timeoutSec + 120}s`,
     // A host whose worker is gone leaves the task queued: give up on it and restore elsewhere.
     scheduleToStartTimeout: `${hostTimeoutSec}s`,
-    heartbeatTimeout: fast ? '2s' : '10s',
+    heartbeatTimeout: fast ? '1500ms' : '10s',
     retry: { initialInterval: fast ? '200ms' : '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 10 },
   });
 }

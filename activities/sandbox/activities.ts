@@ -29,13 +29,13 @@ import { toExecutorOp, toToolResult } from './tool-ops';
 /** How often a running sandbox activity heartbeats (provision, snapshot, destroy: 10 s or 30 s timeouts). */
 const HEARTBEAT_MS = 2000;
 /**
- * How often a running tool call heartbeats: well inside its 2 s heartbeat timeout
+ * How often a running tool call heartbeats: well inside its 1.5 s heartbeat timeout
  * (workflows/sandbox-lifecycle.ts, PATCH_FAST_RECOVERY). The SDK sends at most one beat per
  * {@link HEARTBEAT_THROTTLE_MS}, and none for a call that ends before the first interval.
  */
-const TOOL_HEARTBEAT_MS = 500;
-/** The sandbox workers' `maxHeartbeatThrottleInterval`: a beat reaches the server at least every second. */
-export const HEARTBEAT_THROTTLE_MS = 1000;
+const TOOL_HEARTBEAT_MS = 400;
+/** The sandbox workers' `maxHeartbeatThrottleInterval`: a long call's beat reaches the server every 0.5 s. */
+export const HEARTBEAT_THROTTLE_MS = 500;
 
 export interface SandboxActivityDeps {
   /** Holds the Docker client and the attach streams; the worker closes it at shutdown. */
