@@ -18,6 +18,12 @@ import type { ExecutorClient, ExecutorResponse } from './executor-client';
 export const TRANSFER_CHUNK = 1 << 20;
 /** Transfer requests in flight at once. */
 export const TRANSFER_CONCURRENCY = 4;
+/**
+ * Blob store writes (or reads) at once for the small files of one transfer request. One after another,
+ * each blob's fsync waited for the one before; at once, the file system commits them together
+ * (a directory store) or the requests overlap (S3).
+ */
+const BLOB_CONCURRENCY = 16;
 const OP_TIMEOUT_MS = 120_000;
 const WALK_TIMEOUT_MS = 600_000;
 /**
@@ -161,10 +167,11 @@ async function upload(client: ExecutorClient, blobs: BlobStore, snap: ExecutorSn
     batchBytes = 0;
     tasks.push(async () => {
       const data = await readRange(client, files.map(([, path, size]) => ({ path, offset: 0, length: size })));
-      for (const [i, [sha]] of files.entries()) {
+      const puts = files.map(([sha], i) => async () => {
         const n = await blobs.put(sha, data[i] as Buffer); // not `bytes += await`: that reads `bytes` before the await
         bytes += n;
-      }
+      });
+      await pool(puts, BLOB_CONCURRENCY);
     });
   };
   for (const file of missing) {
@@ -296,8 +303,13 @@ export async function restoreSnapshot(client: ExecutorClient, blobs: BlobStore, 
     batch = [];
     batchBytes = 0;
     tasks.push(async () => {
-      const items = [];
-      for (const f of group) items.push({ path: f.path, offset: 0, data: (await readBlob(blobs, f.sha)).toString('base64') });
+      const items: Array<{ path: string; offset: number; data: string }> = [];
+      await pool(
+        group.map((f, i) => async () => {
+          items[i] = { path: f.path, offset: 0, data: (await readBlob(blobs, f.sha)).toString('base64') };
+        }),
+        BLOB_CONCURRENCY,
+      );
       await call(client, 'write_files', { items });
     });
   };
