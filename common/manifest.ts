@@ -120,6 +120,43 @@ export async function readManifest(source: ManifestSource, id: string): Promise<
   return { manifest: { version, roots: root.roots ?? [], entries }, objects };
 }
 
+/**
+ * Add to `seen` the id of every object snapshot `id` is made of and the sha of every file it holds;
+ * false when its root is not in the store. A tree already in `seen` was added whole before (with all it
+ * holds), so it is not read again: marking many snapshots of one session reads each distinct tree once.
+ * Throws naming the object when a tree it needs is missing or malformed.
+ */
+export async function addReferences(source: ManifestSource, id: string, seen: Set<string>): Promise<boolean> {
+  if (seen.has(id)) return true;
+  const text = await source.getManifest(id);
+  if (text === undefined) return false;
+  const root = JSON.parse(text) as { trees?: Array<{ path: string; tree: string }> };
+  if (!Array.isArray(root?.trees)) {
+    for (const e of parseManifest(text).entries) if (e.type === 'file') seen.add(e.sha);
+    seen.add(id);
+    return true;
+  }
+  // Added to `seen` only once the whole snapshot was read: a tree there always comes with all it holds.
+  const found = new Set<string>();
+  const stack: Array<[string, string]> = root.trees.map((r) => [r.path, r.tree]);
+  while (stack.length > 0) {
+    const [dir, sha] = stack.pop()!;
+    if (seen.has(sha) || found.has(sha)) continue;
+    const body = await source.getManifest(sha);
+    if (body === undefined) throw new Error(`snapshot ${id}: the tree of ${dir} (${sha}) is not in the store`);
+    const doc = JSON.parse(body) as { tree?: TreeEntry[] };
+    if (!Array.isArray(doc?.tree)) throw new Error(`snapshot ${id}: ${sha} (${dir}) is not a tree object`);
+    for (const k of doc.tree) {
+      if (k.type === 'file') found.add(k.sha);
+      else if (k.type === 'dir') stack.push([`${dir}/${k.name}`, k.tree]);
+    }
+    found.add(sha);
+  }
+  for (const sha of found) seen.add(sha);
+  seen.add(id);
+  return true;
+}
+
 export interface ManifestDiff {
   added: ManifestEntry[];
   removed: ManifestEntry[];

@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { diffManifests, parseManifest, readManifest, type ManifestEntry } from '../../common/manifest';
+import { addReferences, diffManifests, parseManifest, readManifest, type ManifestEntry } from '../../common/manifest';
 import type { EventRow } from '../../common/events';
 import { asText, stepSnapshots, unifiedDiff } from '../../inspect';
 
@@ -127,5 +127,37 @@ describe('readManifest', () => {
     const evilRoot = `{"version":2,"roots":["/workspace"],"trees":[{"path":"/workspace","mode":493,"tree":"${sha(evil)}"}]}`;
     await assert.rejects(readManifest(store([evilRoot, evil]), sha(evilRoot)), /bad entry name/);
     assert.throws(() => parseManifest(root), /read it with readManifest/);
+  });
+});
+
+describe('addReferences', () => {
+  const sha = (t: string): string => createHash('sha256').update(t).digest('hex');
+  const file = (n: string): string => createHash('sha256').update(n).digest('hex');
+  const tree = (kids: string[]): string => `{"version":2,"tree":[${kids.join(',')}]}`;
+  const leaf = tree([`{"name":"f","type":"file","mode":420,"size":1,"sha":"${file('f')}"}`]);
+  const top = tree([`{"name":"d","type":"dir","mode":493,"tree":"${sha(leaf)}"}`, `{"name":"g","type":"file","mode":420,"size":1,"sha":"${file('g')}"}`]);
+  const rootOf = (t: string): string => `{"version":2,"roots":["/workspace"],"trees":[{"path":"/workspace","mode":493,"tree":"${sha(t)}"}]}`;
+
+  it('adds every object and file, reads a tree shared with a snapshot added before only once', async () => {
+    const texts = new Map([rootOf(top), top, leaf].map((t) => [sha(t), t]));
+    const reads: string[] = [];
+    const source = { getManifest: async (id: string) => (reads.push(id), texts.get(id)) };
+    const seen = new Set<string>();
+    assert.equal(await addReferences(source, sha(rootOf(top)), seen), true);
+    assert.deepEqual([...seen].sort(), [sha(rootOf(top)), sha(top), sha(leaf), file('f'), file('g')].sort());
+    // A second snapshot whose top differs but shares d/: d's tree is not read again.
+    const top2 = tree([`{"name":"d","type":"dir","mode":493,"tree":"${sha(leaf)}"}`]);
+    texts.set(sha(top2), top2).set(sha(rootOf(top2)), rootOf(top2));
+    reads.length = 0;
+    assert.equal(await addReferences(source, sha(rootOf(top2)), seen), true);
+    assert.deepEqual(reads, [sha(rootOf(top2)), sha(top2)]);
+  });
+
+  it('adds nothing of a snapshot with a missing tree, so a later one sharing its trees reads them whole', async () => {
+    const texts = new Map([rootOf(top), top].map((t) => [sha(t), t]));
+    const seen = new Set<string>();
+    await assert.rejects(addReferences({ getManifest: async (id: string) => texts.get(id) }, sha(rootOf(top)), seen), /is not in the store/);
+    assert.equal(seen.size, 0);
+    assert.equal(await addReferences({ getManifest: async () => undefined }, sha(rootOf(top)), seen), false);
   });
 });
