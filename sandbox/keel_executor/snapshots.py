@@ -12,8 +12,9 @@ still read, for restores and as parents. A stat cache keyed by
 path -> (size, mtime_ns, ctime_ns, ino) means unchanged files are not re-read;
 files whose timestamps fall within RACY_NS of the walk are rehashed next time
 (git's racy-clean rule). Small snapshots come back whole in the snapshot
-answer (`inline`: the manifest and changed files' bytes); larger ones are
-fetched with get_manifest and read_files. The host uploads file contents to its
+answer (`inline`: the root, the new directory objects and changed files'
+bytes); larger ones are fetched with get_manifest (any object by its sha) and
+read_files. The host uploads file contents to its
 blob store and writes them back into a fresh container (restore_begin,
 write_files, restore_finish). The restore marker lives in the root-only
 STATE_DIR, which is not snapshotted; the shell state lives in /home/keel, which
