@@ -31,9 +31,12 @@ const { provisionSandbox } = proxyActivities<SandboxActivities>({
  * Tool calls of sessions with this marker notice a dead sandbox worker 1.5 s after its last heartbeat
  * (was 10 s) and are retried 200 ms later (was 1 s). Only calls that outlive the activity's first
  * heartbeat interval heartbeat at all, so a short call costs the server nothing more; a retry is safe,
- * as it is answered by the executor's journal (it waits for the call still running there).
+ * as it is answered by the executor's journal (it waits for the call still running there). Only for
+ * hosts whose handle says their calls beat often enough ({@link FAST_HEARTBEAT_MAX_MS}).
  */
 export const PATCH_FAST_RECOVERY = 'keel-fast-recovery';
+/** A host whose tool calls heartbeat at least this often (`SandboxHandle.toolHeartbeatMs`) gets the short timeout. */
+const FAST_HEARTBEAT_MAX_MS = 500;
 
 /** Sandbox activities bound to the queue of the host that holds the container; `fast`: {@link PATCH_FAST_RECOVERY}. */
 function onHost(handle: SandboxHandle, timeoutSec: number, hostTimeoutSec: number, fast = false) {
@@ -112,7 +115,8 @@ export class SessionSandbox {
     for (let restores = 0; ; restores++) {
       const handle = this.handle ?? (await this.provision('resume'));
       try {
-        const result = await onHost(handle, timeoutSec, this.hostTimeoutSec, patched(PATCH_FAST_RECOVERY)).runTool({
+        const fast = (handle.toolHeartbeatMs ?? Infinity) <= FAST_HEARTBEAT_MAX_MS && patched(PATCH_FAST_RECOVERY);
+        const result = await onHost(handle, timeoutSec, this.hostTimeoutSec, fast).runTool({
           sessionId: this.sessionId,
           handle: { containerId: handle.containerId },
           call,

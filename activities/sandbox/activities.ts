@@ -105,6 +105,7 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
       hostId: config.hostId,
       image,
       runtime: { ...(await imageInfo(image)), limits: { memoryMb, cpus, pidsLimit }, network: 'none' },
+      toolHeartbeatMs: TOOL_HEARTBEAT_MS,
     };
   };
 
