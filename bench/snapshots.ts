@@ -143,6 +143,7 @@ async function benchWorkspace(b: Bench, files: number, fileBytes: number): Promi
     const walks: number[] = [];
     const stored: number[] = [];
     let rss = rss0;
+    const rssSteps: number[] = [];
     for (let i = 0; i < b.runs; i++) {
       await sh(b, sessionId, handle, `echo ${i + 1} > /workspace/small.txt`);
       const before = b.counting.stored;
@@ -153,10 +154,11 @@ async function benchWorkspace(b: Bench, files: number, fileBytes: number): Promi
       walks.push(out.executor.durationMs);
       stored.push(b.counting.stored - before);
       rss = await executorRssMiB(b.docker, handle.containerId);
+      rssSteps.push(rss);
     }
     b.log(
       `  one-file step: p50 ${summarize(steps).p50.toFixed(1)} ms (of which the executor's walk, diff and answer ${summarize(walks).p50} ms), ` +
-        `stores ${summarize(stored).p50} B, executor ${rss.toFixed(1)} MiB`,
+        `stores ${summarize(stored).p50} B, executor ${rss0.toFixed(1)} MiB -> ${rssSteps.map((m) => m.toFixed(1)).join(', ')} MiB after each step`,
     );
     if (!parent) throw new Error('no snapshot to restore');
     const restores: number[] = [];
