@@ -19,7 +19,7 @@ import { createGunzip, createGzip } from 'node:zlib';
 import { createInterface } from 'node:readline';
 import { BlobMissingError, readBlob, type BlobReader } from '../blobs';
 import type { EventType } from '../common/events';
-import { parseManifest } from '../common/manifest';
+import { addReferences } from '../common/manifest';
 import type { ChainedEventRow } from '../store';
 import { referencesOf } from './gc';
 import { historyFromJson, historyToJson, type History } from './history';
@@ -75,12 +75,8 @@ export async function writeBundle(args: {
     for (const sha of refs.blobs) wanted.add(sha);
     for (const id of refs.snapshots) manifests.add(id);
   }
-  for (const id of manifests) {
-    const text = await args.blobs.getManifest(id);
-    if (text === undefined) continue;
-    wanted.add(id);
-    for (const entry of parseManifest(text).entries) if (entry.type === 'file') wanted.add(entry.sha);
-  }
+  // Each snapshot's objects and files; one the store lacks (or lacks a tree of) is left out, and verify names it.
+  for (const id of manifests) await addReferences(args.blobs, id, wanted).catch(() => false);
   async function* all(): AsyncGenerator<string> {
     for (const line of lines) yield `${JSON.stringify(line)}\n`;
     for (const sha of wanted) {

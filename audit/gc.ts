@@ -16,7 +16,7 @@
  */
 import type { BlobStore } from '../blobs';
 import type { EventRow } from '../common/events';
-import { parseManifest } from '../common/manifest';
+import { addReferences } from '../common/manifest';
 import type { ContentRef } from '../common/types';
 import type { Sql } from '../store';
 
@@ -131,14 +131,17 @@ export async function collectGarbage(sql: Sql, blobs: BlobStore, opts: GcOptions
     }
   }
   for (const id of manifests) {
-    marked.add(id);
-    if (!/^[0-9a-f]{64}$/.test(id)) continue;
-    const text = await blobs.getManifest(id);
-    if (text === undefined) {
-      report.missingManifests++;
+    if (!/^[0-9a-f]{64}$/.test(id)) {
+      marked.add(id);
       continue;
     }
-    for (const entry of parseManifest(text).entries) if (entry.type === 'file') marked.add(entry.sha);
+    // Every object of a snapshot (version 2: its root and directory trees) and every file it holds;
+    // trees shared with a snapshot marked before are not read again.
+    const whole = await addReferences(blobs, id, marked).catch(() => false);
+    if (!whole) {
+      marked.add(id);
+      report.missingManifests++;
+    }
   }
   report.referenced = marked.size;
 

@@ -13,7 +13,7 @@
  * manifest holds paths, types, modes, sizes and content hashes, no times.
  */
 import { readBlob, type BlobReader } from '../blobs';
-import { diffManifests, parseManifest, type Manifest } from '../common/manifest';
+import { diffManifests, readManifest, type Manifest } from '../common/manifest';
 import { SNAPSHOT_TOOLS } from '../common/tools';
 import type { ToolResult } from '../common/types';
 
@@ -88,8 +88,7 @@ export function firstDifferingLines(recorded: string, rerun: string, max = MAX_L
 /** A manifest from the store, or undefined when it is not there (an empty workspace when `id` is undefined). */
 async function manifestOf(blobs: BlobReader, id: string | undefined): Promise<Manifest | undefined> {
   if (!id) return { version: 1, roots: [], entries: [] };
-  const text = await blobs.getManifest(id);
-  return text === undefined ? undefined : parseManifest(text);
+  return (await readManifest(blobs, id))?.manifest;
 }
 
 /** The files that differ between the snapshots the recording and the rerun ended with (undefined: an empty workspace). */

@@ -22,7 +22,7 @@
 import { createHash } from 'node:crypto';
 import { canonicalJson } from '../common/canonical-json';
 import type { EventRow } from '../common/events';
-import { parseManifest } from '../common/manifest';
+import { readManifest } from '../common/manifest';
 import type { ModelTurn, ToolResult } from '../common/types';
 import { chainHash, type ChainedEventRow } from '../store';
 import { referencesOf } from './gc';
@@ -188,9 +188,11 @@ async function checkBlobs(evidence: Evidence, report: VerifyReport): Promise<voi
     const refs = referencesOf(e as EventRow);
     for (const sha of refs.blobs) await check(sha, e.type === 'session.archived' ? 'history archive' : 'stored content', e.seq);
     for (const id of refs.snapshots) {
-      const manifest = await check(id, 'snapshot manifest', e.seq);
-      if (!manifest) continue;
-      for (const entry of parseManifest(manifest.toString('utf8')).entries) {
+      // Every object of the manifest (the root, and each directory's tree in version 2) is checked as it is read.
+      const objects = { getManifest: async (sha: string) => (await check(sha, sha === id ? 'snapshot manifest' : `tree of snapshot ${id.slice(0, 12)}`, e.seq))?.toString('utf8') };
+      const stored = await readManifest(objects, id).catch(() => undefined); // what is missing or changed is a problem already
+      if (!stored) continue;
+      for (const entry of stored.manifest.entries) {
         if (entry.type === 'file') await check(entry.sha, `file ${entry.path} of snapshot ${id.slice(0, 12)}`, e.seq);
       }
     }

@@ -242,6 +242,11 @@ export interface SandboxHandle {
   image: string;
   /** What the container runs on, for the session's runtime contract. Absent from handles made by older hosts. */
   runtime?: SandboxRuntimeInfo;
+  /**
+   * How often this host's tool calls heartbeat, ms. Absent from handles made by older hosts, which beat
+   * every 2 s: their calls keep the 10 s heartbeat timeout (a shorter one would time out every long call).
+   */
+  toolHeartbeatMs?: number;
 }
 
 /** The sandbox side of a session's runtime contract: what its container actually ran. */

@@ -10,7 +10,7 @@
  * files the executor writes get the sandbox user's ownership for free.
  */
 import { BlobMismatchError, readBlob, type BlobStore } from '../blobs';
-import { parseManifest, type ManifestEntry } from '../common/manifest';
+import { readManifest, type ManifestEntry } from '../common/manifest';
 import type { SnapshotInfo } from '../common/types';
 import type { ExecutorClient, ExecutorResponse } from './executor-client';
 
@@ -18,6 +18,12 @@ import type { ExecutorClient, ExecutorResponse } from './executor-client';
 export const TRANSFER_CHUNK = 1 << 20;
 /** Transfer requests in flight at once. */
 export const TRANSFER_CONCURRENCY = 4;
+/**
+ * Blob store writes (or reads) at once for the small files of one transfer request. One after another,
+ * each blob's fsync waited for the one before; at once, the file system commits them together
+ * (a directory store) or the requests overlap (S3).
+ */
+const BLOB_CONCURRENCY = 16;
 const OP_TIMEOUT_MS = 120_000;
 const WALK_TIMEOUT_MS = 600_000;
 /**
@@ -48,11 +54,15 @@ export interface ExecutorSnapshot {
   skipped: number;
   /** One [sha, path, size] per distinct content added or modified since the parent. */
   upload: Array<[string, string, number]>;
+  /** One [sha, bytes] per directory object (manifest version 2) the parent lacks; absent from older executors. */
+  trees?: Array<[string, number]>;
   durationMs: number;
   /** The manifest text, when it changed and is small (asked for with `inline`). */
   manifest?: string;
   /** Base64 contents of some `upload` files, by sha (asked for with `inline`). */
   data?: Record<string, string>;
+  /** Texts of some `trees`, by sha (asked for with `inline`). */
+  objects?: Record<string, string>;
 }
 
 /** A snapshot and how it was made. `info` is null when nothing changed since the parent. */
@@ -107,10 +117,16 @@ async function executorSnapshot(client: ExecutorClient, blobs: BlobStore, parent
   } catch (err) {
     if (!(err instanceof SnapshotOpError && err.code === 'UnknownParent' && parent)) throw err;
   }
-  const text = await blobs.getManifest(parent);
-  if (text === undefined) throw new SnapshotMissingError(parent);
-  await call(client, 'load_manifest', { id: parent, manifest: text });
+  const stored = await readManifest(blobs, parent);
+  if (stored === undefined) throw new SnapshotMissingError(parent);
+  await call(client, 'load_manifest', manifestArgs(parent, stored.objects));
   return (await call(client, 'snapshot', args, WALK_TIMEOUT_MS)) as unknown as ExecutorSnapshot;
+}
+
+/** The `id`, `manifest` and `objects` (its trees, version 2) arguments that hand a stored snapshot to the executor. */
+function manifestArgs(id: string, objects: Map<string, string>): Record<string, unknown> {
+  const trees = Object.fromEntries([...objects].filter(([sha]) => sha !== id));
+  return { id, manifest: objects.get(id), objects: trees };
 }
 
 async function readRange(client: ExecutorClient, items: Array<{ path: string; offset: number; length: number }>): Promise<Buffer[]> {
@@ -129,10 +145,11 @@ async function readRange(client: ExecutorClient, items: Array<{ path: string; of
  */
 async function upload(client: ExecutorClient, blobs: BlobStore, snap: ExecutorSnapshot): Promise<{ bytes: number; files: number }> {
   const shas = snap.upload.map(([sha]) => sha);
+  const trees = (snap.trees ?? []).map(([sha]) => sha);
   const [haveManifest] = await blobs.has([snap.id]);
   if (haveManifest) {
     // Unchanged files are referenced through the parent; what changed (everything, without a parent) is kept here.
-    await blobs.keep([snap.id, ...shas]);
+    await blobs.keep([snap.id, ...trees, ...shas]);
     return { bytes: 0, files: 0 };
   }
   const present = await blobs.has(shas);
@@ -150,10 +167,11 @@ async function upload(client: ExecutorClient, blobs: BlobStore, snap: ExecutorSn
     batchBytes = 0;
     tasks.push(async () => {
       const data = await readRange(client, files.map(([, path, size]) => ({ path, offset: 0, length: size })));
-      for (const [i, [sha]] of files.entries()) {
+      const puts = files.map(([sha], i) => async () => {
         const n = await blobs.put(sha, data[i] as Buffer); // not `bytes += await`: that reads `bytes` before the await
         bytes += n;
-      }
+      });
+      await pool(puts, BLOB_CONCURRENCY);
     });
   };
   for (const file of missing) {
@@ -178,17 +196,29 @@ async function upload(client: ExecutorClient, blobs: BlobStore, snap: ExecutorSn
     batchBytes += size;
   }
   flush();
+  // Directory objects (version 2) the store lacks, inline or fetched; the store keeps those it has.
+  const haveTree = await blobs.has(trees);
+  await blobs.keep(trees.filter((_, i) => haveTree[i]));
+  for (const [i, [sha, size]] of (snap.trees ?? []).entries()) {
+    if (haveTree[i]) continue;
+    const inlined = snap.objects?.[sha];
+    tasks.push(async () => blobs.putManifest(sha, inlined ?? (await fetchObject(client, sha, size))));
+  }
   await pool(tasks, TRANSFER_CONCURRENCY);
+  await blobs.putManifest(snap.id, snap.manifest ?? (await fetchObject(client, snap.id, snap.manifestBytes)));
+  return { bytes, files: missing.length };
+}
 
-  let text = snap.manifest ?? '';
-  while (text.length < snap.manifestBytes) {
-    const r = await call(client, 'get_manifest', { id: snap.id, offset: text.length, length: 4 * TRANSFER_CHUNK });
+/** A manifest object's text from the executor, in pieces. */
+async function fetchObject(client: ExecutorClient, id: string, size: number): Promise<string> {
+  let text = '';
+  while (text.length < size) {
+    const r = await call(client, 'get_manifest', { id, offset: text.length, length: 4 * TRANSFER_CHUNK });
     const data = String(r.data ?? '');
-    if (!data) throw new ChangedUnderfootError(`manifest ${snap.id} ended early`);
+    if (!data) throw new ChangedUnderfootError(`manifest object ${id} ended early`);
     text += data;
   }
-  await blobs.putManifest(snap.id, text);
-  return { bytes, files: missing.length };
+  return text;
 }
 
 /** A large file's bytes in order, with up to {@link TRANSFER_CONCURRENCY} chunk reads ahead. */
@@ -259,10 +289,10 @@ export interface RestoreOutcome {
  */
 export async function restoreSnapshot(client: ExecutorClient, blobs: BlobStore, id: string): Promise<RestoreOutcome> {
   const started = Date.now();
-  const text = await blobs.getManifest(id);
-  if (text === undefined) throw new SnapshotMissingError(id);
-  const files = parseManifest(text).entries.filter((e): e is Extract<ManifestEntry, { type: 'file' }> => e.type === 'file');
-  await call(client, 'restore_begin', { id, manifest: text }, WALK_TIMEOUT_MS);
+  const stored = await readManifest(blobs, id);
+  if (stored === undefined) throw new SnapshotMissingError(id);
+  const files = stored.manifest.entries.filter((e): e is Extract<ManifestEntry, { type: 'file' }> => e.type === 'file');
+  await call(client, 'restore_begin', manifestArgs(id, stored.objects), WALK_TIMEOUT_MS);
 
   const tasks: Array<() => Promise<void>> = [];
   let batch: typeof files = [];
@@ -273,8 +303,13 @@ export async function restoreSnapshot(client: ExecutorClient, blobs: BlobStore, 
     batch = [];
     batchBytes = 0;
     tasks.push(async () => {
-      const items = [];
-      for (const f of group) items.push({ path: f.path, offset: 0, data: (await readBlob(blobs, f.sha)).toString('base64') });
+      const items: Array<{ path: string; offset: number; data: string }> = [];
+      await pool(
+        group.map((f, i) => async () => {
+          items[i] = { path: f.path, offset: 0, data: (await readBlob(blobs, f.sha)).toString('base64') };
+        }),
+        BLOB_CONCURRENCY,
+      );
       await call(client, 'write_files', { items });
     });
   };

@@ -5,7 +5,7 @@
  */
 import { readBlob, type BlobReader } from '../blobs';
 import type { EventRow } from '../common/events';
-import { diffManifests, parseManifest, type Manifest, type ManifestEntry } from '../common/manifest';
+import { diffManifests, readManifest, type Manifest, type ManifestEntry } from '../common/manifest';
 import type { SnapshotInfo } from '../common/types';
 import { asText, TEXT_DIFF_LIMIT, unifiedDiff } from './text-diff';
 
@@ -38,9 +38,9 @@ export interface StepDiff {
 
 /** A snapshot's manifest from the store; throws naming the store setting when it is missing. */
 export async function loadManifest(blobs: BlobReader, id: string): Promise<Manifest> {
-  const text = await blobs.getManifest(id);
-  if (text === undefined) throw new Error(`snapshot ${id} is not in the blob store; is it the one the sandbox hosts use (KEEL_BLOB_DIR, KEEL_BLOB_S3_BUCKET)?`);
-  return parseManifest(text);
+  const stored = await readManifest(blobs, id);
+  if (stored === undefined) throw new Error(`snapshot ${id} is not in the blob store; is it the one the sandbox hosts use (KEEL_BLOB_DIR, KEEL_BLOB_S3_BUCKET)?`);
+  return stored.manifest;
 }
 
 /**

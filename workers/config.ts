@@ -69,6 +69,14 @@ export interface KeelConfig {
    */
   maxWorkflowTasks: number;
   /**
+   * How long a session's next workflow task waits for the worker that ran its last one (its sticky
+   * queue) before any session worker takes it, replaying the history (`stickyQueueScheduleToStartTimeout`).
+   * A worker killed with SIGKILL costs every session it held this long per step. Lower recovers sooner;
+   * a worker too busy to start a task this soon pays a replay for it.
+   * Env `KEEL_STICKY_TIMEOUT_MS`. @default 1000 (the SDK's is 10 s)
+   */
+  stickyTimeoutMs: number;
+  /**
    * Event writes (local activities) the session worker runs at once (`maxConcurrentLocalActivityExecutions`).
    * Env `KEEL_MAX_LOCAL_ACTIVITIES`. @default 100 (the SDK's)
    */
@@ -118,6 +126,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     retentionDays: numberFrom(env.KEEL_RETENTION_DAYS, 30, 'KEEL_RETENTION_DAYS', 0, true),
     gcGraceSec: numberFrom(env.KEEL_GC_GRACE_SEC, 86_400, 'KEEL_GC_GRACE_SEC', 0, true),
     maxWorkflowTasks: numberFrom(env.KEEL_MAX_WORKFLOW_TASKS, 40, 'KEEL_MAX_WORKFLOW_TASKS', 2),
+    stickyTimeoutMs: numberFrom(env.KEEL_STICKY_TIMEOUT_MS, 1000, 'KEEL_STICKY_TIMEOUT_MS', 100),
     maxLocalActivities: numberFrom(env.KEEL_MAX_LOCAL_ACTIVITIES, 100, 'KEEL_MAX_LOCAL_ACTIVITIES', 1),
     maxSandboxActivities: numberFrom(env.KEEL_MAX_SANDBOX_ACTIVITIES, 500, 'KEEL_MAX_SANDBOX_ACTIVITIES', 1),
     maxCachedWorkflows: env.KEEL_MAX_CACHED_WORKFLOWS ? numberFrom(env.KEEL_MAX_CACHED_WORKFLOWS, 0, 'KEEL_MAX_CACHED_WORKFLOWS', 0) : undefined,

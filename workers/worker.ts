@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { bundleWorkflowCode, Worker, type NativeConnection, type WorkerInterceptors } from '@temporalio/worker';
 import type Docker from 'dockerode';
 import { createModelActivities, resolveModelConfig } from '../activities/model';
-import { createSandboxActivities } from '../activities/sandbox';
+import { createSandboxActivities, HEARTBEAT_THROTTLE_MS } from '../activities/sandbox';
 import { createStoreActivities } from '../activities/store';
 import { connectTemporal } from '../client/connection';
 import { hostQueueFor, SANDBOX_QUEUE, SESSION_QUEUE } from '../common/constants';
@@ -79,6 +79,7 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
         activities,
         interceptors: opts.sessionInterceptors,
         maxConcurrentWorkflowTaskExecutions: config.maxWorkflowTasks,
+        stickyQueueScheduleToStartTimeout: config.stickyTimeoutMs,
         maxConcurrentLocalActivityExecutions: config.maxLocalActivities,
         ...(config.maxCachedWorkflows !== undefined ? { maxCachedWorkflows: config.maxCachedWorkflows } : {}),
       }),
@@ -129,6 +130,8 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
           buildId,
           interceptors: opts.sandboxInterceptors,
           maxConcurrentActivityTaskExecutions: config.maxSandboxActivities,
+          // The SDK would hold beats back for 0.8 of the heartbeat timeout; a 2 s timeout needs them sooner.
+          maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE_MS,
         }),
       );
     }

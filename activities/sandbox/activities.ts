@@ -27,7 +27,16 @@ import { resolveSandboxConfig, type SandboxConfig } from './config';
 import { badRequest, classifyDockerError, classifySandboxError, containerGone, imageMissing } from './errors';
 import { toExecutorOp, toToolResult } from './tool-ops';
 
+/** How often a running sandbox activity heartbeats (provision, snapshot, destroy: 10 s or 30 s timeouts). */
 const HEARTBEAT_MS = 2000;
+/**
+ * How often a running tool call heartbeats: well inside its 1.5 s heartbeat timeout
+ * (workflows/sandbox-lifecycle.ts, PATCH_FAST_RECOVERY). The SDK sends at most one beat per
+ * {@link HEARTBEAT_THROTTLE_MS}, and none for a call that ends before the first interval.
+ */
+const TOOL_HEARTBEAT_MS = 400;
+/** The sandbox workers' `maxHeartbeatThrottleInterval`: a long call's beat reaches the server every 0.5 s. */
+export const HEARTBEAT_THROTTLE_MS = 500;
 
 export interface SandboxActivityDeps {
   /** Holds the Docker client and the attach streams; the worker closes it at shutdown. */
@@ -49,12 +58,12 @@ function activityContext(): Context | undefined {
   }
 }
 
-/** Heartbeat every {@link HEARTBEAT_MS} until the returned function is called. */
-function keepBeating(ctx: Context | undefined, details?: unknown): () => void {
+/** Heartbeat every `everyMs` until the returned function is called. */
+function keepBeating(ctx: Context | undefined, details?: unknown, everyMs = HEARTBEAT_MS): () => void {
   if (!ctx) return () => undefined;
   // No beat at the start: most calls finish long before the first interval, and each
   // beat is a round trip through the server (measured: ~3.5 ms of server CPU per call).
-  const timer = setInterval(() => ctx.heartbeat(details), HEARTBEAT_MS);
+  const timer = setInterval(() => ctx.heartbeat(details), everyMs);
   return () => clearInterval(timer);
 }
 
@@ -97,6 +106,7 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
       hostId: config.hostId,
       image,
       runtime: { ...(await imageInfo(image)), limits: { memoryMb, cpus, pidsLimit }, network: 'none' },
+      toolHeartbeatMs: TOOL_HEARTBEAT_MS,
     };
   };
 
@@ -248,7 +258,7 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
       const id = client.newRequestId();
       const started = Date.now();
 
-      const stop = keepBeating(ctx, { requestId: id });
+      const stop = keepBeating(ctx, { requestId: id }, TOOL_HEARTBEAT_MS);
       const answer = client.request(op.op, op.args, { id, key, timeoutMs: op.timeoutMs });
       try {
         const response = ctx ? await Promise.race([answer, ctx.cancelled]) : await answer;

@@ -1,13 +1,20 @@
 """Snapshots: content-addressed pictures of the writable files, and restores from them.
 
-The writable files (SNAPSHOT_ROOTS) can be described by a canonical manifest
-(sorted entries: directories, symlinks, regular files with mode, size and
-sha256), whose sha256 is the snapshot id. A stat cache keyed by
+The writable files (SNAPSHOT_ROOTS) are described by a Merkle tree of canonical
+JSON objects (version 2): one per directory (its entries by name: directories
+with mode and their tree's sha256, symlinks with target, regular files with
+mode, size and sha256), and a root naming each snapshot root's tree, whose
+sha256 is the snapshot id. A step that changes one file makes new objects only
+for the directories above it, so what it stores grows with its depth, not with
+the tree; an unchanged directory keeps its object (and its sha) from the walk
+before. Version 1 manifests (one flat list of every entry, sorted by path) are
+still read, for restores and as parents. A stat cache keyed by
 path -> (size, mtime_ns, ctime_ns, ino) means unchanged files are not re-read;
 files whose timestamps fall within RACY_NS of the walk are rehashed next time
 (git's racy-clean rule). Small snapshots come back whole in the snapshot
-answer (`inline`: the manifest and changed files' bytes); larger ones are
-fetched with get_manifest and read_files. The host uploads file contents to its
+answer (`inline`: the root, the new directory objects and changed files'
+bytes); larger ones are fetched with get_manifest (any object by its sha) and
+read_files. The host uploads file contents to its
 blob store and writes them back into a fresh container (restore_begin,
 write_files, restore_finish). The restore marker lives in the root-only
 STATE_DIR, which is not snapshotted; the shell state lives in /home/keel, which
@@ -19,10 +26,10 @@ swaps a file for a fifo or a symlink to /proc while a walk runs gets it skipped,
 never read. A file its owner made unreadable is made readable for the read
 (chmod u+r) and put back (fchmod on the open file).
 
-The host stores manifests under their ids and sends them back for a restore
-(load_manifest, restore_begin), which checks the text against the id; an
-unchanged tree must keep its id. So _canonical's text must stay the same, byte
-for byte.
+The host stores the root and every tree object under its sha256 and sends them
+back for a restore (load_manifest, restore_begin), which rebuilds each object's
+text and checks it against its id; an unchanged tree must keep its id. So
+_tree_text's and _root_text's output must stay the same, byte for byte.
 """
 
 import base64
@@ -41,7 +48,7 @@ from .server import log
 from .tools import ToolError
 
 RESTORED_MARKER = os.path.join(STATE_DIR, "restored")
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # written; version 1 (a flat manifest) is still read
 # Files whose mtime/ctime is this close to the walk are hashed again next time:
 # a write in the same clock tick as the stat would otherwise go unnoticed.
 RACY_NS = 2 * 10**9
@@ -50,22 +57,248 @@ HASH_CHUNK = 1 << 20
 MAX_READ_BATCH = 4 << 20
 
 
-def _entry_json(e, esc=json.encoder.encode_basestring_ascii):
-    """json.dumps(e, ensure_ascii=True, separators=(",", ":")) for a manifest entry, byte for byte, at a
-    fraction of the cost (the walk's biggest item after stat): the same C string escaper, fixed key order."""
-    t = e["type"]
+def _child_json(name, k, esc=json.encoder.encode_basestring_ascii):
+    """One entry of a directory's tree object, as ASCII JSON with a fixed key order (json.dumps would be
+    byte for byte the same, at several times the cost: this runs for every file on every walk)."""
+    t = k[0]
     if t == "file":
-        return '{"path":%s,"type":"file","mode":%d,"size":%d,"sha":"%s"}' % (esc(e["path"]), e["mode"], e["size"], e["sha"])
+        return '{"name":%s,"type":"file","mode":%d,"size":%d,"sha":"%s"}' % (esc(name), k[1], k[2], k[3])
     if t == "dir":
-        return '{"path":%s,"type":"dir","mode":%d}' % (esc(e["path"]), e["mode"])
-    return '{"path":%s,"type":"symlink","target":%s}' % (esc(e["path"]), esc(e["target"]))
+        return '{"name":%s,"type":"dir","mode":%d,"tree":"%s"}' % (esc(name), k[1], k[2])
+    return '{"name":%s,"type":"symlink","target":%s}' % (esc(name), esc(k[1]))
 
 
-def _canonical(entries):
-    """The manifest text: ASCII JSON, entries sorted by path, fixed key order. Its sha256 is the snapshot id."""
-    body = ",".join(_entry_json(e) for e in entries)
-    return '{"version":%d,"roots":%s,"entries":[%s]}' % (
-        MANIFEST_VERSION, json.dumps(list(SNAPSHOT_ROOTS), separators=(",", ":")), body)
+def _tree_text(kids):
+    return '{"version":%d,"tree":[%s]}' % (MANIFEST_VERSION, ",".join(_child_json(n, k) for n, k in kids))
+
+
+def _root_text(roots):
+    """The snapshot's root object: each existing snapshot root's mode and tree. Its sha256 is the snapshot id."""
+    body = ",".join('{"path":%s,"mode":%d,"tree":"%s"}' % (json.encoder.encode_basestring_ascii(p), m, t) for p, m, t in roots)
+    return '{"version":%d,"roots":%s,"trees":[%s]}' % (MANIFEST_VERSION, json.dumps(list(SNAPSHOT_ROOTS), separators=(",", ":")), body)
+
+
+def _sha(text):
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+class Tree:
+    """One directory: its entries as a tuple of (name, key) sorted by name, where key is
+    ("file", mode, size, sha), ("dir", mode, tree sha) or ("symlink", target); and its object's text and sha.
+    Immutable, so snapshots share the trees of the directories they have in common."""
+
+    __slots__ = ("kids", "text", "sha", "files", "bytes")
+
+    def __init__(self, kids):
+        self.kids = kids
+        self.text = _tree_text(kids)
+        self.sha = _sha(self.text)
+        self.files = sum(1 for _, k in kids if k[0] != "dir")
+        self.bytes = sum(k[2] for _, k in kids if k[0] == "file")
+
+
+def _build_trees(order, listing, previous):
+    """Trees for directories listed in `order` (each after its parent), from `listing`: dir -> (non-directory
+    (name, key) list, [(subdir name, mode)]). A directory whose entries equal those of `previous`'s tree at
+    the same path keeps that tree (no text built, nothing hashed)."""
+    trees = {}
+    for d in reversed(order):
+        kids, subdirs = listing[d]
+        for name, mode in subdirs:
+            sub = trees.get(d + "/" + name)
+            if sub is not None:
+                kids.append((name, ("dir", mode, sub.sha)))
+        kids.sort()  # by name: names are unique within a directory
+        kids = tuple(kids)
+        old = previous.get(d)
+        trees[d] = old if old is not None and old.kids == kids else Tree(kids)
+    return trees
+
+
+class Snap:
+    """A snapshot as the executor holds it: its id, its root text, each root's (path, mode, tree sha), and
+    the trees of all its directories by path."""
+
+    def __init__(self, mid, text, roots, trees):
+        self.id = mid
+        self.text = text
+        self.roots = roots
+        self.trees = trees
+        self._by_sha = None
+
+    def object_text(self, sha):
+        """The text of this snapshot's root or of one of its trees, by sha; None when it has none such."""
+        if sha == self.id:
+            return self.text
+        if self._by_sha is None:
+            self._by_sha = {t.sha: t for t in self.trees.values()}
+        t = self._by_sha.get(sha)
+        return t.text if t is not None else None
+
+    def entries(self):
+        """Every entry as a version 1 manifest entry dict, each directory before what it holds."""
+        for root, mode, _ in self.roots:
+            yield {"path": root, "type": "dir", "mode": mode}
+            stack = [root]
+            while stack:
+                d = stack.pop()
+                for name, k in self.trees[d].kids:
+                    p = d + "/" + name
+                    t = k[0]
+                    if t == "file":
+                        yield {"path": p, "type": "file", "mode": k[1], "size": k[2], "sha": k[3]}
+                    elif t == "dir":
+                        yield {"path": p, "type": "dir", "mode": k[1]}
+                        stack.append(p)
+                    else:
+                        yield {"path": p, "type": "symlink", "target": k[1]}
+
+    def count(self, path):
+        """Entries beneath directory `path` (not counting it)."""
+        n = 0
+        stack = [path]
+        while stack:
+            d = stack.pop()
+            for name, k in self.trees[d].kids:
+                n += 1
+                if k[0] == "dir":
+                    stack.append(d + "/" + name)
+        return n
+
+
+def _same(a, b):
+    """Whether two entries of one path are the same entry (a directory is, whatever it holds)."""
+    if a[0] != b[0]:
+        return False
+    if a[0] == "file":
+        return a[1] == b[1] and a[3] == b[3]
+    return a[1] == b[1]
+
+
+def _diff(old, new):
+    """What changed from snapshot `old` (None: nothing) to `new`: counts, the changed files to upload
+    ({sha: [sha, path, size]}) and the trees `old` lacks. Subtrees with equal shas are skipped whole."""
+    added = modified = removed = changed_bytes = 0
+    upload = {}
+    new_trees = {}
+    old_roots = {p: (m, t) for p, m, t in old.roots} if old is not None else {}
+    stack = []
+    for path, mode, tree in new.roots:
+        prev = old_roots.get(path)
+        if prev is not None and prev[0] != mode:
+            modified += 1
+        stack.append((path, prev is not None))
+    for path in old_roots:
+        if path not in {p for p, _, _ in new.roots}:
+            removed += 1 + old.count(path)
+    while stack:
+        d, in_old = stack.pop()
+        n = new.trees[d]
+        o = old.trees[d] if in_old else None
+        if o is not None and o.sha == n.sha:
+            continue
+        new_trees[n.sha] = n
+        od = dict(o.kids) if o is not None else {}
+        for name, k in n.kids:
+            p = d + "/" + name
+            pk = od.pop(name, None)
+            if pk == k:
+                continue
+            if pk is None:
+                added += 1
+            elif not _same(pk, k):
+                modified += 1
+            if pk is not None and pk[0] == "dir" and k[0] != "dir":
+                removed += old.count(p)
+            if k[0] == "file" and (pk is None or not _same(pk, k)):
+                changed_bytes += k[2]
+                upload.setdefault(k[3], [k[3], p, k[2]])
+            elif k[0] == "dir":
+                stack.append((p, pk is not None and pk[0] == "dir"))
+        for name, pk in od.items():
+            removed += 1 + (old.count(d + "/" + name) if pk[0] == "dir" else 0)
+    return added, modified, removed, changed_bytes, upload, new_trees
+
+
+def _check_name(name):
+    if not isinstance(name, str) or not name or "/" in name or "\0" in name or name in (".", ".."):
+        raise ToolError("BadManifest", "bad entry name in a snapshot tree: %r" % (name,))
+
+
+def _parse_v1(doc):
+    """A version 1 manifest (entries sorted by path) as roots and trees."""
+    listing = {}
+    order = []
+    roots = []
+    for e in doc.get("entries") or []:
+        p, t = e.get("path"), e.get("type")
+        if not _under_roots(p) or t not in ("dir", "file", "symlink"):
+            raise ToolError("BadManifest", "manifest entry outside %s or of unknown type: %r" % (SNAPSHOT_ROOTS, e)[:300])
+        if p in SNAPSHOT_ROOTS:
+            if t != "dir":
+                raise ToolError("BadManifest", "snapshot root %s is not a directory" % p)
+            roots.append([p, int(e["mode"]), None])
+            listing[p] = ([], [])
+            order.append(p)
+            continue
+        parent, name = p.rsplit("/", 1)
+        if parent not in listing:
+            raise ToolError("BadManifest", "entry %s comes before its directory" % p[:300])
+        kids, subdirs = listing[parent]
+        if t == "dir":
+            subdirs.append((name, int(e["mode"])))
+            listing[p] = ([], [])
+            order.append(p)
+        elif t == "file":
+            kids.append((name, ("file", int(e["mode"]), int(e["size"]), str(e["sha"]))))
+        else:
+            kids.append((name, ("symlink", str(e["target"]))))
+    trees = _build_trees(order, listing, {})
+    return [(p, m, trees[p].sha) for p, m, _ in roots], trees
+
+
+def _parse_v2(doc, objects):
+    """A version 2 root and its trees (`objects`: sha -> text); every tree's text is rebuilt and must hash to its sha."""
+    if not isinstance(objects, dict):
+        raise ToolError("InvalidArguments", "a version 2 manifest needs its tree objects")
+    roots = []
+    trees = {}
+    by_sha = {}
+    stack = []
+    for r in doc.get("trees") or []:
+        p, m, t = r.get("path"), r.get("mode"), r.get("tree")
+        if p not in SNAPSHOT_ROOTS or not isinstance(m, int):
+            raise ToolError("BadManifest", "bad root in a snapshot: %r" % (r,))
+        roots.append((p, m, t))
+        stack.append((p, t))
+    while stack:
+        d, sha = stack.pop()
+        tree = by_sha.get(sha)
+        if tree is None:
+            text = objects.get(sha)
+            if not isinstance(text, str):
+                raise ToolError("ManifestMismatch", "tree %s of %s was not sent" % (sha, d))
+            kids = []
+            for c in json.loads(text).get("tree") or []:
+                name, t = c.get("name"), c.get("type")
+                _check_name(name)
+                if t == "file":
+                    kids.append((name, ("file", int(c["mode"]), int(c["size"]), str(c["sha"]))))
+                elif t == "dir":
+                    kids.append((name, ("dir", int(c["mode"]), str(c["tree"]))))
+                elif t == "symlink":
+                    kids.append((name, ("symlink", str(c["target"]))))
+                else:
+                    raise ToolError("BadManifest", "unknown entry type %r in tree %s" % (t, sha))
+            tree = Tree(tuple(kids))
+            if tree.sha != sha:
+                raise ToolError("ManifestMismatch", "tree object does not hash to %s" % sha)
+            by_sha[sha] = tree
+        trees[d] = tree
+        for name, k in tree.kids:
+            if k[0] == "dir":
+                stack.append((d + "/" + name, k[2]))
+    return roots, trees
 
 
 def _read_small(path, sha):
@@ -120,29 +353,11 @@ def _open_in(dfd, name, flags=os.O_RDONLY, st=None):
         raise
 
 
-def _entry_key(e):
-    """What makes two entries of one path equal."""
-    t = e["type"]
-    if t == "file":
-        return (t, e["mode"], e["sha"])
-    if t == "symlink":
-        return (t, e["target"])
-    return (t, e["mode"])
-
-
 def _under_roots(path):
     if not isinstance(path, str):
         return False
     norm = os.path.normpath(path)
     return norm == path and any(path == r or path.startswith(r + "/") for r in SNAPSHOT_ROOTS)
-
-
-class Manifest:
-    def __init__(self, mid, text, entries):
-        self.id = mid
-        self.text = text
-        self.entries = entries  # list, sorted by path
-        self.by_path = {e["path"]: e for e in entries}
 
 
 class Snapshotter:
@@ -153,7 +368,9 @@ class Snapshotter:
         self.mlock = threading.Lock()  # guards self.manifests
         # path -> ((size, mtime_ns, ctime_ns, ino), sha, racy)
         self.cache = {}
-        self.manifests = collections.OrderedDict()
+        self.manifests = collections.OrderedDict()  # id -> Snap, the newest last
+        # The snapshot the files were last walked or restored into: its trees are reused where nothing changed.
+        self._current = None
         self._restored = None
         try:
             with privileges.as_root_fs(), open(RESTORED_MARKER) as f:
@@ -166,10 +383,10 @@ class Snapshotter:
 
     # --- manifests ------------------------------------------------------
 
-    def _remember(self, manifest):
+    def _remember(self, snap):
         with self.mlock:
-            self.manifests[manifest.id] = manifest
-            self.manifests.move_to_end(manifest.id)
+            self.manifests[snap.id] = snap
+            self.manifests.move_to_end(snap.id)
             while len(self.manifests) > MAX_MANIFESTS:
                 self.manifests.popitem(last=False)
 
@@ -177,32 +394,37 @@ class Snapshotter:
         with self.mlock:
             return self.manifests.get(mid)
 
-    def _parse(self, mid, text):
+    def _parse(self, mid, text, objects):
+        """A snapshot from its root text (checked against `mid`) and, for version 2, its tree objects."""
         if not isinstance(mid, str) or not isinstance(text, str):
             raise ToolError("InvalidArguments", "id and manifest must be strings")
         data = text.encode("ascii", "strict") if text.isascii() else None
         if data is None or hashlib.sha256(data).hexdigest() != mid:
             raise ToolError("ManifestMismatch", "manifest text does not hash to %s" % mid)
         doc = json.loads(text)
-        if doc.get("version") != MANIFEST_VERSION:
-            raise ToolError("ManifestVersion", "manifest version %r is not %d" % (doc.get("version"), MANIFEST_VERSION))
-        entries = doc.get("entries") or []
-        for e in entries:
-            if not _under_roots(e.get("path")) or e.get("type") not in ("dir", "file", "symlink"):
-                raise ToolError("BadManifest", "manifest entry outside %s or of unknown type: %r" % (SNAPSHOT_ROOTS, e)[:300])
-        return Manifest(mid, text, entries)
+        version = doc.get("version")
+        if version == 1:
+            roots, trees = _parse_v1(doc)
+        elif version == 2:
+            roots, trees = _parse_v2(doc, objects)
+        else:
+            raise ToolError("ManifestVersion", "manifest version %r is not 1 or %d" % (version, MANIFEST_VERSION))
+        return Snap(mid, text, roots, trees)
 
-    def load_manifest(self, mid, text):
-        m = self._parse(mid, text)
+    def load_manifest(self, mid, text, objects=None):
+        m = self._parse(mid, text, objects)
         self._remember(m)
-        return {"id": mid, "entries": len(m.entries)}
+        return {"id": mid, "entries": sum(len(t.kids) for t in m.trees.values()) + len(m.roots)}
 
     def get_manifest(self, mid, offset, length):
-        m = self._manifest(mid)
-        if m is None:
+        """Text of a snapshot's root or of one of its trees, by sha (newest snapshots first)."""
+        with self.mlock:
+            snaps = list(reversed(self.manifests.values()))
+        text = next((t for t in (s.object_text(mid) for s in snaps) if t is not None), None)
+        if text is None:
             raise ToolError("UnknownManifest", "manifest %s is not held by this executor" % mid)
-        end = len(m.text) if length <= 0 else min(len(m.text), offset + length)
-        return {"id": mid, "data": m.text[offset:end], "total": len(m.text)}
+        end = len(text) if length <= 0 else min(len(text), offset + length)
+        return {"id": mid, "data": text[offset:end], "total": len(text)}
 
     # --- snapshot -------------------------------------------------------
 
@@ -219,11 +441,14 @@ class Snapshotter:
                 n += len(chunk)
         return h.hexdigest(), n
 
-    def _walk(self, stats):
-        """Every entry under the roots, sorted by path. Hashes only files the stat cache cannot vouch for.
+    def _walk(self, stats, previous):
+        """Roots [(path, mode, tree sha)] and trees by path. Hashes only files the stat cache cannot vouch
+        for; builds objects only for directories whose entries differ from `previous`'s (path -> Tree).
         Directories are opened one by one beneath their root (no symlinks), entries read relative to them."""
         walk_ns = time.time_ns()
-        entries = []
+        listing = {}
+        order = []
+        roots = []
         seen = set()
         for root in SNAPSHOT_ROOTS:
             try:
@@ -232,10 +457,12 @@ class Snapshotter:
                 continue
             if not stat.S_ISDIR(st.st_mode):
                 continue
-            entries.append({"path": root, "type": "dir", "mode": stat.S_IMODE(st.st_mode)})
+            roots.append((root, stat.S_IMODE(st.st_mode)))
             stack = [root]
             while stack:
                 d = stack.pop()
+                order.append(d)
+                listing[d] = ([], [])
                 try:
                     dfd = safefs.open_beneath(d, os.O_RDONLY | os.O_DIRECTORY, SNAPSHOT_ROOTS)
                 except (OSError, safefs.Refused) as e:
@@ -243,15 +470,16 @@ class Snapshotter:
                     log("snapshot: cannot open %s: %s" % (d, e))
                     continue
                 try:
-                    self._walk_dir(dfd, d, entries, stack, seen, stats, walk_ns)
+                    self._walk_dir(dfd, d, listing[d], stack, seen, stats, walk_ns)
                 finally:
                     os.close(dfd)
         for p in [p for p in self.cache if p not in seen]:
             del self.cache[p]
-        entries.sort(key=lambda e: e["path"])
-        return entries
+        trees = _build_trees(order, listing, previous)
+        return [(r, m, trees[r].sha) for r, m in roots], trees
 
-    def _walk_dir(self, dfd, d, entries, stack, seen, stats, walk_ns):
+    def _walk_dir(self, dfd, d, listed, stack, seen, stats, walk_ns):
+        kids, subdirs = listed
         try:
             it = os.scandir(dfd)
         except OSError as e:
@@ -260,6 +488,7 @@ class Snapshotter:
             return
         with it:
             names = [de.name for de in it]
+        cache = self.cache
         for name in names:
             p = d + "/" + name
             try:
@@ -268,17 +497,17 @@ class Snapshotter:
                 continue  # vanished
             mode = st.st_mode
             if stat.S_ISDIR(mode):
-                entries.append({"path": p, "type": "dir", "mode": stat.S_IMODE(mode)})
+                subdirs.append((name, stat.S_IMODE(mode)))
                 stack.append(p)
             elif stat.S_ISLNK(mode):
                 try:
                     target = os.readlink(name, dir_fd=dfd)
                 except OSError:
                     continue
-                entries.append({"path": p, "type": "symlink", "target": target})
+                kids.append((name, ("symlink", target)))
             elif stat.S_ISREG(mode):
                 key = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-                cached = self.cache.get(p)
+                cached = cache.get(p)
                 if cached is not None and cached[0] == key and not cached[2]:
                     sha, size = cached[1], st.st_size
                 else:
@@ -291,9 +520,9 @@ class Snapshotter:
                     stats["filesHashed"] += 1
                     stats["bytesHashed"] += size
                     racy = size != st.st_size or max(st.st_mtime_ns, st.st_ctime_ns) >= walk_ns - RACY_NS
-                    self.cache[p] = (key, sha, racy)
+                    cache[p] = (key, sha, racy)
                 seen.add(p)
-                entries.append({"path": p, "type": "file", "mode": stat.S_IMODE(mode), "size": size, "sha": sha})
+                kids.append((name, ("file", stat.S_IMODE(mode), size, sha)))
             else:
                 stats["skipped"] += 1  # sockets, fifos, devices: not state worth keeping
 
@@ -306,52 +535,46 @@ class Snapshotter:
                 if base is None:
                     raise ToolError("UnknownParent", "manifest %s is not held by this executor; send it with load_manifest" % parent)
             stats = {"filesHashed": 0, "bytesHashed": 0, "skipped": 0}
-            entries = self._walk(stats)
-            text = _canonical(entries)
-            mid = hashlib.sha256(text.encode("ascii")).hexdigest()
-            manifest = Manifest(mid, text, entries)
-            self._remember(manifest)
-        files = [e for e in entries if e["type"] != "dir"]
+            last = self._last()
+            roots, trees = self._walk(stats, last.trees if last is not None else {})
+            text = _root_text(roots)
+            snap = Snap(_sha(text), text, roots, trees)
+            added, modified, removed, changed_bytes, upload, new_trees = _diff(base, snap)
+            if base is not None and base.id != snap.id and not (added or modified or removed):
+                snap = base  # the same files as a parent of an older format: keep its id
+            self._remember(snap)
+            self._current = snap.id
+        mid = snap.id
         result = {
             "id": mid,
             "parent": parent,
             "unchanged": parent == mid,
-            "entries": len(entries),
-            "files": len(files),
-            "bytes": sum(e.get("size", 0) for e in files),
-            "manifestBytes": len(text),
+            "entries": len(roots) + sum(len(t.kids) for t in trees.values()),
+            "files": sum(t.files for t in trees.values()),
+            "bytes": sum(t.bytes for t in trees.values()),
+            "manifestBytes": len(snap.text),
         }
         result.update(stats)
-        old = base.by_path if base is not None else {}
-        added = modified = removed = changed_bytes = 0
-        upload = {}
-        for e in entries:
-            if e["path"] in SNAPSHOT_ROOTS and not old:
-                continue  # the roots exist in every sandbox; an empty parent does not "add" them
-            prev = old.get(e["path"])
-            if prev is not None and _entry_key(prev) == _entry_key(e):
-                continue
-            if prev is None:
-                added += 1
-            else:
-                modified += 1
-            if e["type"] == "file":
-                changed_bytes += e["size"]
-                upload.setdefault(e["sha"], [e["sha"], e["path"], e["size"]])
-        if old:
-            removed = sum(1 for p in old if p not in manifest.by_path)
         result.update({
             "added": added,
             "modified": modified,
             "removed": removed,
             "changedBytes": changed_bytes,
             "upload": list(upload.values()),
+            # The trees the parent lacks, [sha, bytes], each stored before the root (which is the manifest).
+            "trees": [[t.sha, len(t.text)] for t in new_trees.values()] if mid != parent else [],
         })
         if inline > 0 and mid != parent:
-            # Small snapshots travel in this one answer: the manifest and the changed files'
+            # Small snapshots travel in this one answer: the root, the new trees and the changed files'
             # contents (re-read and re-checked here; the host verifies every hash again).
-            if len(text) <= MAX_READ_BATCH:
-                result["manifest"] = text
+            result["manifest"] = snap.text
+            objects = {}
+            budget = MAX_READ_BATCH
+            for t in new_trees.values():
+                if len(t.text) <= budget:
+                    objects[t.sha] = t.text
+                    budget -= len(t.text)
+            result["objects"] = objects
             data = {}
             budget = inline
             for sha, path, size in upload.values():
@@ -364,6 +587,10 @@ class Snapshotter:
             result["data"] = data
         result["durationMs"] = int((time.monotonic() - started) * 1000)
         return result
+
+    def _last(self):
+        """The snapshot this executor's files were last described by (walked or restored), if it still holds it."""
+        return self._manifest(self._current) if self._current is not None else None
 
     # --- transfer -------------------------------------------------------
 
@@ -398,15 +625,16 @@ class Snapshotter:
 
     # --- restore --------------------------------------------------------
 
-    def restore_begin(self, mid, text):
+    def restore_begin(self, mid, text, objects=None):
         """Empty the roots, then create the snapshot's directories, symlinks and (empty) files."""
         if text is not None:
-            self.load_manifest(mid, text)
+            self.load_manifest(mid, text, objects)
         m = self._manifest(mid)
         if m is None:
             raise ToolError("UnknownManifest", "manifest %s is not held by this executor; send it" % mid)
         with self.lock:
             self._restored = None
+            self._current = None
             with privileges.as_root_fs():
                 try:
                     os.unlink(RESTORED_MARKER)
@@ -416,7 +644,7 @@ class Snapshotter:
                 _empty_dir(root)
             self.cache.clear()
             files = 0
-            for e in m.entries:  # sorted: a directory comes before what it holds
+            for e in m.entries():  # a directory comes before what it holds
                 p = e["path"]
                 if e["type"] == "dir" and p in SNAPSHOT_ROOTS:
                     continue
@@ -459,7 +687,8 @@ class Snapshotter:
         hashed = 0
         with self.lock:
             bad = []
-            for e in m.entries:
+            entries = list(m.entries())
+            for e in entries:
                 if e["type"] != "file":
                     continue
                 p = e["path"]
@@ -478,13 +707,14 @@ class Snapshotter:
                 self.cache[p] = ((st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino), sha, False)
             if bad:
                 raise ToolError("RestoreMismatch", "%d restored files differ from snapshot %s, e.g. %s" % (len(bad), mid, bad[:5]))
-            for e in sorted((e for e in m.entries if e["type"] == "dir"), key=lambda e: e["path"].count("/"), reverse=True):
+            for e in sorted((e for e in entries if e["type"] == "dir"), key=lambda e: e["path"].count("/"), reverse=True):
                 fd = safefs.open_beneath(e["path"], os.O_RDONLY | os.O_DIRECTORY, SNAPSHOT_ROOTS)
                 try:
                     os.fchmod(fd, e["mode"])
                 finally:
                     os.close(fd)
             self._restored = mid
+            self._current = mid
             with privileges.as_root_fs():
                 with open(RESTORED_MARKER, "w") as f:
                     f.write(mid)
@@ -496,7 +726,7 @@ class Snapshotter:
         return self.snapshot(args.get("parent"), min(int(args.get("inline") or 0), MAX_READ_BATCH))
 
     def op_load_manifest(self, rid, args):
-        return self.load_manifest(args.get("id"), args.get("manifest"))
+        return self.load_manifest(args.get("id"), args.get("manifest"), args.get("objects"))
 
     def op_get_manifest(self, rid, args):
         return self.get_manifest(args.get("id"), int(args.get("offset") or 0), int(args.get("length") or 0))
@@ -505,7 +735,7 @@ class Snapshotter:
         return self.read_files(args.get("items"))
 
     def op_restore_begin(self, rid, args):
-        return self.restore_begin(args.get("id"), args.get("manifest"))
+        return self.restore_begin(args.get("id"), args.get("manifest"), args.get("objects"))
 
     def op_write_files(self, rid, args):
         return self.write_files(args.get("items"))

@@ -2,6 +2,7 @@
  * Fake activities for workflow unit tests. Never used by a test that claims
  * durability, isolation or audit: those run on real Docker and Postgres.
  */
+import { Context } from '@temporalio/activity';
 import type { ModelActivities, SandboxActivities, StoreActivities } from '../../common/activities';
 import type { SessionEvent } from '../../common/events';
 import type { Message, ModelTurn, ToolCall, ToolResult } from '../../common/types';
@@ -94,6 +95,7 @@ export function createFakes(turns: Array<Partial<ModelTurn>>, opts: FakeOptions 
         return {
           containerId: `fake-${sessionId}-${generation}`,
           hostQueue: dead ? 'keel-sandbox-dead' : FAKE_HOST_QUEUE,
+          toolHeartbeatMs: 400,
           hostId: dead ? 'dead' : 'fake',
           image: 'fake:latest',
           generation,
@@ -102,7 +104,12 @@ export function createFakes(turns: Array<Partial<ModelTurn>>, opts: FakeOptions 
       },
       async runTool({ call, snapshot }): Promise<ToolResult> {
         f.toolRuns.push(call);
-        if (opts.toolDelayMs) await new Promise((r) => setTimeout(r, opts.toolDelayMs));
+        if (opts.toolDelayMs) {
+          // Like the real activity, a long call heartbeats (its heartbeat timeout is 1.5 s).
+          const ctx = Context.current();
+          const beat = setInterval(() => ctx.heartbeat(), 400);
+          await new Promise((r) => setTimeout(r, opts.toolDelayMs)).finally(() => clearInterval(beat));
+        }
         const result: ToolResult = { callId: call.id, name: call.name, ok: true, output: `ran ${call.name}`, exitCode: 0, durationMs: 1 };
         if (snapshot) {
           result.snapshot = {

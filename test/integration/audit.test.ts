@@ -20,7 +20,7 @@ import { archiveSession, currentWorkflows, liveEvidence, loadHistories, replaySe
 import type { DirBlobStore } from '../../blobs';
 import { demoSpec } from '../../cli/sessions';
 import { eventsOfType } from '../../common/events';
-import { parseManifest } from '../../common/manifest';
+import { readManifest } from '../../common/manifest';
 import { planFork } from '../../inspect';
 import type { ScriptTurn, SessionSpec } from '../../common/types';
 import { chainHash, getChainedEvents, getEvents, type Sql } from '../../store';
@@ -320,7 +320,7 @@ describe('fork', () => {
     assert.equal(result.status, 'completed', result.error);
 
     // The workspace at the fork point is the original's at step 3, file for file.
-    const manifest = parseManifest((await blobs.getManifest(fork.snapshot)) ?? '');
+    const manifest = (await readManifest(blobs, fork.snapshot))!.manifest;
     const lines = manifest.entries
       .filter((e) => e.type === 'file' && e.path.startsWith('/workspace/') && !e.path.startsWith('/workspace/.git/'))
       .map((e) => ({ path: `.${e.path.slice('/workspace'.length)}`, sha: e.type === 'file' ? e.sha : '' }))

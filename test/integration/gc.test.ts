@@ -16,7 +16,7 @@ import { createSandboxActivities } from '../../activities/sandbox';
 import { collectGarbage } from '../../audit/gc';
 import { putContent, type DirBlobStore } from '../../blobs';
 import type { SessionEvent } from '../../common/events';
-import { parseManifest } from '../../common/manifest';
+import { readManifest } from '../../common/manifest';
 import type { SandboxHandle, SnapshotInfo } from '../../common/types';
 import { defaultImageTag, ensureImage, SandboxRuntime } from '../../host';
 import { appendEvents, connect, migrate, type Sql } from '../../store';
@@ -173,9 +173,9 @@ describe('with a live session writing', () => {
     assert.ok(passes >= 5, `GC ran ${passes} times meanwhile`);
     assert.ok(snapshots.length >= 10, `${snapshots.length} snapshots`);
     for (const s of snapshots) {
-      const text = await blobs.getManifest(s);
-      assert.ok(text, `manifest ${s} is still stored`);
-      const files = parseManifest(text).entries.flatMap((e) => (e.type === 'file' ? [e.sha] : []));
+      const stored = await readManifest(blobs, s);
+      assert.ok(stored, `manifest ${s} is still stored, with every tree object it names (readManifest throws otherwise)`);
+      const files = stored.manifest.entries.flatMap((e) => (e.type === 'file' ? [e.sha] : []));
       assert.ok((await blobs.has(files)).every(Boolean), `every file of snapshot ${s} is still stored`);
     }
     // And the last one restores, byte for byte, into a new container.

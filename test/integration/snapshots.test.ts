@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +22,7 @@ import { volumeName } from '../../host';
 import { connect, getEvents, migrate } from '../../store';
 import { createStoreActivities } from '../../activities/store';
 import { runDiff } from '../../cli/diff';
+import { readManifest, type ManifestEntry } from '../../common/manifest';
 import type { SandboxHandle, SnapshotInfo, ToolResult } from '../../common/types';
 
 const docker = new Docker();
@@ -104,8 +106,8 @@ describe('snapshots', () => {
     assert.equal(rm.snapshot?.id, first.id, 'back to the same files, back to the same id');
 
     // The manifest and the file contents are in the store.
-    const text = await blobs.getManifest(added.id);
-    assert.ok(text?.includes('"path":"/workspace/a.txt"'));
+    const stored = await readManifest(blobs, added.id);
+    assert.ok(stored?.manifest.entries.some((e) => e.path === '/workspace/a.txt' && e.type === 'file'));
   });
 
   it('gives the same id to the same files, and uploads shared content once', async () => {
@@ -155,6 +157,109 @@ describe('snapshots', () => {
     assert.ok(three.executor.bytesHashed >= 5, 'still flagged racy by walk two');
     const four = await takeSnapshot(client, blobs, one.info?.id);
     assert.equal(four.executor.filesHashed, 0, 'old enough now: trusted from the stat cache');
+  });
+});
+
+describe('what a step changes is in its snapshot', () => {
+  /** The snapshot after `command`, against `parent`, with its manifest's entries by path. */
+  async function step(s: { id: string; handle: SandboxHandle }, parent: string | undefined, command: string) {
+    const r = await tool(s, 'shell', { command }, { parent });
+    assert.equal(r.ok, true, r.output);
+    const id = r.snapshot?.id ?? parent;
+    const entries = new Map(id ? (await readManifest(blobs, id))!.manifest.entries.map((e) => [e.path, e]) : []);
+    return { info: r.snapshot, id, entries };
+  }
+  const shaOf = (e: ManifestEntry | undefined): string | undefined => (e?.type === 'file' ? e.sha : undefined);
+
+  it('catches a write by a background process the command left running', async () => {
+    const s = await provision('bg');
+    const first = await step(s, undefined, 'echo start > /workspace/a');
+    // The command returns at once; its child writes 300 ms later, before the next step's walk.
+    const bg = await step(s, first.id, '(sleep 0.3; echo late > /workspace/bg.txt) >/dev/null 2>&1 &');
+    await new Promise((r) => setTimeout(r, 800));
+    const next = await step(s, bg.id, 'true');
+    assert.ok(next.entries.has('/workspace/bg.txt'), 'the background write is in the next step at the latest');
+    assert.equal(shaOf(next.entries.get('/workspace/bg.txt')), createHash('sha256').update('late\n').digest('hex'));
+  });
+
+  it('renames, hard links (a write through one name changes both), and touch without a content change', async () => {
+    const s = await provision('links');
+    const first = await step(s, undefined, 'mkdir -p /workspace/d && echo one > /workspace/d/a');
+    const mv = await step(s, first.id, 'mv /workspace/d/a /workspace/b');
+    assert.deepEqual([mv.info?.added, mv.info?.removed, mv.info?.modified], [1, 1, 0]);
+    assert.equal(shaOf(mv.entries.get('/workspace/b')), shaOf(first.entries.get('/workspace/d/a')));
+    const ln = await step(s, mv.id, 'ln /workspace/b /workspace/d/h');
+    assert.equal(ln.info?.added, 1);
+    // Same size, written through the second name: the first name's content changed too.
+    const through = await step(s, ln.id, 'printf "two\\n" > /workspace/d/h');
+    const two = createHash('sha256').update('two\n').digest('hex');
+    assert.deepEqual([shaOf(through.entries.get('/workspace/b')), shaOf(through.entries.get('/workspace/d/h'))], [two, two]);
+    assert.equal(through.info?.modified, 2);
+    const touched = await step(s, through.id, 'touch /workspace/b /workspace/d/h');
+    assert.equal(touched.info, undefined, 'new times, same content: the same snapshot');
+  });
+
+  it('catches a same-size rewrite in the same clock tick as the walk before it', async () => {
+    const s = await provision('tick');
+    const client = runtime.client(s.handle.containerId);
+    await sh(s, 'printf aaaa > /workspace/t');
+    const one = await takeSnapshot(client, blobs);
+    // Right after the walk: likely the same mtime tick, same size, same inode; only the racy rule sees it.
+    await sh(s, 'printf bbbb > /workspace/t');
+    const two = await takeSnapshot(client, blobs, one.info?.id);
+    assert.equal(two.info?.modified, 1, 'the rewrite is in the snapshot');
+    const entries = (await readManifest(blobs, two.info!.id))!.manifest.entries;
+    assert.equal(shaOf(entries.find((e) => e.path === '/workspace/t')), createHash('sha256').update('bbbb').digest('hex'));
+  });
+});
+
+describe('manifest version 2 (a tree per directory)', () => {
+  it('a one-file step stores a root and the trees above that file, whatever the number of files', async () => {
+    const s = await provision('merkle');
+    await sh(s, `python3 -c 'import os\nfor i in range(2000):\n d="/workspace/m/d%d" % (i // 100)\n os.makedirs(d, exist_ok=True)\n open("%s/f%d" % (d, i), "w").write(str(i))'`);
+    await new Promise((r) => setTimeout(r, 2200));
+    const client = runtime.client(s.handle.containerId);
+    const full = await takeSnapshot(client, blobs);
+    assert.ok((full.executor.trees?.length ?? 0) >= 22, `first snapshot stores every directory's tree: ${full.executor.trees?.length}`);
+    await sh(s, 'echo changed > /workspace/m/d7/f700');
+    const one = await takeSnapshot(client, blobs, full.info?.id);
+    assert.equal(one.info?.modified, 1);
+    // /workspace, /workspace/m and /workspace/m/d7: three trees, and a root of a few hundred bytes.
+    assert.equal(one.executor.trees?.length, 3, JSON.stringify(one.executor.trees));
+    assert.ok(one.executor.manifestBytes < 1024, `root ${one.executor.manifestBytes} B`);
+    const treeBytes = (one.executor.trees ?? []).reduce((n, [, b]) => n + b, 0);
+    assert.ok(treeBytes < 16 * 1024, `trees of a one-file step: ${treeBytes} B`);
+    // And it restores, byte for byte.
+    const digest = await sh(s, DIGEST);
+    const fresh = (await provision(s.id, { generation: 2, restoreFrom: one.info!.id })).handle;
+    assert.equal(await sh({ id: s.id, handle: fresh }, DIGEST), digest);
+  });
+
+  it('still reads version 1 snapshots: restores one, and uses it as a parent', async () => {
+    const s = await provision('v1');
+    await sh(s, 'mkdir -p /workspace/x/y && echo a > /workspace/x/y/a && ln -s y/a /workspace/x/l && chmod 640 /workspace/x/y/a');
+    const now = (await acts.snapshotSandbox({ sessionId: s.id, handle: s.handle })) as SnapshotInfo;
+    const digest = await sh(s, DIGEST);
+    // The same files as a version 1 manifest, written the way Keel wrote them before (one flat list).
+    const { manifest } = (await readManifest(blobs, now.id))!;
+    const entries = [...manifest.entries].sort((a, b) => (a.path < b.path ? -1 : 1));
+    const v1 = `{"version":1,"roots":${JSON.stringify(manifest.roots)},"entries":[${entries.map((e) => JSON.stringify(e)).join(',')}]}`;
+    const v1Id = createHash('sha256').update(v1).digest('hex');
+    await blobs.putManifest(v1Id, v1);
+    assert.deepEqual((await readManifest(blobs, v1Id))!.manifest.entries, manifest.entries, 'read back as the same entries');
+
+    const fresh = (await provision(s.id, { generation: 2, restoreFrom: v1Id })).handle;
+    const restored = { id: s.id, handle: fresh };
+    assert.equal(await sh(restored, DIGEST), digest, 'a version 1 snapshot restores byte for byte');
+    assert.equal(await acts.snapshotSandbox({ sessionId: s.id, handle: fresh, parent: v1Id }), null, 'the same files as its version 1 parent');
+    const w = await tool(restored, 'shell', { command: 'echo b > /workspace/x/y/b' }, { parent: v1Id });
+    assert.deepEqual([w.snapshot?.added, w.snapshot?.modified, w.snapshot?.removed, w.snapshot?.parent], [1, 0, 0, v1Id]);
+    // An executor that never saw the version 1 parent gets it from the store.
+    const other = await provision('v1-other');
+    await sh(other, 'true');
+    const c = runtime.client(other.handle.containerId);
+    const against = await takeSnapshot(c, blobs, v1Id);
+    assert.ok(against.info && against.info.removed >= 4, `a workspace without x/ against the v1 parent: ${JSON.stringify(against.info)}`);
   });
 });
 

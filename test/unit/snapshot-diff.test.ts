@@ -5,11 +5,12 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { diffManifests, type ManifestEntry } from '../../common/manifest';
+import { addReferences, diffManifests, parseManifest, readManifest, type ManifestEntry } from '../../common/manifest';
 import type { EventRow } from '../../common/events';
 import { asText, stepSnapshots, unifiedDiff } from '../../inspect';
 
@@ -93,5 +94,70 @@ describe('unifiedDiff', () => {
     assert.equal(asText(Buffer.from([0xff, 0xfe])), undefined);
     assert.equal(asText(Buffer.alloc(70 * 1024, 0x61)), undefined);
     rmSync(tmp, { recursive: true, force: true });
+  });
+});
+
+describe('readManifest', () => {
+  const sha = (t: string): string => createHash('sha256').update(t).digest('hex');
+  const store = (texts: string[]) => {
+    const m = new Map(texts.map((t) => [sha(t), t]));
+    return { getManifest: async (id: string) => m.get(id) };
+  };
+  const leaf = '{"version":2,"tree":[{"name":"f","type":"file","mode":420,"size":1,"sha":"' + 'a'.repeat(64) + '"},{"name":"l","type":"symlink","target":"f"}]}';
+  const top = `{"version":2,"tree":[{"name":"d","type":"dir","mode":493,"tree":"${sha(leaf)}"}]}`;
+  const root = `{"version":2,"roots":["/workspace","/home/keel"],"trees":[{"path":"/workspace","mode":493,"tree":"${sha(top)}"}]}`;
+
+  it('flattens a version 2 tree into version 1 entries, sorted by path, with every object it read', async () => {
+    const got = await readManifest(store([root, top, leaf]), sha(root));
+    assert.deepEqual(got?.manifest.entries, [
+      { path: '/workspace', type: 'dir', mode: 493 },
+      { path: '/workspace/d', type: 'dir', mode: 493 },
+      { path: '/workspace/d/f', type: 'file', mode: 420, size: 1, sha: 'a'.repeat(64) },
+      { path: '/workspace/d/l', type: 'symlink', target: 'f' },
+    ]);
+    assert.deepEqual([...(got?.objects.keys() ?? [])].sort(), [sha(root), sha(top), sha(leaf)].sort());
+  });
+
+  it('reads version 1 as it is, and says which tree is missing or malformed', async () => {
+    const v1 = '{"version":1,"roots":["/workspace"],"entries":[{"path":"/workspace","type":"dir","mode":493}]}';
+    assert.equal((await readManifest(store([v1]), sha(v1)))?.manifest.entries.length, 1);
+    assert.equal(await readManifest(store([]), sha(v1)), undefined);
+    await assert.rejects(readManifest(store([root, top]), sha(root)), /the tree of \/workspace\/d .* is not in the store/);
+    const evil = '{"version":2,"tree":[{"name":"../x","type":"file","mode":420,"size":1,"sha":"' + 'a'.repeat(64) + '"}]}';
+    const evilRoot = `{"version":2,"roots":["/workspace"],"trees":[{"path":"/workspace","mode":493,"tree":"${sha(evil)}"}]}`;
+    await assert.rejects(readManifest(store([evilRoot, evil]), sha(evilRoot)), /bad entry name/);
+    assert.throws(() => parseManifest(root), /read it with readManifest/);
+  });
+});
+
+describe('addReferences', () => {
+  const sha = (t: string): string => createHash('sha256').update(t).digest('hex');
+  const file = (n: string): string => createHash('sha256').update(n).digest('hex');
+  const tree = (kids: string[]): string => `{"version":2,"tree":[${kids.join(',')}]}`;
+  const leaf = tree([`{"name":"f","type":"file","mode":420,"size":1,"sha":"${file('f')}"}`]);
+  const top = tree([`{"name":"d","type":"dir","mode":493,"tree":"${sha(leaf)}"}`, `{"name":"g","type":"file","mode":420,"size":1,"sha":"${file('g')}"}`]);
+  const rootOf = (t: string): string => `{"version":2,"roots":["/workspace"],"trees":[{"path":"/workspace","mode":493,"tree":"${sha(t)}"}]}`;
+
+  it('adds every object and file, reads a tree shared with a snapshot added before only once', async () => {
+    const texts = new Map([rootOf(top), top, leaf].map((t) => [sha(t), t]));
+    const reads: string[] = [];
+    const source = { getManifest: async (id: string) => (reads.push(id), texts.get(id)) };
+    const seen = new Set<string>();
+    assert.equal(await addReferences(source, sha(rootOf(top)), seen), true);
+    assert.deepEqual([...seen].sort(), [sha(rootOf(top)), sha(top), sha(leaf), file('f'), file('g')].sort());
+    // A second snapshot whose top differs but shares d/: d's tree is not read again.
+    const top2 = tree([`{"name":"d","type":"dir","mode":493,"tree":"${sha(leaf)}"}`]);
+    texts.set(sha(top2), top2).set(sha(rootOf(top2)), rootOf(top2));
+    reads.length = 0;
+    assert.equal(await addReferences(source, sha(rootOf(top2)), seen), true);
+    assert.deepEqual(reads, [sha(rootOf(top2)), sha(top2)]);
+  });
+
+  it('adds nothing of a snapshot with a missing tree, so a later one sharing its trees reads them whole', async () => {
+    const texts = new Map([rootOf(top), top].map((t) => [sha(t), t]));
+    const seen = new Set<string>();
+    await assert.rejects(addReferences({ getManifest: async (id: string) => texts.get(id) }, sha(rootOf(top)), seen), /is not in the store/);
+    assert.equal(seen.size, 0);
+    assert.equal(await addReferences({ getManifest: async () => undefined }, sha(rootOf(top)), seen), false);
   });
 });
