@@ -14,5 +14,6 @@ export { createOptions, EXECUTOR_COMMAND, poolOptions } from './lockdown';
 export { keelRoot, sandboxDir } from './paths';
 export { LEASE_SEC, WarmPool, type WarmPoolOptions } from './pool';
 export { reapOrphans, reapStoppedPool, type ReapOptions } from './reap';
+export { knownRuntimes, RuntimeCheck, runtimeFix } from './runtimes';
 export { SandboxRuntime } from './runtime';
 export { restoreSnapshot, SnapshotMissingError, takeSnapshot, type ExecutorSnapshot, type RestoreOutcome, type SnapshotOutcome } from './snapshots';

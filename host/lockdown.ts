@@ -12,7 +12,7 @@
  * executor, and the executor's state lives in a root-only tmpfs ({@link EXECUTOR_STATE_DIR}).
  */
 import type Docker from 'dockerode';
-import { SANDBOX_DEFAULTS } from '../common/defaults';
+import { DEFAULT_SANDBOX_RUNTIME, SANDBOX_DEFAULTS } from '../common/defaults';
 import type { SandboxSpec } from '../common/types';
 import { containerName, poolLabels, poolNames, sessionLabels, volumeName } from './labels';
 
@@ -28,8 +28,18 @@ export const EXECUTOR_STATE_DIR = '/run/keel';
 /** How the executor (the container's PID 1) is started; the warm pool adds `--pool-lease <sec>`. */
 export const EXECUTOR_COMMAND = ['python3', '-u', '/opt/keel/executor.py'] as const;
 
-/** Create options for generation `generation` of a session's container. */
-export function createOptions(args: { sessionId: string; hostId: string; image: string; spec?: SandboxSpec; generation?: number }): Docker.ContainerCreateOptions {
+/**
+ * Create options for generation `generation` of a session's container. Its Docker runtime is the spec's,
+ * else `runtime` (the worker's `KEEL_SANDBOX_RUNTIME`), else runc.
+ */
+export function createOptions(args: {
+  sessionId: string;
+  hostId: string;
+  image: string;
+  spec?: SandboxSpec;
+  generation?: number;
+  runtime?: string;
+}): Docker.ContainerCreateOptions {
   const { sessionId, hostId, image, spec } = args;
   const generation = args.generation ?? 1;
   return lockedDown({
@@ -38,6 +48,7 @@ export function createOptions(args: { sessionId: string; hostId: string; image: 
     volume: volumeName(sessionId, generation),
     image,
     spec,
+    runtime: spec?.runtime ?? args.runtime ?? DEFAULT_SANDBOX_RUNTIME,
     command: [...EXECUTOR_COMMAND],
   });
 }
@@ -46,18 +57,27 @@ export function createOptions(args: { sessionId: string; hostId: string; image: 
  * A warm-pool container: exactly the lockdown of {@link createOptions} with the default spec, no session
  * labels, and an executor that exits unless its lease is renewed or it is claimed.
  */
-export function poolOptions(args: { token: string; hostId: string; image: string; leaseSec: number }): Docker.ContainerCreateOptions {
+export function poolOptions(args: { token: string; hostId: string; image: string; runtime?: string; leaseSec: number }): Docker.ContainerCreateOptions {
   const names = poolNames(args.token);
   return lockedDown({
     name: names.container,
     labels: poolLabels(args.hostId, names.volume),
     volume: names.volume,
     image: args.image,
+    runtime: args.runtime ?? DEFAULT_SANDBOX_RUNTIME,
     command: [...EXECUTOR_COMMAND, '--pool-lease', String(args.leaseSec)],
   });
 }
 
-function lockedDown(args: { name: string; labels: Record<string, string>; volume: string; image: string; spec?: SandboxSpec; command: string[] }): Docker.ContainerCreateOptions {
+function lockedDown(args: {
+  name: string;
+  labels: Record<string, string>;
+  volume: string;
+  image: string;
+  spec?: SandboxSpec;
+  runtime: string;
+  command: string[];
+}): Docker.ContainerCreateOptions {
   const { spec } = args;
   const memoryMb = spec?.memoryMb ?? SANDBOX_DEFAULTS.memoryMb;
   const cpus = spec?.cpus ?? SANDBOX_DEFAULTS.cpus;
@@ -80,6 +100,7 @@ function lockedDown(args: { name: string; labels: Record<string, string>; volume
     AttachStderr: true,
     Tty: false,
     HostConfig: {
+      Runtime: args.runtime,
       NetworkMode: 'none',
       CapDrop: ['ALL'],
       CapAdd: [...EXECUTOR_CAPS],

@@ -22,6 +22,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type Docker from 'dockerode';
+import { DEFAULT_SANDBOX_RUNTIME } from '../common/defaults';
 import { claimContainer, NameTakenError, startAttached, waitReady, type Ping } from './bring-up';
 import { ensurePoolVolume, removeContainer } from './inventory';
 import { claimVolumeName } from './labels';
@@ -39,6 +40,8 @@ export interface WarmPoolOptions {
   /** Labels the containers (`keel.host`, `keel.pool`). */
   hostId: string;
   image: string;
+  /** The Docker runtime of every container (a session asking for another one is not served from the pool). @default runc */
+  runtime?: string;
   size: number;
   log?: (msg: string) => void;
 }
@@ -72,6 +75,11 @@ export class WarmPool {
 
   get docker(): Docker {
     return this.runtime.docker;
+  }
+
+  /** The Docker runtime the pool's containers run under. */
+  get ociRuntime(): string {
+    return this.options.runtime ?? DEFAULT_SANDBOX_RUNTIME;
   }
 
   /** Ids of the idle containers, oldest (next to be claimed) first. */
@@ -166,7 +174,7 @@ export class WarmPool {
 
   private async create(): Promise<{ id: string; volume: string }> {
     const token = randomUUID().replace(/-/g, '').slice(0, 16);
-    const options = poolOptions({ token, hostId: this.options.hostId, image: this.options.image, leaseSec: LEASE_SEC });
+    const options = poolOptions({ token, hostId: this.options.hostId, image: this.options.image, runtime: this.ociRuntime, leaseSec: LEASE_SEC });
     const volume = await ensurePoolVolume(this.docker, token, this.options.hostId);
     let id: string | undefined;
     try {

@@ -6,6 +6,8 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { S3BlobStoreOptions } from '../blobs';
 import { resolveConnectionOptions } from '../client/connection';
+import { DEFAULT_SANDBOX_RUNTIME } from '../common/defaults';
+import { sandboxSpecProblems } from '../common/sandbox-spec';
 import { keelRoot } from '../host/paths';
 
 export interface KeelConfig {
@@ -31,6 +33,12 @@ export interface KeelConfig {
    * @default unset: the sandbox host uses `keel-sandbox:<hash of sandbox/>` (see `defaultImageTag`)
    */
   sandboxImage?: string;
+  /**
+   * Docker runtime for sessions whose `SandboxSpec` names none: `runc`, or `runsc` (gVisor) once dockerd registered it
+   * (`KEEL_GVISOR=1 npm run setup`). A sandbox-host worker refuses to start when dockerd does not know it.
+   * Env `KEEL_SANDBOX_RUNTIME`. @default 'runc'
+   */
+  sandboxRuntime: string;
   /** What a `keel worker` process runs: `all`, `session` (workflows, model, store) or `sandbox`. Env `KEEL_WORKER_ROLE`. @default 'all' */
   workerRole: 'all' | 'session' | 'sandbox';
   /** Path of the `temporal` CLI. Env `TEMPORAL_CLI`. @default `temporal` on PATH, else `.keel/tools/venv/bin/temporal` */
@@ -106,6 +114,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     dockerHost: env.DOCKER_HOST || undefined,
     hostId: env.KEEL_HOST_ID || hostname(),
     sandboxImage: env.KEEL_SANDBOX_IMAGE || undefined,
+    sandboxRuntime: runtimeFrom(env.KEEL_SANDBOX_RUNTIME),
     workerRole: role as KeelConfig['workerRole'],
     temporalCli: env.TEMPORAL_CLI || undefined,
     stateDir,
@@ -141,6 +150,13 @@ function s3Options(env: Record<string, string | undefined>, bucket: string): S3B
         }
       : {}),
   };
+}
+
+function runtimeFrom(value: string | undefined): string {
+  if (!value) return DEFAULT_SANDBOX_RUNTIME;
+  const problems = sandboxSpecProblems({ runtime: value });
+  if (problems.length) throw new Error(`KEEL_SANDBOX_RUNTIME: ${problems.join('; ')}`);
+  return value;
 }
 
 /** A number from the environment: `fallback` when unset, else at least `min` (and whole, unless `fraction`). */

@@ -21,9 +21,10 @@ import { ensureVolume, ownerOf, removeSession, sessionContainers } from '../../h
 import { createOptions } from '../../host/lockdown';
 import type { WarmPool } from '../../host/pool';
 import type { SandboxRuntime } from '../../host/runtime';
+import { RuntimeCheck } from '../../host/runtimes';
 import { restoreSnapshot, takeSnapshot } from '../../host/snapshots';
 import { resolveSandboxConfig, type SandboxConfig } from './config';
-import { badRequest, classifyDockerError, classifySandboxError, containerGone, imageMissing } from './errors';
+import { badRequest, classifyDockerError, classifySandboxError, containerGone, imageMissing, runtimeMissing } from './errors';
 import { toExecutorOp, toToolResult } from './tool-ops';
 
 const HEARTBEAT_MS = 2000;
@@ -63,10 +64,15 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
   const { docker } = runtime;
   const config = resolveSandboxConfig(deps.config);
 
-  /** The pool serves sessions whose spec is the pool's: its image and the default limits. */
+  const runtimes = new RuntimeCheck(docker);
+  /** The Docker runtime a session's container runs under. */
+  const runtimeOf = (spec: SandboxSpec | undefined): string => spec?.runtime ?? config.defaultRuntime;
+
+  /** The pool serves sessions whose spec is the pool's: its image and runtime, and the default limits. */
   const poolFits = (spec: SandboxSpec | undefined): boolean =>
     pool !== undefined &&
     (spec?.image ?? config.defaultImage) === pool.options.image &&
+    runtimeOf(spec) === pool.ociRuntime &&
     (spec?.memoryMb ?? SANDBOX_DEFAULTS.memoryMb) === SANDBOX_DEFAULTS.memoryMb &&
     (spec?.cpus ?? SANDBOX_DEFAULTS.cpus) === SANDBOX_DEFAULTS.cpus &&
     (spec?.pidsLimit ?? SANDBOX_DEFAULTS.pidsLimit) === SANDBOX_DEFAULTS.pidsLimit;
@@ -95,7 +101,7 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
       hostQueue: config.hostQueue,
       hostId: config.hostId,
       image,
-      runtime: { ...(await imageInfo(image)), limits: { memoryMb, cpus, pidsLimit }, network: 'none' },
+      runtime: { ...(await imageInfo(image)), limits: { memoryMb, cpus, pidsLimit }, network: 'none', ociRuntime: runtimeOf(spec) },
     };
   };
 
@@ -126,8 +132,11 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
     }
 
     if (!(await imageExists(docker, image))) throw imageMissing(image);
+    const ociRuntime = runtimeOf(spec);
+    const known = await runtimes.missing(ociRuntime);
+    if (known) throw runtimeMissing(ociRuntime, known, config.hostId);
     await ensureVolume(docker, sessionId, config.hostId, generation);
-    const options = createOptions({ sessionId, hostId: config.hostId, image, spec, generation });
+    const options = createOptions({ sessionId, hostId: config.hostId, image, spec, generation, runtime: ociRuntime });
     let id: string;
     try {
       id = (await docker.createContainer(options)).id;

@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { hostQueueFor } from '../../common/constants';
-import { DEFAULT_OUTPUT_LIMIT } from '../../common/defaults';
+import { DEFAULT_OUTPUT_LIMIT, DEFAULT_SANDBOX_RUNTIME } from '../../common/defaults';
 import { defaultImageTag } from '../../host/image';
 
 /** How a sandbox-host worker runs sandboxes. Built by {@link resolveSandboxConfig}; activities never read `process.env`. */
@@ -21,6 +21,11 @@ export interface SandboxConfig {
    */
   defaultImage: string;
   /**
+   * Docker runtime for sessions whose `SandboxSpec` names none (`runsc` for gVisor, once dockerd registered it).
+   * @default DEFAULT_SANDBOX_RUNTIME ('runc')
+   */
+  defaultRuntime: string;
+  /**
    * Most characters of tool output the model sees per call; the executor keeps 40% head and 60% tail and says how much it cut.
    * @default DEFAULT_OUTPUT_LIMIT (16000)
    */
@@ -34,6 +39,7 @@ export function resolveSandboxConfig(partial: Partial<SandboxConfig> = {}): Sand
     hostId,
     hostQueue: partial.hostQueue ?? hostQueueFor(hostId),
     defaultImage: partial.defaultImage ?? defaultImageTag(),
+    defaultRuntime: partial.defaultRuntime ?? DEFAULT_SANDBOX_RUNTIME,
     outputLimit: partial.outputLimit ?? DEFAULT_OUTPUT_LIMIT,
   };
 }

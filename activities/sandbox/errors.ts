@@ -8,6 +8,7 @@ import { classifyBlobError } from '../../blobs';
 import { failure, SandboxFailure } from '../../common/failures';
 import { isDockerUnreachable } from '../../host/docker-errors';
 import { ExecutorGoneError, ExecutorTimeoutError } from '../../host/executor-client';
+import { runtimeFix } from '../../host/runtimes';
 import { SnapshotMissingError } from '../../host/snapshots';
 
 export function dockerUnavailable(err: unknown): ApplicationFailure {
@@ -22,6 +23,13 @@ export function imageMissing(image: string): ApplicationFailure {
   return failure(
     SandboxFailure.ImageMissing,
     `Sandbox image ${image} is not on this Docker host. Build it with \`npx keel image --build\` or \`bash sandbox/build.sh ${image}\`.`,
+  );
+}
+
+export function runtimeMissing(runtime: string, known: string[], hostId: string): ApplicationFailure {
+  return failure(
+    SandboxFailure.RuntimeMissing,
+    `Docker on sandbox host ${hostId} has no runtime "${runtime}" (it has: ${known.join(', ') || 'none listed'}). Fix: ${runtimeFix(runtime)}.`,
   );
 }
 

@@ -110,6 +110,18 @@ describe('warm pool', () => {
     }
   });
 
+  it('never gives a pool container (runc) to a session that asks for another runtime', async () => {
+    await pool.ready();
+    const idle = pool.idleIds();
+    const sessionId = sid('other-runtime');
+    // A runtime dockerd lacks: served from the pool, provisioning would have succeeded under runc.
+    await assert.rejects(acts.provisionSandbox({ sessionId, spec: { runtime: 'keel-no-such-runtime' } }), (err: Error & { type?: string }) => {
+      assert.equal(err.type, 'Sandbox.RuntimeMissing', err.message);
+      return true;
+    });
+    assert.deepEqual(pool.idleIds(), idle, 'no pool container was claimed');
+  });
+
   it('refills in the background with new containers', async () => {
     const before = new Set(pool.idleIds());
     await acts.provisionSandbox({ sessionId: sid('refill') });

@@ -14,7 +14,7 @@ import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import Docker from 'dockerode';
 import { readBlob } from '../../blobs';
-import { scratchBlobs } from '../helpers/env';
+import { scratchBlobs, testRuntime } from '../helpers/env';
 import { rootExec } from '../security/helpers';
 import type { SandboxHandle, ToolResult } from '../../common/types';
 import { createSandboxActivities } from '../../activities/sandbox';
@@ -59,7 +59,7 @@ before(
   async () => {
     await ensureImage(docker, tag, (line) => console.error(`[image] ${line}`));
     runtime = new SandboxRuntime(docker);
-    acts = createSandboxActivities({ runtime, blobs, config: { hostId: 'test-host', defaultImage: tag } });
+    acts = createSandboxActivities({ runtime, blobs, config: { hostId: 'test-host', defaultImage: tag, defaultRuntime: testRuntime() } });
     handle = await acts.provisionSandbox({ sessionId, spec: { memoryMb: 512, pidsLimit: 128 } });
   },
   { timeout: 900_000 },
@@ -89,6 +89,8 @@ describe('provisioning', () => {
     assert.equal(info.HostConfig.PidsLimit, 128);
     assert.equal(info.HostConfig.NanoCpus, 1e9);
     assert.equal(info.HostConfig.NetworkMode, 'none');
+    assert.equal(info.HostConfig.Runtime, testRuntime());
+    assert.equal(handle.runtime?.ociRuntime, testRuntime());
     assert.equal(info.HostConfig.ReadonlyRootfs, true);
     assert.deepEqual(info.HostConfig.CapDrop, ['ALL']);
     assert.deepEqual(info.HostConfig.CapAdd, ['SETUID', 'SETGID', 'SETPCAP']);
@@ -108,6 +110,18 @@ describe('provisioning', () => {
     const err = await expectFailure(acts.provisionSandbox({ sessionId: id, spec: { image: 'keel-sandbox:nosuchimage' } }), 'Sandbox.ImageMissing');
     assert.equal(err.nonRetryable, true);
     assert.match(err.message, /sandbox\/build\.sh keel-sandbox:nosuchimage/);
+  });
+
+  it('fails RuntimeMissing (non-retryable) naming the fix when dockerd has no such runtime', async () => {
+    const id = `test-noruntime-${run}`;
+    created.add(id);
+    const err = await expectFailure(acts.provisionSandbox({ sessionId: id, spec: { runtime: 'keel-no-such-runtime' } }), 'Sandbox.RuntimeMissing');
+    assert.equal(err.nonRetryable, true);
+    assert.match(err.message, /no runtime "keel-no-such-runtime" \(it has: .*runc/);
+    assert.match(err.message, /daemon\.json.*SIGHUP/);
+    assert.equal((await listManagedContainers(docker)).filter((c) => c.sessionId === id).length, 0, 'no container was made');
+    const gvisor = await expectFailure(acts.provisionSandbox({ sessionId: id, spec: { runtime: 'runsc ; rm' } }), 'Sandbox.BadRequest');
+    assert.match(gvisor.message, /sandbox\.runtime must be a Docker runtime name/);
   });
 
   it('fails DockerUnavailable (retryable) when the daemon is unreachable', async () => {

@@ -18,6 +18,7 @@ import { createSandboxActivities } from '../../activities/sandbox';
 import { defaultImageTag, ensureImage, listManagedContainers, SandboxRuntime, takeSnapshot } from '../../host';
 import { type SandboxActivities } from '../../common/activities';
 import { volumeName } from '../../host';
+import { testRuntime } from '../helpers/env';
 import { connect, getEvents, migrate } from '../../store';
 import { createStoreActivities } from '../../activities/store';
 import { runDiff } from '../../cli/diff';
@@ -68,7 +69,7 @@ before(
   async () => {
     await ensureImage(docker, tag, (line) => console.error(`[image] ${line}`));
     runtime = new SandboxRuntime(docker);
-    acts = createSandboxActivities({ runtime, blobs, config: { hostId: 'test-host', defaultImage: tag } });
+    acts = createSandboxActivities({ runtime, blobs, config: { hostId: 'test-host', defaultImage: tag, defaultRuntime: testRuntime() } });
   },
   { timeout: 900_000 },
 );
