@@ -14,6 +14,8 @@ export const SandboxFailure = {
   ImageMissing: 'Sandbox.ImageMissing',
   /** The session asks for a Docker runtime (e.g. runsc) this host's dockerd has not registered; not retried. */
   RuntimeMissing: 'Sandbox.RuntimeMissing',
+  /** The sandbox's /workspace filesystem could not be made (needs root on the Docker host); not retried. */
+  DiskUnavailable: 'Sandbox.DiskUnavailable',
   /** The Docker daemon did not answer; retried. */
   DockerUnavailable: 'Sandbox.DockerUnavailable',
   /** The session's container no longer exists or stopped; the workflow restores it from the last snapshot. */
@@ -73,6 +75,7 @@ export type FailureType =
 export const RETRYABLE: Readonly<Record<FailureType, boolean>> = {
   'Sandbox.ImageMissing': false,
   'Sandbox.RuntimeMissing': false,
+  'Sandbox.DiskUnavailable': false,
   'Sandbox.DockerUnavailable': true,
   'Sandbox.ContainerGone': false,
   'Sandbox.ExecutorTimeout': true,

@@ -25,6 +25,12 @@ export const EXECUTOR_CAPS = ['SETUID', 'SETGID', 'SETPCAP'] as const;
 /** The executor's own state (trace of keyed calls, restore marker, pool claim): root's, 0700, out of commands' reach. */
 export const EXECUTOR_STATE_DIR = '/run/keel';
 
+/**
+ * Size of /dev/shm, which Docker mounts writable even on a read-only root. It is scratch: snapshots hold
+ * /workspace (and the shell's state), never /dev/shm, and its pages count against the memory limit.
+ */
+export const SHM_BYTES = 64 * 1024 * 1024;
+
 /** How the executor (the container's PID 1) is started; the warm pool adds `--pool-lease <sec>`. */
 export const EXECUTOR_COMMAND = ['python3', '-u', '/opt/keel/executor.py'] as const;
 
@@ -113,13 +119,14 @@ function lockedDown(args: {
       MemorySwap: memoryMb * 1024 * 1024,
       NanoCpus: Math.round(cpus * 1e9),
       PidsLimit: pidsLimit,
+      ShmSize: SHM_BYTES,
       Tmpfs: {
         '/tmp': 'rw,nosuid,nodev,size=256m,mode=1777',
         '/home/keel': 'rw,nosuid,nodev,size=64m,uid=1000,gid=1000,mode=0755',
         [EXECUTOR_STATE_DIR]: 'rw,noexec,nosuid,nodev,size=16m,uid=0,gid=0,mode=0700',
       },
-      // A named volume, never a host path: a fresh one copies the image's
-      // /workspace (owned by uid 1000), so the keel user can write it.
+      // A named volume, never a host path: a fresh one copies the image's /workspace (owned by uid 1000),
+      // so the keel user can write it. With a disk quota the volume binds a filesystem of its own (disks.ts).
       Mounts: [{ Type: 'volume', Source: args.volume, Target: '/workspace', ReadOnly: false }],
       LogConfig: { Type: 'json-file', Config: { 'max-size': '1m', 'max-file': '1' } },
       RestartPolicy: { Name: 'no' },

@@ -22,9 +22,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import type Docker from 'dockerode';
-import { DEFAULT_SANDBOX_RUNTIME } from '../common/defaults';
+import { DEFAULT_SANDBOX_RUNTIME, SANDBOX_DEFAULTS } from '../common/defaults';
 import { claimContainer, NameTakenError, startAttached, waitReady, type Ping } from './bring-up';
-import { ensurePoolVolume, removeContainer } from './inventory';
+import { ensurePoolVolume, removeContainer, removeVolume } from './inventory';
 import { claimVolumeName } from './labels';
 import { poolOptions } from './lockdown';
 import type { SandboxRuntime } from './runtime';
@@ -43,6 +43,8 @@ export interface WarmPoolOptions {
   /** The Docker runtime of every container (a session asking for another one is not served from the pool). @default runc */
   runtime?: string;
   size: number;
+  /** Where the containers' /workspace filesystems (of the default size) are made; unset: plain volumes, no quota. */
+  diskDir?: string;
   log?: (msg: string) => void;
 }
 
@@ -175,7 +177,8 @@ export class WarmPool {
   private async create(): Promise<{ id: string; volume: string }> {
     const token = randomUUID().replace(/-/g, '').slice(0, 16);
     const options = poolOptions({ token, hostId: this.options.hostId, image: this.options.image, runtime: this.ociRuntime, leaseSec: LEASE_SEC });
-    const volume = await ensurePoolVolume(this.docker, token, this.options.hostId);
+    const disk = this.options.diskDir ? { dir: this.options.diskDir, sizeMb: SANDBOX_DEFAULTS.diskMb } : undefined;
+    const volume = await ensurePoolVolume(this.docker, token, this.options.hostId, disk);
     let id: string | undefined;
     try {
       id = (await this.docker.createContainer(options)).id;
@@ -183,7 +186,7 @@ export class WarmPool {
       return { id, volume };
     } catch (err) {
       if (id) await this.discard(id, volume, false);
-      else await this.docker.getVolume(volume).remove().catch(() => undefined);
+      else await removeVolume(this.docker, volume).catch(() => undefined);
       throw err;
     }
   }

@@ -113,11 +113,11 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
     runtime = new SandboxRuntime(docker);
     const defaultImage = config.sandboxImage ?? defaultImageTag();
     // The pool registers with the runtime, which removes its idle containers at shutdown.
-    const pool = config.poolSize > 0 ? new WarmPool(runtime, { hostId: config.hostId, image: defaultImage, runtime: config.sandboxRuntime, size: config.poolSize }) : undefined;
+    const pool = config.poolSize > 0 ? new WarmPool(runtime, { hostId: config.hostId, image: defaultImage, runtime: config.sandboxRuntime, size: config.poolSize, ...(config.diskDir ? { diskDir: config.diskDir } : {}) }) : undefined;
     const activities = createSandboxActivities({
       runtime,
       blobs: store.blobs,
-      config: { hostId: config.hostId, hostQueue, defaultImage, defaultRuntime: config.sandboxRuntime },
+      config: { hostId: config.hostId, hostQueue, defaultImage, defaultRuntime: config.sandboxRuntime, diskDir: config.diskDir },
       ...(pool ? { pool } : {}),
     });
     // The shared queue takes provisioning; the host's own queue takes everything after (host affinity).
@@ -137,7 +137,7 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
       const clientConnection = await connectTemporal(config.temporalAddress);
       const client = new Client({ connection: clientConnection, namespace: config.temporalNamespace });
       const log = (msg: string) => console.error(msg);
-      stops.push(startReaper({ docker, client, hostId: config.hostId, intervalSec: config.reapIntervalSec, log }));
+      stops.push(startReaper({ docker, client, hostId: config.hostId, ...(config.diskDir ? { diskDir: config.diskDir } : {}), intervalSec: config.reapIntervalSec, log }));
       stops.push(() => clientConnection.close());
     }
   }

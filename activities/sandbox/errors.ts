@@ -6,6 +6,7 @@
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { classifyBlobError } from '../../blobs';
 import { failure, SandboxFailure } from '../../common/failures';
+import { DiskError } from '../../host/disks';
 import { isDockerUnreachable } from '../../host/docker-errors';
 import { ExecutorGoneError, ExecutorTimeoutError } from '../../host/executor-client';
 import { runtimeFix } from '../../host/runtimes';
@@ -58,6 +59,7 @@ export function classifySandboxError(err: unknown, containerId: string, key?: st
   if (err instanceof ApplicationFailure || err instanceof CancelledFailure) return err;
   if (err instanceof ExecutorGoneError) return containerGone(containerId, err.detail);
   if (err instanceof SnapshotMissingError) return snapshotMissing(err.id);
+  if (err instanceof DiskError) return failure(SandboxFailure.DiskUnavailable, err.message);
   const blob = classifyBlobError(err);
   if (blob) return blob;
   if (err instanceof ExecutorTimeoutError) {

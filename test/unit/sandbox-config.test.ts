@@ -16,6 +16,7 @@ describe('resolveSandboxConfig', () => {
       hostQueue: `keel-sandbox-${hostname()}`,
       defaultImage: defaultImageTag(),
       defaultRuntime: 'runc',
+      diskDir: '/var/lib/keel/disks',
       outputLimit: 16000,
     });
   });
