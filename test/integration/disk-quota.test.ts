@@ -61,7 +61,8 @@ describe('/workspace disk quota', () => {
     const vol = await docker.getVolume(volumeName(sessionId)).inspect();
     assert.equal(vol.Labels[LABEL_DISK], mount);
 
-    const empty = await sh('ls -A /workspace | wc -l; stat -c %U /workspace; df -m --output=size /workspace | tail -1');
+    // find, not ls or stat: Debian's gVisor rejects the statx flags coreutils passes (the runsc suite runs this too).
+    const empty = await sh('find /workspace -mindepth 1 | wc -l; find /workspace -maxdepth 0 -printf "%u\\n"; df -m --output=size /workspace | tail -1');
     assert.equal(empty.ok, true, empty.output);
     const [entries, owner, size] = empty.output.trim().split(/\s+/);
     assert.equal(entries, '0', 'no lost+found or anything else in a fresh workspace');
@@ -82,7 +83,7 @@ describe('/workspace disk quota', () => {
 
     // Restored into a new generation: the files, on a new filesystem of the same size.
     const g2 = await acts.provisionSandbox({ sessionId, spec: { diskMb: 64 }, generation: 2, restoreFrom: fill.snapshot.id });
-    const restored = await sh('ls /workspace; du -m /workspace/fill | cut -f1', undefined, g2);
+    const restored = await sh('find /workspace -mindepth 1 -printf "%P\\n" | sort; du -m /workspace/fill | cut -f1', undefined, g2);
     assert.match(restored.output, /^fill\nkeep\.txt\n\d+\n$/);
     assert.ok(isMounted(diskPaths(diskDir, volumeName(sessionId, 2)).mount));
   });
@@ -131,7 +132,7 @@ describe('/dev/shm', () => {
     const r = await sh('echo scratch > /dev/shm/s.txt && echo kept > /workspace/k.txt', {});
     assert.ok(r.snapshot);
     const g2 = await acts.provisionSandbox({ sessionId, generation: 2, restoreFrom: r.snapshot.id });
-    const back = await sh('cat /workspace/k.txt; ls /dev/shm | wc -l', undefined, g2);
+    const back = await sh('cat /workspace/k.txt; find /dev/shm -mindepth 1 | wc -l', undefined, g2);
     assert.equal(back.output, 'kept\n0\n');
   });
 });
