@@ -31,6 +31,16 @@ export const EXECUTOR_STATE_DIR = '/run/keel';
  */
 export const SHM_BYTES = 64 * 1024 * 1024;
 
+/**
+ * The host pids limit of a gVisor container whose sandbox may run `pidsLimit` processes. Under runsc the
+ * container's pids cgroup holds gVisor's kernel (the Sentry, tens of Go threads) and, with its ptrace
+ * platform, a host stub for every sandbox address space and thread; when that cgroup is full the Sentry
+ * panics and the container is lost (measured: repeated shell timeouts in a 128-pids container).
+ */
+export function gvisorHostPids(pidsLimit: number): number {
+  return pidsLimit * 4 + 256;
+}
+
 /** How the executor (the container's PID 1) is started; the warm pool adds `--pool-lease <sec>`. */
 export const EXECUTOR_COMMAND = ['python3', '-u', '/opt/keel/executor.py'] as const;
 
@@ -118,7 +128,7 @@ function lockedDown(args: {
       Memory: memoryMb * 1024 * 1024,
       MemorySwap: memoryMb * 1024 * 1024,
       NanoCpus: Math.round(cpus * 1e9),
-      PidsLimit: pidsLimit,
+      PidsLimit: args.runtime === 'runsc' ? gvisorHostPids(pidsLimit) : pidsLimit,
       ShmSize: SHM_BYTES,
       Tmpfs: {
         '/tmp': 'rw,nosuid,nodev,size=256m,mode=1777',

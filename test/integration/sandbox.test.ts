@@ -21,6 +21,7 @@ import { createSandboxActivities } from '../../activities/sandbox';
 import { defaultImageTag, ensureImage, ExecutorClient, listManagedContainers, reapOrphans, SandboxRuntime } from '../../host';
 import { type SandboxActivities } from '../../common/activities';
 import { volumeName } from '../../host';
+import { gvisorHostPids } from '../../host/lockdown';
 
 const docker = new Docker();
 const tag = defaultImageTag();
@@ -86,7 +87,8 @@ describe('provisioning', () => {
     const info = await docker.getContainer(handle.containerId).inspect();
     assert.equal(info.Name, `/keel-${sessionId}`);
     assert.equal(info.HostConfig.Memory, 512 * 1024 * 1024);
-    assert.equal(info.HostConfig.PidsLimit, 128);
+    // Under gVisor the host cgroup also holds gVisor's own kernel threads and stubs (host/lockdown.ts).
+    assert.equal(info.HostConfig.PidsLimit, testRuntime() === 'runsc' ? gvisorHostPids(128) : 128);
     assert.equal(info.HostConfig.NanoCpus, 1e9);
     assert.equal(info.HostConfig.NetworkMode, 'none');
     assert.equal(info.HostConfig.Runtime, testRuntime());

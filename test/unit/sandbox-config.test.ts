@@ -59,6 +59,9 @@ describe('container naming and options', () => {
     assert.equal(createOptions({ sessionId: 's1', hostId: 'h', image: 'img' }).HostConfig?.Runtime, 'runc');
     assert.equal(createOptions({ sessionId: 's1', hostId: 'h', image: 'img', runtime: 'runsc' }).HostConfig?.Runtime, 'runsc');
     assert.equal(createOptions({ sessionId: 's1', hostId: 'h', image: 'img', runtime: 'runsc', spec: { runtime: 'runc' } }).HostConfig?.Runtime, 'runc');
+    // gVisor's own threads and ptrace stubs share the container's host pids cgroup.
+    assert.equal(createOptions({ sessionId: 's1', hostId: 'h', image: 'img', runtime: 'runsc', spec: { pidsLimit: 64 } }).HostConfig?.PidsLimit, 64 * 4 + 256);
+    assert.equal(createOptions({ sessionId: 's1', hostId: 'h', image: 'img', spec: { pidsLimit: 64 } }).HostConfig?.PidsLimit, 64);
   });
 
   it('refuses runtime names that are not names, and disk sizes out of bounds', () => {
