@@ -68,11 +68,12 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
   /** The Docker runtime a session's container runs under. */
   const runtimeOf = (spec: SandboxSpec | undefined): string => spec?.runtime ?? config.defaultRuntime;
 
-  /** The pool serves sessions whose spec is the pool's: its image and runtime, and the default limits. */
+  /** The pool serves sessions whose spec is the pool's: its image, runtime and disks, and the default limits. */
   const poolFits = (spec: SandboxSpec | undefined): boolean =>
     pool !== undefined &&
     (spec?.image ?? config.defaultImage) === pool.options.image &&
     runtimeOf(spec) === pool.ociRuntime &&
+    (pool.options.diskDir ?? null) === config.diskDir &&
     (config.diskDir === null || (spec?.diskMb ?? SANDBOX_DEFAULTS.diskMb) === SANDBOX_DEFAULTS.diskMb) &&
     (spec?.memoryMb ?? SANDBOX_DEFAULTS.memoryMb) === SANDBOX_DEFAULTS.memoryMb &&
     (spec?.cpus ?? SANDBOX_DEFAULTS.cpus) === SANDBOX_DEFAULTS.cpus &&
@@ -102,7 +103,12 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
       hostQueue: config.hostQueue,
       hostId: config.hostId,
       image,
-      runtime: { ...(await imageInfo(image)), limits: { memoryMb, cpus, pidsLimit, ...(config.diskDir !== null ? { diskMb } : {}) }, network: 'none', ociRuntime: runtimeOf(spec) },
+      runtime: {
+        ...(await imageInfo(image)),
+        limits: { memoryMb, cpus, pidsLimit, ...(config.diskDir !== null ? { diskMb } : {}) },
+        network: 'none',
+        ociRuntime: runtimeOf(spec),
+      },
     };
   };
 

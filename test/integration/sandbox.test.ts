@@ -304,20 +304,23 @@ describe('files', () => {
 describe('security', () => {
   it('runs commands as uid/gid 1000 with no groups, no capabilities and no-new-privileges; the executor is root with CAP_SETUID and CAP_SETGID only', async () => {
     assert.equal((await sh('id -u; id -g; id -G')).output, '1000\n1000\n1000\n');
+    const gvisor = testRuntime() === 'runsc';
     const fields = "awk '/^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs):/ {$1=$1; print}'";
+    // gVisor's /proc/<pid>/status has no CapAmb and NoNewPrivs lines: there, no-new-privileges is asked of prctl.
+    const status = (text: string) => (gvisor ? text.replace('CapAmb: 0000000000000000\nNoNewPrivs: 1\n', '') : text);
     assert.equal(
       (await sh(`${fields} /proc/self/status`)).output,
-      'Uid: 1000 1000 1000 1000\nGid: 1000 1000 1000 1000\nGroups:\nCapInh: 0000000000000000\nCapPrm: 0000000000000000\nCapEff: 0000000000000000\nCapBnd: 0000000000000000\nCapAmb: 0000000000000000\nNoNewPrivs: 1\n',
+      status('Uid: 1000 1000 1000 1000\nGid: 1000 1000 1000 1000\nGroups:\nCapInh: 0000000000000000\nCapPrm: 0000000000000000\nCapEff: 0000000000000000\nCapBnd: 0000000000000000\nCapAmb: 0000000000000000\nNoNewPrivs: 1\n'),
     );
+    assert.equal((await sh('python3 -c "import ctypes; print(ctypes.CDLL(None).prctl(39, 0, 0, 0, 0))"')).output, '1\n', 'PR_GET_NO_NEW_PRIVS');
     // The executor (PID 1): root in its real, effective and saved uid; the fourth (fs) uid is its main thread's, 1000.
     // CapEff c0 = CAP_SETGID (6) | CAP_SETUID (7); the bounding set is empty, so nothing it starts can gain one.
     // gVisor has no setfsuid: there each thread's effective ids are 1000 instead (real and saved stay 0), which
     // leaves its effective set empty until it switches back to 0 for its own state (privileges.py).
-    const gvisor = testRuntime() === 'runsc';
     assert.equal(
       (await sh(`${fields} /proc/1/status`)).output,
       gvisor
-        ? 'Uid: 0 1000 0 1000\nGid: 0 1000 0 1000\nGroups:\nCapInh: 0000000000000000\nCapPrm: 00000000000000c0\nCapEff: 0000000000000000\nCapBnd: 0000000000000000\nCapAmb: 0000000000000000\nNoNewPrivs: 1\n'
+        ? 'Uid: 0 1000 0 1000\nGid: 0 1000 0 1000\nGroups:\nCapInh: 0000000000000000\nCapPrm: 00000000000000c0\nCapEff: 0000000000000000\nCapBnd: 0000000000000000\n'
         : 'Uid: 0 0 0 1000\nGid: 0 0 0 1000\nGroups:\nCapInh: 0000000000000000\nCapPrm: 00000000000000c0\nCapEff: 00000000000000c0\nCapBnd: 0000000000000000\nCapAmb: 0000000000000000\nNoNewPrivs: 1\n',
     );
   });
@@ -347,7 +350,9 @@ describe('security', () => {
   it('has a read-only root and no Docker socket', async () => {
     const usr = await sh('touch /usr/keel-test');
     assert.equal(usr.ok, false);
-    assert.match(usr.output, /Read-only file system/);
+    // gVisor checks permissions before the mount's read-only flag, so there uid 1000 hears EACCES; the mount is ro in both.
+    assert.match(usr.output, testRuntime() === 'runsc' ? /Permission denied/ : /Read-only file system/);
+    assert.match((await sh("awk '$2 == \"/\" {print $4}' /proc/mounts")).output, /^ro,/);
     assert.equal((await sh('test -e /var/run/docker.sock && echo present || echo absent')).output, 'absent\n');
     assert.equal((await sh('touch /workspace/w /tmp/t $HOME/h && echo writable')).output, 'writable\n');
   });
