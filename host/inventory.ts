@@ -4,7 +4,8 @@
  * label filter (see `labels.ts`).
  */
 import type Docker from 'dockerode';
-import { basename } from 'node:path';
+import { basename, dirname } from 'node:path';
+import { SANDBOX_DEFAULTS } from '../common/defaults';
 import { ensureDisk, LABEL_DISK, removeDisk } from './disks';
 import { ignore404, statusOf } from './docker-errors';
 import {
@@ -33,6 +34,19 @@ export interface DiskOptions {
  * binds a filesystem of its own of `disk.sizeMb` MiB, made and mounted first (again after a host reboot).
  */
 async function createWorkspace(docker: Docker, name: string, labels: Record<string, string>, disk?: DiskOptions): Promise<void> {
+  let made: Docker.VolumeInspectInfo | undefined;
+  try {
+    made = await docker.getVolume(name).inspect();
+  } catch (err) {
+    if (statusOf(err) !== 404) throw err;
+  }
+  if (made) {
+    // Made before (a retry, a stopped container after a host reboot, or a volume from before disk quotas, which stays
+    // as it is): mount its disk again if it has one and the mount is gone.
+    const mount = made.Labels?.[LABEL_DISK];
+    if (mount && basename(mount) === name) await ensureDisk(dirname(mount), name, disk?.sizeMb ?? SANDBOX_DEFAULTS.diskMb);
+    return;
+  }
   if (!disk) {
     await docker.createVolume({ Name: name, Labels: labels });
     return;

@@ -101,6 +101,19 @@ describe('/workspace disk quota', () => {
     await assert.rejects(docker.getVolume(volumeName(sessionId)).inspect(), (e: { statusCode?: number }) => e.statusCode === 404);
   });
 
+  it('after a host reboot (container stopped, disk unmounted) bringing the container up mounts its disk first', async () => {
+    const { sessionId, handle, sh } = await session({ diskMb: 64 });
+    assert.equal((await sh('echo before > /workspace/b.txt && echo ok')).output, 'ok\n');
+    const { mount } = diskPaths(diskDir, volumeName(sessionId));
+    await docker.getContainer(handle.containerId).stop({ t: 1 });
+    execFileSync('umount', [mount]);
+    assert.equal(isMounted(mount), false);
+    const again = await acts.provisionSandbox({ sessionId, spec: { diskMb: 64 } });
+    assert.equal(again.containerId, handle.containerId, 'the same container, started again');
+    assert.ok(isMounted(mount));
+    assert.equal((await sh('cat /workspace/b.txt; df -m --output=size /workspace | tail -1 | tr -d " "', undefined, again)).output.split('\n')[0], 'before');
+  });
+
   it('the reaper removes a filesystem whose volume is gone, and leaves the ones in use', async () => {
     const { sessionId } = await session({ diskMb: 64 });
     const leftover = `keel-ws-leftover-${uniqueId('x')}`;

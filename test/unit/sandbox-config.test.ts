@@ -71,6 +71,14 @@ describe('container naming and options', () => {
     assert.match(sandboxSpecProblems({ diskMb: 0 })[0] ?? '', /sandbox\.diskMb must be a number from 64/);
   });
 
+  it('reads KEEL_DISK_DIR and KEEL_DISK_QUOTA: quota on in /var/lib/keel/disks by default, off on request', () => {
+    assert.equal(loadConfig({}).diskDir, '/var/lib/keel/disks');
+    assert.equal(loadConfig({ KEEL_DISK_DIR: '/srv/disks' }).diskDir, '/srv/disks');
+    assert.equal(loadConfig({ KEEL_DISK_QUOTA: 'off' }).diskDir, null);
+    assert.throws(() => loadConfig({ KEEL_DISK_QUOTA: 'no' }), /KEEL_DISK_QUOTA must be on or off/);
+    assert.throws(() => loadConfig({ KEEL_DISK_DIR: 'disks' }), /KEEL_DISK_DIR must be an absolute path/);
+  });
+
   it('reads KEEL_SANDBOX_RUNTIME, runc by default, and refuses a bad name', () => {
     assert.equal(loadConfig({}).sandboxRuntime, 'runc');
     assert.equal(loadConfig({ KEEL_SANDBOX_RUNTIME: 'runsc' }).sandboxRuntime, 'runsc');
