@@ -1,7 +1,8 @@
 /**
  * gVisor beside runc: what `sandbox.runtime: runsc` costs. For each runtime, interleaved so both see the same
  * machine noise: a cold start (provisionSandbox until the executor answers), the `echo hi` round trip over the
- * executor, and a snapshot of 10 MiB in 100 new files. Run by bench/run.ts when dockerd has runsc
+ * executor, and a snapshot of 10 MiB in 100 new files. Also what the /workspace disk quota adds to a runc cold
+ * start (a plain volume as the baseline). Run by bench/run.ts when dockerd has runsc
  * (BENCH_RUNTIMES=none skips it), or alone: `node --import tsx bench/runtimes.ts`.
  *
  * Env: BENCH_RUNTIME_STARTS (default 5) cold starts per runtime, BENCH_RUNTIME_CALLS (default 100) round trips,
@@ -20,7 +21,7 @@ const CALLS = Number(process.env.BENCH_RUNTIME_CALLS ?? 100);
 const SNAPSHOTS = Number(process.env.BENCH_RUNTIME_SNAPSHOTS ?? 3);
 const RUNTIMES = ['runc', 'runsc'] as const;
 
-/** One figure: runsc's samples, with runc's as the baseline. */
+/** One figure, with its baseline (runc, or runc without the disk quota). */
 export interface RuntimeRow {
   figure: string;
   keel: Summary;
@@ -39,6 +40,7 @@ export async function benchRuntimes(opts: { docker: Docker; log?: (line: string)
   }
   const runtime = new SandboxRuntime(opts.docker);
   const acts = createSandboxActivities({ runtime, blobs: scratchBlobs(), config: { hostId: 'bench-rt', hostQueue: 'bench-rt' } });
+  const plain = createSandboxActivities({ runtime, blobs: scratchBlobs(), config: { hostId: 'bench-rt', hostQueue: 'bench-rt', diskDir: null } });
   const sessions: string[] = [];
   const up = async (rt: string): Promise<[number, SandboxHandle, string]> => {
     const sessionId = uniqueId(`bench-${rt}`);
@@ -48,12 +50,18 @@ export async function benchRuntimes(opts: { docker: Docker; log?: (line: string)
   };
   try {
     const starts = empty();
+    const noQuota: number[] = [];
     for (let i = 0; i < STARTS; i++) {
       for (const rt of RUNTIMES) {
         const [ms, , sessionId] = await up(rt);
         starts[rt].push(ms);
         await acts.destroySandbox({ sessionId });
       }
+      const sessionId = uniqueId('bench-plain');
+      sessions.push(sessionId);
+      const [ms] = await timed(() => plain.provisionSandbox({ sessionId }));
+      noQuota.push(ms);
+      await plain.destroySandbox({ sessionId });
     }
     log(`runtimes: ${STARTS} cold starts each`);
 
@@ -80,6 +88,11 @@ export async function benchRuntimes(opts: { docker: Docker; log?: (line: string)
       row('runsc: sandbox ready, cold (create+start until executor answers)', starts),
       row('runsc: `echo hi` round trip over the executor', echo),
       row('runsc: snapshot of 10 MiB in 100 new files', snaps),
+      {
+        figure: 'runc: sandbox ready, cold, with the /workspace disk quota (mkfs + loop mount)',
+        keel: summarize(starts.runc),
+        baseline: { name: 'no quota (plain volume)', summary: summarize(noQuota) },
+      },
     ];
   } finally {
     for (const sessionId of sessions) await acts.destroySandbox({ sessionId }).catch(() => undefined);
@@ -103,8 +116,8 @@ if (require.main === module) {
     const rows = await benchRuntimes({ docker: new Docker(), log: (l) => console.log(l) });
     for (const r of rows) {
       console.log(
-        `${r.figure}: runsc p50 ${r.keel.p50.toFixed(1)} ms (p95 ${r.keel.p95.toFixed(1)}), runc p50 ${r.baseline.summary.p50.toFixed(1)} ms ` +
-          `(p95 ${r.baseline.summary.p95.toFixed(1)}); runsc/runc ${(r.keel.p50 / r.baseline.summary.p50).toFixed(2)}x`,
+        `${r.figure}: p50 ${r.keel.p50.toFixed(1)} ms (p95 ${r.keel.p95.toFixed(1)}); ${r.baseline.name} p50 ${r.baseline.summary.p50.toFixed(1)} ms ` +
+          `(p95 ${r.baseline.summary.p95.toFixed(1)}); ratio ${(r.keel.p50 / r.baseline.summary.p50).toFixed(2)}x`,
       );
     }
     process.exit(0);
