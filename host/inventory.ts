@@ -34,19 +34,8 @@ export interface DiskOptions {
  * binds a filesystem of its own of `disk.sizeMb` MiB, made and mounted first (again after a host reboot).
  */
 async function createWorkspace(docker: Docker, name: string, labels: Record<string, string>, disk?: DiskOptions): Promise<void> {
-  let made: Docker.VolumeInspectInfo | undefined;
-  try {
-    made = await docker.getVolume(name).inspect();
-  } catch (err) {
-    if (statusOf(err) !== 404) throw err;
-  }
-  if (made) {
-    // Made before (a retry, a stopped container after a host reboot, or a volume from before disk quotas, which stays
-    // as it is): mount its disk again if it has one and the mount is gone.
-    const mount = made.Labels?.[LABEL_DISK];
-    if (mount && basename(mount) === name) await ensureDisk(dirname(mount), name, disk?.sizeMb ?? SANDBOX_DEFAULTS.diskMb);
-    return;
-  }
+  // Made before (a retry, a stopped container after a host reboot, or a volume from before disk quotas, which stays as it is).
+  if (await remountWorkspace(docker, name)) return;
   if (!disk) {
     await docker.createVolume({ Name: name, Labels: labels });
     return;
@@ -58,6 +47,23 @@ async function createWorkspace(docker: Docker, name: string, labels: Record<stri
     Driver: 'local',
     DriverOpts: { type: 'none', o: 'bind', device: mount },
   });
+}
+
+/**
+ * If workspace volume `name` exists, mount its disk again when it has one and the mount is gone (a host reboot),
+ * so that Docker never binds the empty directory below. False when there is no such volume.
+ */
+export async function remountWorkspace(docker: Docker, name: string): Promise<boolean> {
+  let made: Docker.VolumeInspectInfo;
+  try {
+    made = await docker.getVolume(name).inspect();
+  } catch (err) {
+    if (statusOf(err) === 404) return false;
+    throw err;
+  }
+  const mount = made.Labels?.[LABEL_DISK];
+  if (mount && basename(mount) === name) await ensureDisk(dirname(mount), name, SANDBOX_DEFAULTS.diskMb);
+  return true;
 }
 
 /** Create the workspace volume of a session's generation if it does not exist. */

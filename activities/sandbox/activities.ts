@@ -17,7 +17,7 @@ import { claimContainer, NameTakenError, startAttached, waitReady, type Ping } f
 import { statusOf } from '../../host/docker-errors';
 import { ExecutorGoneError } from '../../host/executor-client';
 import { imageExists } from '../../host/image';
-import { ensureVolume, ownerOf, removeSession, sessionContainers, type DiskOptions } from '../../host/inventory';
+import { ensureVolume, ownerOf, remountWorkspace, removeSession, sessionContainers, type DiskOptions } from '../../host/inventory';
 import { createOptions } from '../../host/lockdown';
 import type { WarmPool } from '../../host/pool';
 import type { SandboxRuntime } from '../../host/runtime';
@@ -122,7 +122,10 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
     const c = mine.find((m) => m.state === 'running') ?? mine[0];
     if (!c) return undefined;
     // A stopped container's disk may be unmounted (a host reboot): mount it before Docker binds the empty directory.
-    if (c.state !== 'running' && c.poolVolume === undefined) await ensureVolume(docker, sessionId, config.hostId, generation, diskOf(spec));
+    if (c.state !== 'running') {
+      if (c.poolVolume !== undefined) await remountWorkspace(docker, c.poolVolume);
+      else await ensureVolume(docker, sessionId, config.hostId, generation, diskOf(spec));
+    }
     const ping = c.state === 'running' ? await waitReady(runtime.client(c.id)) : await startAttached(runtime, c.id);
     if (c.poolVolume !== undefined) await claimContainer(runtime, { id: c.id, name: c.name, hostId: config.hostId }, sessionId, generation);
     return { id: c.id, image: c.image, ping };
