@@ -2,7 +2,8 @@
  * The security settings of every sandbox container, in one file a reviewer can
  * read on its own. A session's commands are hostile by assumption: the container
  * gets no network, no privilege gain, a read-only root, bounded memory, CPU and
- * pids, and is writable only in /workspace (a named volume, never a host path)
+ * pids, and is writable only in /workspace (a named volume, never a host path a session names; with the disk
+ * quota, one bound to the sandbox's own loop-mounted filesystem, see disks.ts)
  * and size-limited tmpfs. Warm-pool containers get exactly the same settings.
  *
  * Privilege split: the executor (PID 1) starts as root with only {@link EXECUTOR_CAPS};
@@ -135,8 +136,8 @@ function lockedDown(args: {
         '/home/keel': 'rw,nosuid,nodev,size=64m,uid=1000,gid=1000,mode=0755',
         [EXECUTOR_STATE_DIR]: 'rw,noexec,nosuid,nodev,size=16m,uid=0,gid=0,mode=0700',
       },
-      // A named volume, never a host path: a fresh one copies the image's /workspace (owned by uid 1000),
-      // so the keel user can write it. With a disk quota the volume binds a filesystem of its own (disks.ts).
+      // A named volume: a fresh one copies the image's /workspace (owned by uid 1000), so the keel user can
+      // write it. With a disk quota the volume binds a filesystem of its own (disks.ts).
       Mounts: [{ Type: 'volume', Source: args.volume, Target: '/workspace', ReadOnly: false }],
       LogConfig: { Type: 'json-file', Config: { 'max-size': '1m', 'max-file': '1' } },
       RestartPolicy: { Name: 'no' },
