@@ -12,6 +12,7 @@
  *      BENCH_MANY_FILES (default 100000, 0 skips), BENCH_MANY_FILE_BYTES (default 3072): bench/snapshots.ts's many-files workspace;
  *      BENCH_DENSITY_LEVELS (default "1,10,50,100"), BENCH_DENSITY_CALLS (default 50): bench/density.ts;
  *      BENCH_DENSITY_LEVELS=none skips density;
+ *      BENCH_RUNTIMES=none skips runsc beside runc (bench/runtimes.ts: BENCH_RUNTIME_STARTS, _CALLS, _SNAPSHOTS);
  *      BENCH_LONG_STEPS (default 2000), BENCH_LONG_OUTPUTS (default "8192,65536", or "none"): bench/long-session.ts.
  *
  * bench/results/latest.json (format 2; fields are only ever added):
@@ -50,6 +51,7 @@ import { TestTemporal } from '../test/helpers/temporal';
 import { spawnWorker } from '../test/helpers/processes';
 import { benchDensity, densityLevels, type DensityLevel } from './density';
 import { benchLongSession, type LongSessionFigures } from './long-session';
+import { benchRuntimes } from './runtimes';
 import { benchSnapshots } from './snapshots';
 import { summarize, type Summary, timed } from './stats';
 
@@ -269,6 +271,8 @@ async function main() {
   for (const { target, ...row } of await benchSnapshots({ docker, log: (line) => console.log(line) })) {
     rows.push(judged(row, target && { text: target.text, met: (r) => target.met(r) }));
   }
+  // 7. gVisor beside runc (when dockerd has runsc): cold start, round trip, snapshot.
+  if (process.env.BENCH_RUNTIMES !== 'none') rows.push(...(await benchRuntimes({ docker, log: (line) => console.log(line) })).map((r) => judged(r)));
   print(rows);
   const out = join(__dirname, 'results');
   mkdirSync(out, { recursive: true });

@@ -3,7 +3,9 @@
  */
 import { connectTemporal } from '../client/connection';
 import { ServiceError } from '../common/errors';
+import type Docker from 'dockerode';
 import { defaultImageTag, imageExists } from '../host/image';
+import { knownRuntimes, runtimeFix } from '../host/runtimes';
 import type { KeelConfig } from '../workers/config';
 import { resolveTemporalCli } from '../workers/dev-server';
 import { connectDatabase, connectDocker } from '../workers/services';
@@ -25,6 +27,21 @@ async function check(name: string, fn: () => Promise<string>): Promise<Check> {
     if (err instanceof ServiceError) return { name, ok: false, level: 'error', detail: err.message.replace(`${err.service}: `, '').replace(/\. Fix: .*$/, ''), fix: err.fix };
     return { name, ok: false, level: 'error', detail: (err as Error).message };
   }
+}
+
+/** The runtimes dockerd knows; an error when it lacks the worker's default, a warning when it lacks gVisor. */
+async function runtimeCheck(docker: Docker, runtime: string): Promise<Check> {
+  const name = 'Runtimes';
+  let known: string[];
+  try {
+    known = await knownRuntimes(docker);
+  } catch (err) {
+    return { name, ok: false, level: 'error', detail: `docker info failed: ${(err as Error).message}` };
+  }
+  const detail = `dockerd knows ${known.join(', ')}; sessions default to ${runtime} (KEEL_SANDBOX_RUNTIME)`;
+  if (!known.includes(runtime)) return { name, ok: false, level: 'error', detail, fix: runtimeFix(runtime) };
+  if (!known.includes('runsc')) return { name, ok: true, level: 'warn', detail: `${detail}; no gVisor (runsc) for hostile code`, fix: runtimeFix('runsc') };
+  return { name, ok: true, level: 'ok', detail };
 }
 
 export async function runDoctor(config: KeelConfig): Promise<Check[]> {
@@ -61,6 +78,7 @@ export async function runDoctor(config: KeelConfig): Promise<Check[]> {
         ? { name: 'Sandbox image', ok: true, level: 'ok', detail: tag }
         : { name: 'Sandbox image', ok: false, level: 'error', detail: `${tag} is not built`, fix: `npx keel image --build (or bash sandbox/build.sh ${tag})` },
     );
+    checks.push(await runtimeCheck(docker, config.sandboxRuntime));
   } else {
     checks.push({ name: 'Sandbox image', ok: false, level: 'error', detail: 'cannot check without Docker', fix: 'fix Docker first' });
   }

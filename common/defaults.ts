@@ -32,7 +32,12 @@ export const SANDBOX_DEFAULTS = {
   idleSuspendSec: 300,
   /** How long a host may leave a call queued before the session moves to another host. */
   hostTimeoutSec: 30,
+  /** Size of the session's own /workspace filesystem (MiB); a command that fills it gets ENOSPC. */
+  diskMb: 2048,
 } as const;
+
+/** The Docker runtime a sandbox runs under when neither its spec nor the worker (`KEEL_SANDBOX_RUNTIME`) names one. */
+export const DEFAULT_SANDBOX_RUNTIME = 'runc';
 
 /** Where clients and workers find Temporal when nothing else is said. */
 export const DEFAULT_TEMPORAL_ADDRESS = 'localhost:7233';

@@ -12,6 +12,10 @@ import { ApplicationFailure } from '@temporalio/common';
 export const SandboxFailure = {
   /** The image is not on this host; retrying cannot help until someone builds it. */
   ImageMissing: 'Sandbox.ImageMissing',
+  /** The session asks for a Docker runtime (e.g. runsc) this host's dockerd has not registered; not retried. */
+  RuntimeMissing: 'Sandbox.RuntimeMissing',
+  /** The sandbox's /workspace filesystem could not be made (needs root on the Docker host); not retried. */
+  DiskUnavailable: 'Sandbox.DiskUnavailable',
   /** The Docker daemon did not answer; retried. */
   DockerUnavailable: 'Sandbox.DockerUnavailable',
   /** The session's container no longer exists or stopped; the workflow restores it from the last snapshot. */
@@ -72,6 +76,8 @@ export type FailureType =
 /** Whether Temporal retries each failure type: the one place this is decided. */
 export const RETRYABLE: Readonly<Record<FailureType, boolean>> = {
   'Sandbox.ImageMissing': false,
+  'Sandbox.RuntimeMissing': false,
+  'Sandbox.DiskUnavailable': false,
   'Sandbox.DockerUnavailable': true,
   'Sandbox.ContainerGone': false,
   'Sandbox.ExecutorTimeout': true,

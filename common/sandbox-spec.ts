@@ -13,7 +13,11 @@ const BOUNDS = {
   pidsLimit: [16, 32768],
   idleSuspendSec: [0, 365 * 24 * 3600],
   hostTimeoutSec: [1, 3600],
+  diskMb: [64, 1024 * 1024],
 } as const;
+
+/** A Docker runtime name as daemon.json registers it (`runc`, `runsc`, `kata-runtime`). */
+const RUNTIME_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/;
 
 /** What is wrong with `spec`, one sentence per field; empty when it is fine. */
 export function sandboxSpecProblems(spec: SandboxSpec | undefined): string[] {
@@ -29,6 +33,9 @@ export function sandboxSpecProblems(spec: SandboxSpec | undefined): string[] {
   if (spec.image !== undefined && (typeof spec.image !== 'string' || !spec.image.trim())) {
     problems.push('sandbox.image must be an image name');
   }
+  if (spec.runtime !== undefined && (typeof spec.runtime !== 'string' || !RUNTIME_NAME.test(spec.runtime))) {
+    problems.push(`sandbox.runtime must be a Docker runtime name such as runc or runsc, not ${JSON.stringify(spec.runtime)}`);
+  }
   return problems;
 }
 
@@ -40,5 +47,6 @@ export function sandboxLimits(spec: SandboxSpec | undefined): { [K in keyof type
     pidsLimit: spec?.pidsLimit ?? SANDBOX_DEFAULTS.pidsLimit,
     idleSuspendSec: spec?.idleSuspendSec ?? SANDBOX_DEFAULTS.idleSuspendSec,
     hostTimeoutSec: spec?.hostTimeoutSec ?? SANDBOX_DEFAULTS.hostTimeoutSec,
+    diskMb: spec?.diskMb ?? SANDBOX_DEFAULTS.diskMb,
   };
 }

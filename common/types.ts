@@ -57,6 +57,13 @@ export interface SandboxSpec {
    * on another host. @default 30
    */
   hostTimeoutSec?: number;
+  /**
+   * The Docker runtime the container runs under: `runc`, or `runsc` (gVisor, a user-space kernel between
+   * the commands and the host's) when the sandbox host registered it. @default the worker's `KEEL_SANDBOX_RUNTIME` (runc)
+   */
+  runtime?: string;
+  /** Size of /workspace, a filesystem of its own (MiB): a command that fills it gets ENOSPC, the host's disk is untouched. @default 2048 */
+  diskMb?: number;
 }
 
 /** Everything needed to start a session. The workflow id is the session id. */
@@ -256,9 +263,11 @@ export interface SandboxRuntimeInfo {
   imageDigests: string[];
   /** The executor's version: the hash of the sandbox recipe it was built from (image label `keel.recipe`). */
   executor: string;
-  /** Memory, CPU and pids limits the container got, and its network policy. */
-  limits: { memoryMb: number; cpus: number; pidsLimit: number };
+  /** Memory, CPU, pids and /workspace size limits the container got, and its network policy. */
+  limits: { memoryMb: number; cpus: number; pidsLimit: number; diskMb?: number };
   network: string;
+  /** The Docker runtime it ran under (`runc`, `runsc`); absent in contracts recorded before the choice existed. */
+  ociRuntime?: string;
 }
 
 /**

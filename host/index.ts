@@ -10,9 +10,11 @@ export { ExecutorClient, ExecutorGoneError, ExecutorTimeoutError, type ExecutorR
 export { defaultImageTag, ensureImage, imageExists, recipeFiles, recipeHash } from './image';
 export { listManagedContainers, removeSession, sessionContainers, type ManagedContainer } from './inventory';
 export { claimVolumeName, containerName, LABEL_CLAIM, LABEL_POOL, safeName, volumeName } from './labels';
-export { createOptions, EXECUTOR_COMMAND, poolOptions } from './lockdown';
+export { createOptions, EXECUTOR_COMMAND, poolOptions, SHM_BYTES } from './lockdown';
+export { DEFAULT_DISK_DIR, diskPaths, DiskError, ensureDisk, LABEL_DISK, listDisks, removeDisk } from './disks';
 export { keelRoot, sandboxDir } from './paths';
 export { LEASE_SEC, WarmPool, type WarmPoolOptions } from './pool';
-export { reapOrphans, reapStoppedPool, type ReapOptions } from './reap';
+export { reapDisks, reapOrphans, reapStoppedPool, type ReapOptions } from './reap';
+export { knownRuntimes, RuntimeCheck, runtimeFix } from './runtimes';
 export { SandboxRuntime } from './runtime';
 export { restoreSnapshot, SnapshotMissingError, takeSnapshot, type ExecutorSnapshot, type RestoreOutcome, type SnapshotOutcome } from './snapshots';

@@ -4,6 +4,9 @@
  * label filter (see `labels.ts`).
  */
 import type Docker from 'dockerode';
+import { basename, dirname } from 'node:path';
+import { SANDBOX_DEFAULTS } from '../common/defaults';
+import { ensureDisk, LABEL_DISK, removeDisk } from './disks';
 import { ignore404, statusOf } from './docker-errors';
 import {
   claimVolumeName,
@@ -20,16 +23,78 @@ import {
   volumeName,
 } from './labels';
 
-/** Create the workspace volume of a session's generation if it does not exist (Docker returns the existing one). */
-export async function ensureVolume(docker: Docker, sessionId: string, hostId: string, generation = 1): Promise<void> {
-  await docker.createVolume({ Name: volumeName(sessionId, generation), Labels: sessionLabels(sessionId, hostId, generation) });
+/** Where a sandbox's /workspace filesystem is made (see `disks.ts`); without it, /workspace is a plain volume with no quota. */
+export interface DiskOptions {
+  dir: string;
+  sizeMb: number;
+}
+
+/**
+ * Create a workspace volume if it does not exist (Docker returns the existing one). With `disk`, the volume
+ * binds a filesystem of its own of `disk.sizeMb` MiB, made and mounted first (again after a host reboot).
+ */
+async function createWorkspace(docker: Docker, name: string, labels: Record<string, string>, disk?: DiskOptions): Promise<void> {
+  // Made before (a retry, a stopped container after a host reboot, or a volume from before disk quotas, which stays as it is).
+  if (await remountWorkspace(docker, name)) return;
+  if (!disk) {
+    await docker.createVolume({ Name: name, Labels: labels });
+    return;
+  }
+  const mount = await ensureDisk(disk.dir, name, disk.sizeMb);
+  await docker.createVolume({
+    Name: name,
+    Labels: { ...labels, [LABEL_DISK]: mount },
+    Driver: 'local',
+    DriverOpts: { type: 'none', o: 'bind', device: mount },
+  });
+}
+
+/**
+ * If workspace volume `name` exists, mount its disk again when it has one and the mount is gone (a host reboot),
+ * so that Docker never binds the empty directory below. False when there is no such volume.
+ */
+export async function remountWorkspace(docker: Docker, name: string): Promise<boolean> {
+  let made: Docker.VolumeInspectInfo;
+  try {
+    made = await docker.getVolume(name).inspect();
+  } catch (err) {
+    if (statusOf(err) === 404) return false;
+    throw err;
+  }
+  const mount = made.Labels?.[LABEL_DISK];
+  if (mount && basename(mount) === name) await ensureDisk(dirname(mount), name, SANDBOX_DEFAULTS.diskMb);
+  return true;
+}
+
+/** Create the workspace volume of a session's generation if it does not exist. */
+export async function ensureVolume(docker: Docker, sessionId: string, hostId: string, generation = 1, disk?: DiskOptions): Promise<void> {
+  await createWorkspace(docker, volumeName(sessionId, generation), sessionLabels(sessionId, hostId, generation), disk);
 }
 
 /** Create a pool container's workspace volume; returns its name. */
-export async function ensurePoolVolume(docker: Docker, token: string, hostId: string): Promise<string> {
+export async function ensurePoolVolume(docker: Docker, token: string, hostId: string, disk?: DiskOptions): Promise<string> {
   const { volume } = poolNames(token);
-  await docker.createVolume({ Name: volume, Labels: poolLabels(hostId) });
+  await createWorkspace(docker, volume, poolLabels(hostId), disk);
   return volume;
+}
+
+/**
+ * Remove a volume and, when it has one, its own filesystem (`labels`: the volume's, when the caller has
+ * them). False when the volume was already gone.
+ */
+export async function removeVolume(docker: Docker, name: string, labels?: Record<string, string>): Promise<boolean> {
+  const volume = docker.getVolume(name);
+  let disk = labels?.[LABEL_DISK];
+  if (!labels) {
+    try {
+      disk = (await volume.inspect()).Labels?.[LABEL_DISK];
+    } catch (err) {
+      if (statusOf(err) !== 404) throw err;
+    }
+  }
+  const removed = await ignore404(volume.remove());
+  if (disk && basename(disk) === name) await removeDisk(disk);
+  return removed;
 }
 
 /** The session and generation a container serves: its labels, or for a pool container its claim record. */
@@ -131,7 +196,7 @@ export async function recordClaim(docker: Docker, containerId: string, sessionId
 /** Remove a container (with force) and, for a pool container, its workspace volume. True when the container existed. */
 export async function removeContainer(docker: Docker, c: Pick<ManagedContainer, 'id' | 'poolVolume'>): Promise<boolean> {
   const removed = await ignore404(docker.getContainer(c.id).remove({ force: true, v: true }));
-  if (c.poolVolume) await ignore404(docker.getVolume(c.poolVolume).remove());
+  if (c.poolVolume) await removeVolume(docker, c.poolVolume);
   return removed;
 }
 
@@ -154,9 +219,10 @@ export async function removeSession(
   }
   // Claim records go with the other labelled volumes, after their containers.
   const { Volumes } = await docker.listVolumes({ filters: { label: [`${LABEL_MANAGED}=true`, `${LABEL_SESSION}=${sessionId}`] } });
-  const names = new Set((Volumes ?? []).filter((v) => doomed(generationOf(v.Labels))).map((v) => v.Name));
-  if (doomed(1)) names.add(volumeName(sessionId));
-  for (const name of names) removed = (await ignore404(docker.getVolume(name).remove())) || removed;
+  const names = new Map<string, Record<string, string> | undefined>();
+  for (const v of Volumes ?? []) if (doomed(generationOf(v.Labels))) names.set(v.Name, v.Labels ?? {});
+  if (doomed(1) && !names.has(volumeName(sessionId))) names.set(volumeName(sessionId), undefined);
+  for (const [name, labels] of names) removed = (await removeVolume(docker, name, labels)) || removed;
   return removed;
 }
 

@@ -2,7 +2,8 @@
  * The security settings of every sandbox container, in one file a reviewer can
  * read on its own. A session's commands are hostile by assumption: the container
  * gets no network, no privilege gain, a read-only root, bounded memory, CPU and
- * pids, and is writable only in /workspace (a named volume, never a host path)
+ * pids, and is writable only in /workspace (a named volume, never a host path a session names; with the disk
+ * quota, one bound to the sandbox's own loop-mounted filesystem, see disks.ts)
  * and size-limited tmpfs. Warm-pool containers get exactly the same settings.
  *
  * Privilege split: the executor (PID 1) starts as root with only {@link EXECUTOR_CAPS};
@@ -12,7 +13,7 @@
  * executor, and the executor's state lives in a root-only tmpfs ({@link EXECUTOR_STATE_DIR}).
  */
 import type Docker from 'dockerode';
-import { SANDBOX_DEFAULTS } from '../common/defaults';
+import { DEFAULT_SANDBOX_RUNTIME, SANDBOX_DEFAULTS } from '../common/defaults';
 import type { SandboxSpec } from '../common/types';
 import { containerName, poolLabels, poolNames, sessionLabels, volumeName } from './labels';
 
@@ -25,11 +26,37 @@ export const EXECUTOR_CAPS = ['SETUID', 'SETGID', 'SETPCAP'] as const;
 /** The executor's own state (trace of keyed calls, restore marker, pool claim): root's, 0700, out of commands' reach. */
 export const EXECUTOR_STATE_DIR = '/run/keel';
 
+/**
+ * Size of /dev/shm, which Docker mounts writable even on a read-only root. It is scratch: snapshots hold
+ * /workspace (and the shell's state), never /dev/shm, and its pages count against the memory limit.
+ */
+export const SHM_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The host pids limit of a gVisor container whose sandbox may run `pidsLimit` processes. Under runsc the
+ * container's pids cgroup holds gVisor's kernel (the Sentry, tens of Go threads) and, with its ptrace
+ * platform, a host stub for every sandbox address space and thread; when that cgroup is full the Sentry
+ * panics and the container is lost (measured: repeated shell timeouts in a 128-pids container).
+ */
+export function gvisorHostPids(pidsLimit: number): number {
+  return pidsLimit * 4 + 256;
+}
+
 /** How the executor (the container's PID 1) is started; the warm pool adds `--pool-lease <sec>`. */
 export const EXECUTOR_COMMAND = ['python3', '-u', '/opt/keel/executor.py'] as const;
 
-/** Create options for generation `generation` of a session's container. */
-export function createOptions(args: { sessionId: string; hostId: string; image: string; spec?: SandboxSpec; generation?: number }): Docker.ContainerCreateOptions {
+/**
+ * Create options for generation `generation` of a session's container. Its Docker runtime is the spec's,
+ * else `runtime` (the worker's `KEEL_SANDBOX_RUNTIME`), else runc.
+ */
+export function createOptions(args: {
+  sessionId: string;
+  hostId: string;
+  image: string;
+  spec?: SandboxSpec;
+  generation?: number;
+  runtime?: string;
+}): Docker.ContainerCreateOptions {
   const { sessionId, hostId, image, spec } = args;
   const generation = args.generation ?? 1;
   return lockedDown({
@@ -38,6 +65,7 @@ export function createOptions(args: { sessionId: string; hostId: string; image: 
     volume: volumeName(sessionId, generation),
     image,
     spec,
+    runtime: spec?.runtime ?? args.runtime ?? DEFAULT_SANDBOX_RUNTIME,
     command: [...EXECUTOR_COMMAND],
   });
 }
@@ -46,18 +74,27 @@ export function createOptions(args: { sessionId: string; hostId: string; image: 
  * A warm-pool container: exactly the lockdown of {@link createOptions} with the default spec, no session
  * labels, and an executor that exits unless its lease is renewed or it is claimed.
  */
-export function poolOptions(args: { token: string; hostId: string; image: string; leaseSec: number }): Docker.ContainerCreateOptions {
+export function poolOptions(args: { token: string; hostId: string; image: string; runtime?: string; leaseSec: number }): Docker.ContainerCreateOptions {
   const names = poolNames(args.token);
   return lockedDown({
     name: names.container,
     labels: poolLabels(args.hostId, names.volume),
     volume: names.volume,
     image: args.image,
+    runtime: args.runtime ?? DEFAULT_SANDBOX_RUNTIME,
     command: [...EXECUTOR_COMMAND, '--pool-lease', String(args.leaseSec)],
   });
 }
 
-function lockedDown(args: { name: string; labels: Record<string, string>; volume: string; image: string; spec?: SandboxSpec; command: string[] }): Docker.ContainerCreateOptions {
+function lockedDown(args: {
+  name: string;
+  labels: Record<string, string>;
+  volume: string;
+  image: string;
+  spec?: SandboxSpec;
+  runtime: string;
+  command: string[];
+}): Docker.ContainerCreateOptions {
   const { spec } = args;
   const memoryMb = spec?.memoryMb ?? SANDBOX_DEFAULTS.memoryMb;
   const cpus = spec?.cpus ?? SANDBOX_DEFAULTS.cpus;
@@ -80,6 +117,7 @@ function lockedDown(args: { name: string; labels: Record<string, string>; volume
     AttachStderr: true,
     Tty: false,
     HostConfig: {
+      Runtime: args.runtime,
       NetworkMode: 'none',
       CapDrop: ['ALL'],
       CapAdd: [...EXECUTOR_CAPS],
@@ -91,14 +129,15 @@ function lockedDown(args: { name: string; labels: Record<string, string>; volume
       Memory: memoryMb * 1024 * 1024,
       MemorySwap: memoryMb * 1024 * 1024,
       NanoCpus: Math.round(cpus * 1e9),
-      PidsLimit: pidsLimit,
+      PidsLimit: args.runtime === 'runsc' ? gvisorHostPids(pidsLimit) : pidsLimit,
+      ShmSize: SHM_BYTES,
       Tmpfs: {
         '/tmp': 'rw,nosuid,nodev,size=256m,mode=1777',
         '/home/keel': 'rw,nosuid,nodev,size=64m,uid=1000,gid=1000,mode=0755',
         [EXECUTOR_STATE_DIR]: 'rw,noexec,nosuid,nodev,size=16m,uid=0,gid=0,mode=0700',
       },
-      // A named volume, never a host path: a fresh one copies the image's
-      // /workspace (owned by uid 1000), so the keel user can write it.
+      // A named volume: a fresh one copies the image's /workspace (owned by uid 1000), so the keel user can
+      // write it. With a disk quota the volume binds a filesystem of its own (disks.ts).
       Mounts: [{ Type: 'volume', Source: args.volume, Target: '/workspace', ReadOnly: false }],
       LogConfig: { Type: 'json-file', Config: { 'max-size': '1m', 'max-file': '1' } },
       RestartPolicy: { Name: 'no' },

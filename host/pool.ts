@@ -22,8 +22,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import type Docker from 'dockerode';
+import { DEFAULT_SANDBOX_RUNTIME, SANDBOX_DEFAULTS } from '../common/defaults';
 import { claimContainer, NameTakenError, startAttached, waitReady, type Ping } from './bring-up';
-import { ensurePoolVolume, removeContainer } from './inventory';
+import { ensurePoolVolume, removeContainer, removeVolume } from './inventory';
 import { claimVolumeName } from './labels';
 import { poolOptions } from './lockdown';
 import type { SandboxRuntime } from './runtime';
@@ -39,7 +40,11 @@ export interface WarmPoolOptions {
   /** Labels the containers (`keel.host`, `keel.pool`). */
   hostId: string;
   image: string;
+  /** The Docker runtime of every container (a session asking for another one is not served from the pool). @default runc */
+  runtime?: string;
   size: number;
+  /** Where the containers' /workspace filesystems (of the default size) are made; unset: plain volumes, no quota. */
+  diskDir?: string;
   log?: (msg: string) => void;
 }
 
@@ -72,6 +77,11 @@ export class WarmPool {
 
   get docker(): Docker {
     return this.runtime.docker;
+  }
+
+  /** The Docker runtime the pool's containers run under. */
+  get ociRuntime(): string {
+    return this.options.runtime ?? DEFAULT_SANDBOX_RUNTIME;
   }
 
   /** Ids of the idle containers, oldest (next to be claimed) first. */
@@ -166,8 +176,9 @@ export class WarmPool {
 
   private async create(): Promise<{ id: string; volume: string }> {
     const token = randomUUID().replace(/-/g, '').slice(0, 16);
-    const options = poolOptions({ token, hostId: this.options.hostId, image: this.options.image, leaseSec: LEASE_SEC });
-    const volume = await ensurePoolVolume(this.docker, token, this.options.hostId);
+    const options = poolOptions({ token, hostId: this.options.hostId, image: this.options.image, runtime: this.ociRuntime, leaseSec: LEASE_SEC });
+    const disk = this.options.diskDir ? { dir: this.options.diskDir, sizeMb: SANDBOX_DEFAULTS.diskMb } : undefined;
+    const volume = await ensurePoolVolume(this.docker, token, this.options.hostId, disk);
     let id: string | undefined;
     try {
       id = (await this.docker.createContainer(options)).id;
@@ -175,7 +186,7 @@ export class WarmPool {
       return { id, volume };
     } catch (err) {
       if (id) await this.discard(id, volume, false);
-      else await this.docker.getVolume(volume).remove().catch(() => undefined);
+      else await removeVolume(this.docker, volume).catch(() => undefined);
       throw err;
     }
   }

@@ -4,8 +4,9 @@
  * warm-pool containers whose worker died. The caller decides what "live" means.
  */
 import type Docker from 'dockerode';
-import { ignore404 } from './docker-errors';
-import { claims, listManagedContainers, removeContainer, removeSession, toManaged } from './inventory';
+import { listDisks, removeDisk } from './disks';
+import { statusOf } from './docker-errors';
+import { claims, listManagedContainers, removeContainer, removeSession, removeVolume, toManaged } from './inventory';
 import { LABEL_HOST, LABEL_MANAGED, LABEL_POOL, LABEL_SESSION } from './labels';
 
 export interface ReapOptions {
@@ -15,6 +16,8 @@ export interface ReapOptions {
   minAgeSec?: number;
   /** Called with each container id removed. */
   onContainer?: (id: string) => void;
+  /** Also remove /workspace filesystems in this directory whose volume is gone (see `disks.ts`). @default none */
+  diskDir?: string;
 }
 
 /**
@@ -47,7 +50,28 @@ export async function reapOrphans(
     await removeSession(docker, sessionId, opts.onContainer);
     reaped.push(sessionId);
   }
+  if (opts.diskDir) await reapDisks(docker, opts.diskDir, minAge);
   return reaped;
+}
+
+/**
+ * Remove the /workspace filesystems in `dir` older than `minAgeSec` whose Docker volume is gone (a worker
+ * that died between removing a volume and its disk, or between making a disk and its volume). Returns how many.
+ */
+export async function reapDisks(docker: Docker, dir: string, minAgeSec = 0): Promise<number> {
+  let n = 0;
+  for (const d of await listDisks(dir)) {
+    if (Date.now() - d.changedMs < minAgeSec * 1000) continue;
+    try {
+      await docker.getVolume(d.volume).inspect();
+      continue; // its volume still exists: removing the volume removes it
+    } catch (err) {
+      if (statusOf(err) !== 404) throw err;
+    }
+    await removeDisk(d.mount);
+    n++;
+  }
+  return n;
 }
 
 /**
@@ -71,7 +95,7 @@ export async function reapStoppedPool(docker: Docker, hostId: string, minAgeSec 
     // A pool volume is created just before its container: leave young ones alone.
     const createdAt = Date.parse((v as { CreatedAt?: string }).CreatedAt ?? '');
     if (Number.isFinite(createdAt) && Date.now() - createdAt < minAgeSec * 1000) continue;
-    await ignore404(docker.getVolume(v.Name).remove()).catch(() => false); // in use after all: a later pass
+    await removeVolume(docker, v.Name, v.Labels ?? {}).catch(() => false); // in use after all: a later pass
   }
   return n;
 }

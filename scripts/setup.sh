@@ -10,6 +10,7 @@
 #   Postgres             DATABASE_URL if set, else Debian postgresql installed, started, role and databases created
 #   Temporal dev server  TEMPORAL_ADDRESS if set, else `keel dev --detach` on 127.0.0.1:7233 (state in .keel/temporal.db)
 #   sandbox image        keel-sandbox:<recipe hash>, built locally (sandbox/build.sh)
+#   gVisor               with KEEL_GVISOR=1, and always when CI=true: Debian runsc, registered with dockerd
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -76,6 +77,30 @@ if ! docker_up; then
   $SUDO sh -c "nohup dockerd >'$STATE/dockerd.log' 2>&1 &"
   for _ in $(seq 1 60); do docker_up && break; sleep 0.5; done
   docker_up || die "dockerd did not come up; see $STATE/dockerd.log"
+fi
+
+# --- gVisor (runsc): asked for with KEEL_GVISOR=1; CI always has it ----------------------
+# dockerd re-reads the "runtimes" of daemon.json on SIGHUP, so registering needs no restart
+# (running sessions keep their containers). Other keys of daemon.json are kept as they are.
+has_runsc() { node -e "new (require('dockerode'))().info().then(i=>process.exit(i.Runtimes&&i.Runtimes.runsc?0:1),()=>process.exit(1))"; }
+if [ "${KEEL_GVISOR:-}" = 1 ] || [ "${CI:-}" = true ]; then
+  command -v runsc >/dev/null || apt_install runsc
+  if ! has_runsc; then
+    [ -z "${DOCKER_HOST:-}" ] || die "register runsc with the dockerd at DOCKER_HOST=$DOCKER_HOST by hand (see scripts/setup.sh)"
+    DAEMON_JSON=/etc/docker/daemon.json
+    log "registering runsc in $DAEMON_JSON and reloading dockerd (SIGHUP)"
+    merged=$(DAEMON_JSON=$DAEMON_JSON RUNSC=$(command -v runsc) node -e '
+      const fs = require("node:fs");
+      const file = process.env.DAEMON_JSON;
+      const conf = fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, "utf8") || "{}") : {};
+      conf.runtimes = { ...conf.runtimes, runsc: { path: process.env.RUNSC, runtimeArgs: ["--network=none"] } };
+      process.stdout.write(JSON.stringify(conf, null, 2) + "\n");')
+    $SUDO mkdir -p /etc/docker
+    printf '%s\n' "$merged" | $SUDO tee "$DAEMON_JSON" >/dev/null
+    $SUDO kill -HUP "$(pidof dockerd)"
+    for _ in $(seq 1 20); do has_runsc && break; sleep 0.5; done
+    has_runsc || die "dockerd did not pick up runsc from $DAEMON_JSON after SIGHUP; check its log"
+  fi
 fi
 
 # --- Postgres -------------------------------------------------------------------------

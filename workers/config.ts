@@ -3,9 +3,12 @@
  * Activities never read process.env: workers build them from this config.
  */
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import type { S3BlobStoreOptions } from '../blobs';
 import { resolveConnectionOptions } from '../client/connection';
+import { DEFAULT_SANDBOX_RUNTIME } from '../common/defaults';
+import { sandboxSpecProblems } from '../common/sandbox-spec';
+import { DEFAULT_DISK_DIR } from '../host/disks';
 import { keelRoot } from '../host/paths';
 
 export interface KeelConfig {
@@ -31,6 +34,18 @@ export interface KeelConfig {
    * @default unset: the sandbox host uses `keel-sandbox:<hash of sandbox/>` (see `defaultImageTag`)
    */
   sandboxImage?: string;
+  /**
+   * Docker runtime for sessions whose `SandboxSpec` names none: `runc`, or `runsc` (gVisor) once dockerd registered it
+   * (`KEEL_GVISOR=1 npm run setup`). A sandbox-host worker refuses to start when dockerd does not know it.
+   * Env `KEEL_SANDBOX_RUNTIME`. @default 'runc'
+   */
+  sandboxRuntime: string;
+  /**
+   * Where a sandbox-host worker makes each sandbox's /workspace filesystem (an ext4 image of `SandboxSpec.diskMb`,
+   * default 2048 MiB, loop-mounted; needs root on the Docker host). Env `KEEL_DISK_DIR`; `KEEL_DISK_QUOTA=off` makes
+   * /workspace a plain Docker volume with no quota (null here). @default '/var/lib/keel/disks'
+   */
+  diskDir: string | null;
   /** What a `keel worker` process runs: `all`, `session` (workflows, model, store) or `sandbox`. Env `KEEL_WORKER_ROLE`. @default 'all' */
   workerRole: 'all' | 'session' | 'sandbox';
   /** Path of the `temporal` CLI. Env `TEMPORAL_CLI`. @default `temporal` on PATH, else `.keel/tools/venv/bin/temporal` */
@@ -114,6 +129,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     dockerHost: env.DOCKER_HOST || undefined,
     hostId: env.KEEL_HOST_ID || hostname(),
     sandboxImage: env.KEEL_SANDBOX_IMAGE || undefined,
+    sandboxRuntime: runtimeFrom(env.KEEL_SANDBOX_RUNTIME),
+    diskDir: diskDirFrom(env),
     workerRole: role as KeelConfig['workerRole'],
     temporalCli: env.TEMPORAL_CLI || undefined,
     stateDir,
@@ -150,6 +167,22 @@ function s3Options(env: Record<string, string | undefined>, bucket: string): S3B
         }
       : {}),
   };
+}
+
+function diskDirFrom(env: Record<string, string | undefined>): string | null {
+  const quota = env.KEEL_DISK_QUOTA || 'on';
+  if (quota !== 'on' && quota !== 'off') throw new Error(`KEEL_DISK_QUOTA must be on or off, not "${quota}"`);
+  if (quota === 'off') return null;
+  const dir = env.KEEL_DISK_DIR || DEFAULT_DISK_DIR;
+  if (!isAbsolute(dir)) throw new Error(`KEEL_DISK_DIR must be an absolute path, not "${dir}"`);
+  return dir;
+}
+
+function runtimeFrom(value: string | undefined): string {
+  if (!value) return DEFAULT_SANDBOX_RUNTIME;
+  const problems = sandboxSpecProblems({ runtime: value });
+  if (problems.length) throw new Error(`KEEL_SANDBOX_RUNTIME: ${problems.join('; ')}`);
+  return value;
 }
 
 /** A number from the environment: `fallback` when unset, else at least `min` (and whole, unless `fraction`). */

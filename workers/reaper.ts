@@ -15,6 +15,8 @@ export interface ReaperOptions {
   docker: Docker;
   client: Client;
   hostId: string;
+  /** Where this host's /workspace filesystems are; leftovers whose volume is gone are removed. @default none */
+  diskDir?: string;
   /** Leave younger containers alone (a session may be starting). @default 120 */
   minAgeSec?: number;
   log?: (msg: string) => void;
@@ -34,7 +36,7 @@ async function isLive(client: Client, sessionId: string): Promise<boolean> {
 /** One pass. Returns the session ids whose containers were removed. */
 export async function reapOnce(opts: ReaperOptions): Promise<string[]> {
   const minAgeSec = opts.minAgeSec ?? 120;
-  const reaped = await reapOrphans(opts.docker, (id) => isLive(opts.client, id), { hostId: opts.hostId, minAgeSec });
+  const reaped = await reapOrphans(opts.docker, (id) => isLive(opts.client, id), { hostId: opts.hostId, minAgeSec, ...(opts.diskDir ? { diskDir: opts.diskDir } : {}) });
   for (const id of reaped) opts.log?.(`reaper: removed the sandbox of ended session ${id}`);
   // Idle pool containers whose worker died stop themselves when their lease runs out; remove those.
   const pool = await reapStoppedPool(opts.docker, opts.hostId, minAgeSec);

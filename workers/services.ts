@@ -6,6 +6,7 @@ import { NativeConnection } from '@temporalio/worker';
 import Docker from 'dockerode';
 import { DirBlobStore, S3BlobStore, type BlobStore } from '../blobs';
 import { reasonOf, ServiceError } from '../common/errors';
+import { knownRuntimes, runtimeFix } from '../host/runtimes';
 import { connect, migrate, SchemaOutdatedError, type Sql } from '../store';
 import { TEMPORAL_FIX } from '../client/connection';
 import type { KeelConfig } from './config';
@@ -51,6 +52,14 @@ export async function connectDocker(config: KeelConfig): Promise<Docker> {
       `no engine answers at ${config.dockerHost ?? '/var/run/docker.sock'} (${reasonOf(err)})`,
       'run `npm run setup` (installs docker.io and starts dockerd), or set DOCKER_HOST',
     );
+  }
+}
+
+/** Refuse to serve sandboxes under a runtime dockerd has not registered (`KEEL_SANDBOX_RUNTIME`). */
+export async function checkSandboxRuntime(docker: Docker, runtime: string): Promise<void> {
+  const known = await knownRuntimes(docker);
+  if (!known.includes(runtime)) {
+    throw new ServiceError('Docker', `dockerd has no runtime "${runtime}" (KEEL_SANDBOX_RUNTIME); it has ${known.join(', ')}`, runtimeFix(runtime));
   }
 }
 

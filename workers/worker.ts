@@ -22,7 +22,7 @@ import { collectGarbage } from '../audit/gc';
 import { reconcileLive } from '../inspect/reconcile';
 import { every } from './periodic';
 import { startReaper } from './reaper';
-import { connectDatabase, connectDocker, connectTemporalWorker, openBlobStore } from './services';
+import { checkSandboxRuntime, connectDatabase, connectDocker, connectTemporalWorker, openBlobStore } from './services';
 
 export interface KeelWorkers {
   /** Resolves when every worker has stopped. */
@@ -109,15 +109,16 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
 
   if (role === 'all' || role === 'sandbox') {
     const docker: Docker = await connectDocker(config);
+    await checkSandboxRuntime(docker, config.sandboxRuntime);
     hostQueue = hostQueueFor(config.hostId);
     runtime = new SandboxRuntime(docker);
     const defaultImage = config.sandboxImage ?? defaultImageTag();
     // The pool registers with the runtime, which removes its idle containers at shutdown.
-    const pool = config.poolSize > 0 ? new WarmPool(runtime, { hostId: config.hostId, image: defaultImage, size: config.poolSize }) : undefined;
+    const pool = config.poolSize > 0 ? new WarmPool(runtime, { hostId: config.hostId, image: defaultImage, runtime: config.sandboxRuntime, size: config.poolSize, ...(config.diskDir ? { diskDir: config.diskDir } : {}) }) : undefined;
     const activities = createSandboxActivities({
       runtime,
       blobs: store.blobs,
-      config: { hostId: config.hostId, hostQueue, defaultImage },
+      config: { hostId: config.hostId, hostQueue, defaultImage, defaultRuntime: config.sandboxRuntime, diskDir: config.diskDir },
       ...(pool ? { pool } : {}),
     });
     // The shared queue takes provisioning; the host's own queue takes everything after (host affinity).
@@ -139,7 +140,7 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
       const clientConnection = await connectTemporal(config.temporalAddress);
       const client = new Client({ connection: clientConnection, namespace: config.temporalNamespace });
       const log = (msg: string) => console.error(msg);
-      stops.push(startReaper({ docker, client, hostId: config.hostId, intervalSec: config.reapIntervalSec, log }));
+      stops.push(startReaper({ docker, client, hostId: config.hostId, ...(config.diskDir ? { diskDir: config.diskDir } : {}), intervalSec: config.reapIntervalSec, log }));
       stops.push(() => clientConnection.close());
     }
   }

@@ -17,14 +17,15 @@ import { claimContainer, NameTakenError, startAttached, waitReady, type Ping } f
 import { statusOf } from '../../host/docker-errors';
 import { ExecutorGoneError, type ExecutorResponse } from '../../host/executor-client';
 import { imageExists } from '../../host/image';
-import { ensureVolume, ownerOf, removeSession, sessionContainers } from '../../host/inventory';
+import { ensureVolume, ownerOf, remountWorkspace, removeSession, sessionContainers, type DiskOptions } from '../../host/inventory';
 import { createOptions } from '../../host/lockdown';
 import type { WarmPool } from '../../host/pool';
 import type { SandboxRuntime } from '../../host/runtime';
+import { RuntimeCheck } from '../../host/runtimes';
 import { restoreSnapshot, takeSnapshot } from '../../host/snapshots';
 import { storable } from '../../store/events';
 import { resolveSandboxConfig, type SandboxConfig } from './config';
-import { badRequest, classifyDockerError, classifySandboxError, containerGone, imageMissing } from './errors';
+import { badRequest, classifyDockerError, classifySandboxError, containerGone, imageMissing, runtimeMissing } from './errors';
 import { toExecutorOp, toToolResult } from './tool-ops';
 
 /** How often a running sandbox activity heartbeats (provision, snapshot, destroy: 10 s or 30 s timeouts). */
@@ -73,10 +74,17 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
   const { docker } = runtime;
   const config = resolveSandboxConfig(deps.config);
 
-  /** The pool serves sessions whose spec is the pool's: its image and the default limits. */
+  const runtimes = new RuntimeCheck(docker);
+  /** The Docker runtime a session's container runs under. */
+  const runtimeOf = (spec: SandboxSpec | undefined): string => spec?.runtime ?? config.defaultRuntime;
+
+  /** The pool serves sessions whose spec is the pool's: its image, runtime and disks, and the default limits. */
   const poolFits = (spec: SandboxSpec | undefined): boolean =>
     pool !== undefined &&
     (spec?.image ?? config.defaultImage) === pool.options.image &&
+    runtimeOf(spec) === pool.ociRuntime &&
+    (pool.options.diskDir ?? null) === config.diskDir &&
+    (config.diskDir === null || (spec?.diskMb ?? SANDBOX_DEFAULTS.diskMb) === SANDBOX_DEFAULTS.diskMb) &&
     (spec?.memoryMb ?? SANDBOX_DEFAULTS.memoryMb) === SANDBOX_DEFAULTS.memoryMb &&
     (spec?.cpus ?? SANDBOX_DEFAULTS.cpus) === SANDBOX_DEFAULTS.cpus &&
     (spec?.pidsLimit ?? SANDBOX_DEFAULTS.pidsLimit) === SANDBOX_DEFAULTS.pidsLimit;
@@ -97,7 +105,7 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
   };
 
   const handleFor = async (containerId: string, image: string, generation: number, spec: SandboxSpec | undefined, restoredFrom?: string): Promise<SandboxHandle> => {
-    const { memoryMb, cpus, pidsLimit } = sandboxLimits(spec);
+    const { memoryMb, cpus, pidsLimit, diskMb } = sandboxLimits(spec);
     return {
       containerId,
       generation,
@@ -105,16 +113,30 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
       hostQueue: config.hostQueue,
       hostId: config.hostId,
       image,
-      runtime: { ...(await imageInfo(image)), limits: { memoryMb, cpus, pidsLimit }, network: 'none' },
+      runtime: {
+        ...(await imageInfo(image)),
+        limits: { memoryMb, cpus, pidsLimit, ...(config.diskDir !== null ? { diskMb } : {}) },
+        network: 'none',
+        ociRuntime: runtimeOf(spec),
+      },
       toolHeartbeatMs: TOOL_HEARTBEAT_MS,
     };
   };
 
+  /** The /workspace filesystem a session's spec asks for, or none when this host has no disk quota. */
+  const diskOf = (spec: SandboxSpec | undefined): DiskOptions | undefined =>
+    config.diskDir === null ? undefined : { dir: config.diskDir, sizeMb: sandboxLimits(spec).diskMb };
+
   /** The container of one generation if it exists, started and answering; finishes a claim a crashed attempt began. */
-  async function existing(sessionId: string, generation: number): Promise<{ id: string; image: string; ping: Ping } | undefined> {
+  async function existing(sessionId: string, generation: number, spec: SandboxSpec | undefined): Promise<{ id: string; image: string; ping: Ping } | undefined> {
     const mine = (await sessionContainers(docker, sessionId)).filter((c) => c.generation === generation);
     const c = mine.find((m) => m.state === 'running') ?? mine[0];
     if (!c) return undefined;
+    // A stopped container's disk may be unmounted (a host reboot): mount it before Docker binds the empty directory.
+    if (c.state !== 'running') {
+      if (c.poolVolume !== undefined) await remountWorkspace(docker, c.poolVolume);
+      else await ensureVolume(docker, sessionId, config.hostId, generation, diskOf(spec));
+    }
     const ping = c.state === 'running' ? await waitReady(runtime.client(c.id)) : await startAttached(runtime, c.id);
     if (c.poolVolume !== undefined) await claimContainer(runtime, { id: c.id, name: c.name, hostId: config.hostId }, sessionId, generation);
     return { id: c.id, image: c.image, ping };
@@ -123,7 +145,7 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
   /** Bring up (or find) the container of one generation; returns its id, image and ping answer. */
   async function upContainer(sessionId: string, generation: number, spec: SandboxSpec | undefined) {
     const image = spec?.image ?? config.defaultImage;
-    const found = await existing(sessionId, generation);
+    const found = await existing(sessionId, generation, spec);
     if (found) return found;
     if (pool && poolFits(spec)) {
       try {
@@ -131,14 +153,17 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
         if (claimed) return { id: claimed.id, image, ping: claimed.ping };
       } catch (err) {
         if (!(err instanceof NameTakenError)) throw err;
-        const now = await existing(sessionId, generation);
+        const now = await existing(sessionId, generation, spec);
         if (now) return now;
       }
     }
 
     if (!(await imageExists(docker, image))) throw imageMissing(image);
-    await ensureVolume(docker, sessionId, config.hostId, generation);
-    const options = createOptions({ sessionId, hostId: config.hostId, image, spec, generation });
+    const ociRuntime = runtimeOf(spec);
+    const known = await runtimes.missing(ociRuntime);
+    if (known) throw runtimeMissing(ociRuntime, known, config.hostId);
+    await ensureVolume(docker, sessionId, config.hostId, generation, diskOf(spec));
+    const options = createOptions({ sessionId, hostId: config.hostId, image, spec, generation, runtime: ociRuntime });
     let id: string;
     try {
       id = (await docker.createContainer(options)).id;

@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { hostQueueFor } from '../../common/constants';
-import { DEFAULT_OUTPUT_LIMIT } from '../../common/defaults';
+import { DEFAULT_OUTPUT_LIMIT, DEFAULT_SANDBOX_RUNTIME } from '../../common/defaults';
+import { DEFAULT_DISK_DIR } from '../../host/disks';
 import { defaultImageTag } from '../../host/image';
 
 /** How a sandbox-host worker runs sandboxes. Built by {@link resolveSandboxConfig}; activities never read `process.env`. */
@@ -21,6 +22,16 @@ export interface SandboxConfig {
    */
   defaultImage: string;
   /**
+   * Docker runtime for sessions whose `SandboxSpec` names none (`runsc` for gVisor, once dockerd registered it).
+   * @default DEFAULT_SANDBOX_RUNTIME ('runc')
+   */
+  defaultRuntime: string;
+  /**
+   * Where each sandbox's /workspace filesystem (a loop-mounted ext4 image of `SandboxSpec.diskMb`) is made; needs root
+   * on the Docker host. `null`: /workspace is a plain Docker volume with no quota. @default DEFAULT_DISK_DIR ('/var/lib/keel/disks')
+   */
+  diskDir: string | null;
+  /**
    * Most characters of tool output the model sees per call; the executor keeps 40% head and 60% tail and says how much it cut.
    * @default DEFAULT_OUTPUT_LIMIT (16000)
    */
@@ -34,6 +45,8 @@ export function resolveSandboxConfig(partial: Partial<SandboxConfig> = {}): Sand
     hostId,
     hostQueue: partial.hostQueue ?? hostQueueFor(hostId),
     defaultImage: partial.defaultImage ?? defaultImageTag(),
+    defaultRuntime: partial.defaultRuntime ?? DEFAULT_SANDBOX_RUNTIME,
+    diskDir: partial.diskDir === undefined ? DEFAULT_DISK_DIR : partial.diskDir,
     outputLimit: partial.outputLimit ?? DEFAULT_OUTPUT_LIMIT,
   };
 }

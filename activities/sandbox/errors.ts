@@ -6,8 +6,10 @@
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { classifyBlobError } from '../../blobs';
 import { failure, SandboxFailure } from '../../common/failures';
+import { DiskError } from '../../host/disks';
 import { isDockerUnreachable } from '../../host/docker-errors';
 import { ExecutorGoneError, ExecutorTimeoutError } from '../../host/executor-client';
+import { runtimeFix } from '../../host/runtimes';
 import { SnapshotMissingError } from '../../host/snapshots';
 
 export function dockerUnavailable(err: unknown): ApplicationFailure {
@@ -22,6 +24,13 @@ export function imageMissing(image: string): ApplicationFailure {
   return failure(
     SandboxFailure.ImageMissing,
     `Sandbox image ${image} is not on this Docker host. Build it with \`npx keel image --build\` or \`bash sandbox/build.sh ${image}\`.`,
+  );
+}
+
+export function runtimeMissing(runtime: string, known: string[], hostId: string): ApplicationFailure {
+  return failure(
+    SandboxFailure.RuntimeMissing,
+    `Docker on sandbox host ${hostId} has no runtime "${runtime}" (it has: ${known.join(', ') || 'none listed'}). Fix: ${runtimeFix(runtime)}.`,
   );
 }
 
@@ -50,6 +59,7 @@ export function classifySandboxError(err: unknown, containerId: string, key?: st
   if (err instanceof ApplicationFailure || err instanceof CancelledFailure) return err;
   if (err instanceof ExecutorGoneError) return containerGone(containerId, err.detail);
   if (err instanceof SnapshotMissingError) return snapshotMissing(err.id);
+  if (err instanceof DiskError) return failure(SandboxFailure.DiskUnavailable, err.message);
   const blob = classifyBlobError(err);
   if (blob) return blob;
   if (err instanceof ExecutorTimeoutError) {

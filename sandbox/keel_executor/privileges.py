@@ -28,11 +28,20 @@ effective uid to 1000 (real and saved stay 0, so commands still cannot signal it
 and calls kill(-1, sig), which the kernel delivers, in one pass that a fork cannot
 slip through, to every process whose real or saved uid is 1000, and to nothing else.
 
+gVisor (runsc) has no setfsuid and no /proc/sys/kernel/cap_last_cap. There the file identity is
+the thread's effective uid and gid instead (FS_MODE "euid"): each thread sets only its own
+effective ids to 1000 with the raw setresgid/setresuid syscalls, real and saved stay 0, so
+commands still cannot signal, trace or read it, and it goes back to 0 for its own state as
+above. Commands are then started from an effective uid of 1000, which may become 1000 in
+every uid without a capability; the groups are already empty (lock_down dropped them for the
+whole process). The bounding set is emptied up to the first capability the kernel does not know.
+
 Without root (an old lockdown, or run outside a container) there is no split: the
 executor says so once and everything still works as the one user it is.
 """
 
 import ctypes
+import errno
 import os
 import platform
 import threading
@@ -52,6 +61,7 @@ _PR_CAP_AMBIENT_CLEAR_ALL = 4
 _CAP_VERSION_3 = 0x20080522
 # setresuid for the calling thread only: glibc's wrapper changes every thread of the process.
 _SYS_SETRESUID = {"x86_64": 117, "aarch64": 147, "arm64": 147, "riscv64": 147, "ppc64le": 164, "s390x": 208}
+_SYS_SETRESGID = {"x86_64": 119, "aarch64": 149, "arm64": 149, "riscv64": 149, "ppc64le": 169, "s390x": 210}
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -61,6 +71,9 @@ _libc.setfsgid.restype = ctypes.c_int
 
 # True once lock_down() made the split: we are root holding KEPT_CAPS, commands are SANDBOX_UID.
 SPLIT = False
+# How a thread does its file work as the sandbox user: "fsuid" (setfsuid), or "euid" where the kernel has
+# no setfsuid (gVisor): the thread's own effective uid and gid. Decided once, in lock_down().
+FS_MODE = "fsuid"
 
 
 class _CapHeader(ctypes.Structure):
@@ -120,7 +133,12 @@ def lock_down(log):
     os.setgid(0)
     try:
         for cap in range(_last_cap() + 1):
-            _prctl(_PR_CAPBSET_DROP, cap, what="prctl(PR_CAPBSET_DROP, %d)" % cap)
+            try:
+                _prctl(_PR_CAPBSET_DROP, cap, what="prctl(PR_CAPBSET_DROP, %d)" % cap)
+            except OSError as e:
+                if e.errno == errno.EINVAL and cap > CAP_SETPCAP:
+                    break  # a capability this kernel does not know (gVisor has no cap_last_cap): none above it either
+                raise
     except OSError as e:
         log("cannot empty the capability bounding set (is CAP_SETPCAP granted?): %s" % e)
     try:
@@ -132,13 +150,38 @@ def lock_down(log):
     # Changing credentials resets the dumpable flag to fs.suid_dumpable: say it again.
     not_dumpable(log)
     SPLIT = True
+    _choose_fs_mode(log)
     use_sandbox_fs()
     return True
 
 
+def _choose_fs_mode(log):
+    global FS_MODE
+    if _libc.setfsuid(-1) >= 0:
+        return
+    if platform.machine() not in _SYS_SETRESGID:
+        raise OSError("no setfsuid here and no known setresuid syscall for %s" % platform.machine())
+    FS_MODE = "euid"
+    log("no setfsuid (gVisor?): file work is done with each thread's effective uid %d instead" % SANDBOX_UID)
+
+
+def _thread_ids(nr_table, value, what):
+    """setres[ug]id(-1, value, -1) for the calling thread only."""
+    keep = ctypes.c_long(-1)
+    if _libc.syscall(ctypes.c_long(nr_table[platform.machine()]), keep, ctypes.c_long(value), keep) != 0:
+        _errno_fail("%s(-1, %d, -1)" % (what, value))
+
+
 def use_sandbox_fs():
-    """File work of the calling thread from now on is done as the sandbox user (fsuid/fsgid; per thread)."""
+    """File work of the calling thread from now on is done as the sandbox user (fsuid/fsgid, or euid/egid; per thread)."""
     if not SPLIT:
+        return
+    if FS_MODE == "euid":
+        if os.geteuid() == 0:  # the gid first: changing it needs CAP_SETGID, which only euid 0 holds
+            _thread_ids(_SYS_SETRESGID, SANDBOX_GID, "setresgid")
+            _thread_ids(_SYS_SETRESUID, SANDBOX_UID, "setresuid")
+        if os.geteuid() != SANDBOX_UID or os.getegid() != SANDBOX_GID:
+            raise OSError("effective uid/gid %d did not take" % SANDBOX_UID)
         return
     _libc.setfsgid(SANDBOX_GID)
     _libc.setfsuid(SANDBOX_UID)
@@ -150,7 +193,10 @@ class _RootFs:
     """`with as_root_fs():` file work as root (the executor's own state in STATE_DIR), then back."""
 
     def __enter__(self):
-        if SPLIT:
+        if SPLIT and FS_MODE == "euid":
+            _thread_ids(_SYS_SETRESUID, 0, "setresuid")  # allowed: the real uid is 0; brings CAP_SETGID back
+            _thread_ids(_SYS_SETRESGID, 0, "setresgid")
+        elif SPLIT:
             _libc.setfsuid(0)
             _libc.setfsgid(0)
         return self
@@ -168,6 +214,9 @@ def spawn_user_args():
     """Popen arguments that start a command as the sandbox user with no groups (empty when there is no split)."""
     if not SPLIT:
         return {}
+    if FS_MODE == "euid":
+        # From an effective uid of 1000 no setgroups is allowed, nor needed: lock_down emptied the groups.
+        return {"user": SANDBOX_UID, "group": SANDBOX_GID}
     return {"user": SANDBOX_UID, "group": SANDBOX_GID, "extra_groups": []}
 
 

@@ -39,6 +39,7 @@ import hashlib
 import json
 import os
 import queue
+import select
 import sys
 import threading
 import time
@@ -75,11 +76,18 @@ def encode(obj):
 
 
 def send_line(data):
+    """Write one whole line to stdout. A write may take only part of it (gVisor's stdout pipe takes at
+    most 64 KiB per write, where Linux blocks until all is written), so loop until every byte is out."""
     with _out_lock:
+        fd = sys.stdout.fileno()
+        view = memoryview(data)
         try:
-            sys.stdout.buffer.write(data)
-            sys.stdout.buffer.flush()
-        except (BrokenPipeError, OSError) as e:  # nobody to tell; keep serving
+            while view:
+                try:
+                    view = view[os.write(fd, view):]
+                except BlockingIOError:
+                    select.select([], [fd], [])
+        except OSError as e:  # nobody to tell; keep serving
             log("stdout write failed: %s" % e)
 
 

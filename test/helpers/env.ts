@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import Docker from 'dockerode';
 import { DirBlobStore } from '../../blobs';
+import { DEFAULT_SANDBOX_RUNTIME } from '../../common/defaults';
 import { defaultImageTag, ensureImage, listManagedContainers, type ManagedContainer } from '../../host';
 import { loadConfig, type KeelConfig } from '../../workers/config';
 
@@ -37,6 +38,14 @@ export function uniqueId(prefix: string): string {
 /** Build the sandbox image if the recipe changed since setup ran (seconds with the cached base). */
 export async function ensureSandboxImage(docker: Docker): Promise<void> {
   await ensureImage(docker, defaultImageTag());
+}
+
+/**
+ * The Docker runtime sandboxes run under in this test run: `KEEL_SANDBOX_RUNTIME` (the runsc suite,
+ * scripts/test-runsc.sh, sets `runsc`), else runc. Worker processes the tests spawn read the same variable.
+ */
+export function testRuntime(): string {
+  return process.env.KEEL_SANDBOX_RUNTIME || DEFAULT_SANDBOX_RUNTIME;
 }
 
 /** A blob store in a fresh temporary directory, for tests whose snapshots nobody else reads. */

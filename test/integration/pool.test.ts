@@ -5,7 +5,7 @@
  *   node --import tsx --test test/integration/pool.test.ts
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -14,7 +14,7 @@ import { DirBlobStore } from '../../blobs';
 import { createSandboxActivities } from '../../activities/sandbox';
 import { defaultImageTag, ensureImage, listManagedContainers, reapOrphans, reapStoppedPool, SandboxRuntime, WarmPool } from '../../host';
 import { type SandboxActivities } from '../../common/activities';
-import { claimVolumeName, poolOptions } from '../../host';
+import { claimVolumeName, DEFAULT_DISK_DIR, diskPaths, poolOptions } from '../../host';
 import { ensurePoolVolume } from '../../host/inventory';
 import type { SandboxHandle, ToolResult } from '../../common/types';
 
@@ -49,7 +49,7 @@ before(
   async () => {
     await ensureImage(docker, tag, (line) => console.error(`[image] ${line}`));
     runtime = new SandboxRuntime(docker);
-    pool = new WarmPool(runtime, { hostId, image: tag, size: 2 });
+    pool = new WarmPool(runtime, { hostId, image: tag, size: 2, diskDir: DEFAULT_DISK_DIR });
     acts = createSandboxActivities({ runtime, blobs: new DirBlobStore(blobDir), config: { hostId, defaultImage: tag }, pool });
     await pool.ready();
   },
@@ -110,6 +110,18 @@ describe('warm pool', () => {
     }
   });
 
+  it('never gives a pool container (runc) to a session that asks for another runtime', async () => {
+    await pool.ready();
+    const idle = pool.idleIds();
+    const sessionId = sid('other-runtime');
+    // A runtime dockerd lacks: served from the pool, provisioning would have succeeded under runc.
+    await assert.rejects(acts.provisionSandbox({ sessionId, spec: { runtime: 'keel-no-such-runtime' } }), (err: Error & { type?: string }) => {
+      assert.equal(err.type, 'Sandbox.RuntimeMissing', err.message);
+      return true;
+    });
+    assert.deepEqual(pool.idleIds(), idle, 'no pool container was claimed');
+  });
+
   it('refills in the background with new containers', async () => {
     const before = new Set(pool.idleIds());
     await acts.provisionSandbox({ sessionId: sid('refill') });
@@ -144,9 +156,12 @@ describe('warm pool', () => {
     const info = await docker.getContainer(h.containerId).inspect();
     const volume = info.Mounts.find((m) => m.Destination === '/workspace')?.Name;
     assert.match(volume ?? '', /^keel-ws-pool-/);
+    assert.ok(existsSync(diskPaths(DEFAULT_DISK_DIR, volume!).image), 'a pool container gets a /workspace filesystem too');
+    assert.equal(h.runtime?.limits.diskMb, 2048);
     assert.deepEqual(await acts.destroySandbox({ sessionId }), { removed: true });
     await assert.rejects(docker.getContainer(h.containerId).inspect(), gone);
     await assert.rejects(docker.getVolume(volume!).inspect(), gone);
+    assert.equal(existsSync(diskPaths(DEFAULT_DISK_DIR, volume!).image), false, 'its /workspace filesystem went with it');
     await assert.rejects(docker.getVolume(claimVolumeName(h.containerId)).inspect(), gone);
     assert.deepEqual(await acts.destroySandbox({ sessionId }), { removed: false });
   });

@@ -19,6 +19,7 @@ import { createSandboxActivities } from '../../activities/sandbox';
 import { defaultImageTag, ensureImage, listManagedContainers, SandboxRuntime, takeSnapshot } from '../../host';
 import { type SandboxActivities } from '../../common/activities';
 import { volumeName } from '../../host';
+import { testRuntime } from '../helpers/env';
 import { connect, getEvents, migrate } from '../../store';
 import { createStoreActivities } from '../../activities/store';
 import { runDiff } from '../../cli/diff';
@@ -70,7 +71,7 @@ before(
   async () => {
     await ensureImage(docker, tag, (line) => console.error(`[image] ${line}`));
     runtime = new SandboxRuntime(docker);
-    acts = createSandboxActivities({ runtime, blobs, config: { hostId: 'test-host', defaultImage: tag } });
+    acts = createSandboxActivities({ runtime, blobs, config: { hostId: 'test-host', defaultImage: tag, defaultRuntime: testRuntime() } });
   },
   { timeout: 900_000 },
 );
@@ -298,7 +299,7 @@ describe('restore', () => {
 
     assert.equal(await sh(g2, 'pwd; echo "$RESTORED_VAR"'), '/workspace/src/pkg\na b\n');
     assert.equal(await sh(g2, 'test -p /workspace/fifo && echo fifo || echo no-fifo'), 'no-fifo\n');
-    assert.equal(await sh(g2, 'stat -c %a /workspace/locked /workspace/run.sh /home/keel/.config-ish; readlink /workspace/link /workspace/dangling; cat /workspace/link'), '500\n755\n600\nsrc/pkg/mod.py\n/nowhere\nprint(1)\n');
+    assert.equal(await sh(g2, 'find /workspace/locked /workspace/run.sh /home/keel/.config-ish -maxdepth 0 -printf "%m\\n"; readlink /workspace/link /workspace/dangling; cat /workspace/link'), '500\n755\n600\nsrc/pkg/mod.py\n/nowhere\nprint(1)\n');
     assert.equal(await sh(g2, DIGEST), digest, 'listing (paths, types, modes, sizes, link targets) and contents identical');
     console.error(`restore of ${snap.files} files / ${snap.bytes} B took ${restoreMs} ms`);
 

@@ -10,6 +10,7 @@ import { OUTPUT_STORE_CAP } from '../../common/defaults';
 import type { SandboxSpec } from '../../common/types';
 import { createOptions, defaultImageTag, ensureImage, removeSession, SandboxRuntime, startAttached, type ExecutorResponse } from '../../host';
 import { ensureVolume } from '../../host/inventory';
+import { testRuntime } from '../helpers/env';
 
 export const docker = new Docker();
 export const tag = defaultImageTag();
@@ -73,7 +74,7 @@ export async function startSandbox(name: string, opts: { env?: string[]; spec?: 
   const runtime = opts.runtime ?? new SandboxRuntime(docker);
   const sessionId = `test-sec-${name}-${process.pid}-${Date.now().toString(36)}`;
   await ensureVolume(docker, sessionId, HOST);
-  const options = createOptions({ sessionId, hostId: HOST, image: tag, ...(opts.spec ? { spec: opts.spec } : {}) });
+  const options = createOptions({ sessionId, hostId: HOST, image: tag, runtime: testRuntime(), ...(opts.spec ? { spec: opts.spec } : {}) });
   if (opts.env) options.Env = opts.env;
   const container = await docker.createContainer(options);
   await startAttached(runtime, container.id);

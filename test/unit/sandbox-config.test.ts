@@ -5,6 +5,8 @@ import { defaultImageTag } from '../../host';
 import { resolveSandboxConfig } from '../../activities/sandbox';
 import { containerName, createOptions, safeName, volumeName } from '../../host';
 import { toExecutorOp, toToolResult } from '../../activities/sandbox/tool-ops';
+import { sandboxSpecProblems } from '../../common/sandbox-spec';
+import { loadConfig } from '../../workers/config';
 import { DEFAULT_SHELL_TIMEOUT_SEC, FILE_TOOL_TIMEOUT_SEC, OUTPUT_STORE_CAP } from '../../common/defaults';
 
 describe('resolveSandboxConfig', () => {
@@ -13,6 +15,8 @@ describe('resolveSandboxConfig', () => {
       hostId: hostname(),
       hostQueue: `keel-sandbox-${hostname()}`,
       defaultImage: defaultImageTag(),
+      defaultRuntime: 'runc',
+      diskDir: '/var/lib/keel/disks',
       outputLimit: 16000,
     });
   });
@@ -49,6 +53,36 @@ describe('container naming and options', () => {
     assert.equal(custom.HostConfig?.Memory, 256 * 1024 * 1024);
     assert.equal(custom.HostConfig?.NanoCpus, 5e8);
     assert.equal(custom.HostConfig?.PidsLimit, 64);
+  });
+
+  it("runs under the spec's runtime, else the worker's, else runc", () => {
+    assert.equal(createOptions({ sessionId: 's1', hostId: 'h', image: 'img' }).HostConfig?.Runtime, 'runc');
+    assert.equal(createOptions({ sessionId: 's1', hostId: 'h', image: 'img', runtime: 'runsc' }).HostConfig?.Runtime, 'runsc');
+    assert.equal(createOptions({ sessionId: 's1', hostId: 'h', image: 'img', runtime: 'runsc', spec: { runtime: 'runc' } }).HostConfig?.Runtime, 'runc');
+    // gVisor's own threads and ptrace stubs share the container's host pids cgroup.
+    assert.equal(createOptions({ sessionId: 's1', hostId: 'h', image: 'img', runtime: 'runsc', spec: { pidsLimit: 64 } }).HostConfig?.PidsLimit, 64 * 4 + 256);
+    assert.equal(createOptions({ sessionId: 's1', hostId: 'h', image: 'img', spec: { pidsLimit: 64 } }).HostConfig?.PidsLimit, 64);
+  });
+
+  it('refuses runtime names that are not names, and disk sizes out of bounds', () => {
+    assert.deepEqual(sandboxSpecProblems({ runtime: 'runsc', diskMb: 64 }), []);
+    assert.match(sandboxSpecProblems({ runtime: '--privileged' })[0] ?? '', /sandbox\.runtime must be a Docker runtime name/);
+    assert.match(sandboxSpecProblems({ runtime: '' })[0] ?? '', /sandbox\.runtime/);
+    assert.match(sandboxSpecProblems({ diskMb: 0 })[0] ?? '', /sandbox\.diskMb must be a number from 64/);
+  });
+
+  it('reads KEEL_DISK_DIR and KEEL_DISK_QUOTA: quota on in /var/lib/keel/disks by default, off on request', () => {
+    assert.equal(loadConfig({}).diskDir, '/var/lib/keel/disks');
+    assert.equal(loadConfig({ KEEL_DISK_DIR: '/srv/disks' }).diskDir, '/srv/disks');
+    assert.equal(loadConfig({ KEEL_DISK_QUOTA: 'off' }).diskDir, null);
+    assert.throws(() => loadConfig({ KEEL_DISK_QUOTA: 'no' }), /KEEL_DISK_QUOTA must be on or off/);
+    assert.throws(() => loadConfig({ KEEL_DISK_DIR: 'disks' }), /KEEL_DISK_DIR must be an absolute path/);
+  });
+
+  it('reads KEEL_SANDBOX_RUNTIME, runc by default, and refuses a bad name', () => {
+    assert.equal(loadConfig({}).sandboxRuntime, 'runc');
+    assert.equal(loadConfig({ KEEL_SANDBOX_RUNTIME: 'runsc' }).sandboxRuntime, 'runsc');
+    assert.throws(() => loadConfig({ KEEL_SANDBOX_RUNTIME: 'a b' }), /KEEL_SANDBOX_RUNTIME: sandbox\.runtime must be/);
   });
 });
 
