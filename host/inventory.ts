@@ -5,6 +5,7 @@
  */
 import type Docker from 'dockerode';
 import { ignore404, statusOf } from './docker-errors';
+import { removeEgress } from './egress';
 import {
   claimVolumeName,
   generationOf,
@@ -137,7 +138,8 @@ export async function removeContainer(docker: Docker, c: Pick<ManagedContainer, 
 
 /**
  * Remove a session's containers and workspace volumes: all generations, or with
- * `belowGeneration` only the older ones. Idempotent; true when anything was removed.
+ * `belowGeneration` only the older ones. Removing them all also removes a networked
+ * session's egress proxy and network. Idempotent; true when anything was removed.
  */
 export async function removeSession(
   docker: Docker,
@@ -157,6 +159,7 @@ export async function removeSession(
   const names = new Set((Volumes ?? []).filter((v) => doomed(generationOf(v.Labels))).map((v) => v.Name));
   if (doomed(1)) names.add(volumeName(sessionId));
   for (const name of names) removed = (await ignore404(docker.getVolume(name).remove())) || removed;
+  if (belowGeneration === undefined) removed = (await removeEgress(docker, sessionId, onContainer)) || removed;
   return removed;
 }
 

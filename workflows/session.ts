@@ -67,6 +67,8 @@ export const PATCH_CONTEXT_FROM_LOG = 'keel-context-from-event-log';
 export const PATCH_CONTRACT = 'keel-runtime-contract';
 /** Marks runs with operator control: tenant admission, budgets, approval policies, fault injection (workflows/operator.ts). */
 export const PATCH_OPERATOR = 'keel-operator-control';
+/** Marks runs that record what the egress proxy refused as `network.refused` events (networked sessions). */
+export const PATCH_NETWORK_EVENTS = 'keel-network-refused-events';
 
 /** What one workflow run hands the next when it continues as new. */
 export interface SessionCarry {
@@ -436,9 +438,16 @@ export async function agentSession(spec: SessionSpec, carry?: SessionCarry): Pro
       const made = turn.toolCalls.length + turn.droppedCalls;
       result = { ...result, output: `${result.output}\n[Keel: this turn made ${made} tool calls; only the first ${turn.toolCalls.length} ran, the other ${turn.droppedCalls} were dropped]` };
     }
-    emit('tool.result', { step: state.step, ...result });
-    // The snapshot is for the audit trail, not for the model.
-    const { snapshot: _snapshot, ...forModel } = result;
+    const { network, ...recorded } = result;
+    emit('tool.result', { step: state.step, ...recorded });
+    if (network && patched(PATCH_NETWORK_EVENTS)) {
+      network.refused.forEach((refusal, i) => {
+        const last = i === network.refused.length - 1;
+        emit('network.refused', { step: state.step, callId: call.id, ...refusal, ...(last && network.dropped ? { dropped: network.dropped } : {}) });
+      });
+    }
+    // The snapshot is for the audit trail, the refusals are events: neither is for the model.
+    const { snapshot: _snapshot, ...forModel } = recorded;
     return forModel;
   }
 

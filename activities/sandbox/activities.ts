@@ -10,11 +10,12 @@ import { fitsInline, preview, putContent, readBlob, type BlobStore } from '../..
 import type { ContainerRef, SandboxActivities } from '../../common/activities';
 import { SANDBOX_DEFAULTS } from '../../common/defaults';
 import { failure, SandboxFailure } from '../../common/failures';
-import { sandboxLimits, sandboxSpecProblems } from '../../common/sandbox-spec';
+import { egressRules, networkPolicy, sandboxLimits, sandboxSpecProblems } from '../../common/sandbox-spec';
 import { runsInSandbox, validateToolCall } from '../../common/tools';
 import type { ContentRef, SandboxHandle, SandboxRuntimeInfo, SandboxSpec, SnapshotInfo, ToolCall, ToolResult } from '../../common/types';
 import { claimContainer, NameTakenError, startAttached, waitReady, type Ping } from '../../host/bring-up';
 import { statusOf } from '../../host/docker-errors';
+import { Egress } from '../../host/egress';
 import { ExecutorGoneError } from '../../host/executor-client';
 import { imageExists } from '../../host/image';
 import { ensureVolume, ownerOf, removeSession, sessionContainers } from '../../host/inventory';
@@ -35,7 +36,7 @@ export interface SandboxActivityDeps {
   blobs: BlobStore;
   /** Resolved with {@link resolveSandboxConfig}; unset fields take their defaults. */
   config?: Partial<SandboxConfig>;
-  /** Pre-started containers to claim for sessions with the default image and limits. @default none */
+  /** Pre-started containers to claim for sessions with the default image and limits, and no network. @default none */
   pool?: WarmPool;
 }
 
@@ -62,10 +63,12 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
   const { runtime, blobs, pool } = deps;
   const { docker } = runtime;
   const config = resolveSandboxConfig(deps.config);
+  const egress = new Egress(runtime, config.egress);
 
-  /** The pool serves sessions whose spec is the pool's: its image and the default limits. */
+  /** The pool serves sessions whose spec is the pool's: its image, the default limits, no network. */
   const poolFits = (spec: SandboxSpec | undefined): boolean =>
     pool !== undefined &&
+    spec?.network === undefined &&
     (spec?.image ?? config.defaultImage) === pool.options.image &&
     (spec?.memoryMb ?? SANDBOX_DEFAULTS.memoryMb) === SANDBOX_DEFAULTS.memoryMb &&
     (spec?.cpus ?? SANDBOX_DEFAULTS.cpus) === SANDBOX_DEFAULTS.cpus &&
@@ -95,7 +98,7 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
       hostQueue: config.hostQueue,
       hostId: config.hostId,
       image,
-      runtime: { ...(await imageInfo(image)), limits: { memoryMb, cpus, pidsLimit }, network: 'none' },
+      runtime: { ...(await imageInfo(image)), limits: { memoryMb, cpus, pidsLimit }, network: networkPolicy(spec) },
     };
   };
 
@@ -127,7 +130,10 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
 
     if (!(await imageExists(docker, image))) throw imageMissing(image);
     await ensureVolume(docker, sessionId, config.hostId, generation);
-    const options = createOptions({ sessionId, hostId: config.hostId, image, spec, generation });
+    const allow = egressRules(spec);
+    // The proxy runs from this host's own image, which has it (a session's image need not).
+    const attachment = allow.length ? await egress.ensure({ sessionId, hostId: config.hostId, image: config.defaultImage, allow }) : undefined;
+    const options = createOptions({ sessionId, hostId: config.hostId, image, spec, generation, ...(attachment ? { egress: attachment } : {}) });
     let id: string;
     try {
       id = (await docker.createContainer(options)).id;
@@ -192,6 +198,7 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
       try {
         const up = await upContainer(sessionId, generation, spec);
         containerId = up.id;
+        if (!spec?.network) egress.none(sessionId);
         if (restoreFrom && up.ping.restoredFrom !== restoreFrom) {
           await restoreSnapshot(runtime.client(up.id), blobs, restoreFrom);
         }
@@ -248,6 +255,8 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
       try {
         const response = ctx ? await Promise.race([answer, ctx.cancelled]) : await answer;
         const result = await storeOutput(toToolResult(call, valid.name, response, config.outputLimit, Date.now() - started));
+        const network = await egress.drain(sessionId);
+        if (network && (network.refused.length > 0 || network.dropped > 0)) result.network = network;
         if (snapshot) {
           const { info } = await takeSnapshot(client, blobs, snapshot.parent);
           if (info) result.snapshot = info;
@@ -286,6 +295,7 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
       const stop = keepBeating(activityContext());
       try {
         const removed = await removeSession(docker, sessionId, (id) => runtime.forget(id), belowGeneration);
+        if (belowGeneration === undefined) egress.forget(sessionId);
         return { removed };
       } catch (err) {
         throw classifyDockerError(err);

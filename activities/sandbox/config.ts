@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import { hostQueueFor } from '../../common/constants';
 import { DEFAULT_OUTPUT_LIMIT } from '../../common/defaults';
+import type { EgressSettings } from '../../host/egress';
 import { defaultImageTag } from '../../host/image';
 
 /** How a sandbox-host worker runs sandboxes. Built by {@link resolveSandboxConfig}; activities never read `process.env`. */
@@ -25,6 +26,12 @@ export interface SandboxConfig {
    * @default DEFAULT_OUTPUT_LIMIT (16000)
    */
   outputLimit: number;
+  /**
+   * What this host's egress proxies add for networked sessions: credentials per host, and (tests only)
+   * names pinned to addresses. See `host/egress.ts`.
+   * @default no headers, no pinned names
+   */
+  egress: EgressSettings;
 }
 
 /** Fill every unset field of a {@link SandboxConfig} with its default. */
@@ -35,5 +42,6 @@ export function resolveSandboxConfig(partial: Partial<SandboxConfig> = {}): Sand
     hostQueue: partial.hostQueue ?? hostQueueFor(hostId),
     defaultImage: partial.defaultImage ?? defaultImageTag(),
     outputLimit: partial.outputLimit ?? DEFAULT_OUTPUT_LIMIT,
+    egress: partial.egress ?? { headers: {}, resolve: {} },
   };
 }
