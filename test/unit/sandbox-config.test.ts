@@ -14,6 +14,7 @@ describe('resolveSandboxConfig', () => {
       hostQueue: `keel-sandbox-${hostname()}`,
       defaultImage: defaultImageTag(),
       outputLimit: 16000,
+      egress: { headers: {}, resolve: {} },
     });
   });
 
