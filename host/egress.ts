@@ -53,7 +53,7 @@ export interface RefusalReport {
 export class Egress {
   /** Proxy container id by session, or null when the session has none; filled on first use. */
   private readonly proxies = new Map<string, string | null>();
-  private shared: Promise<void> | undefined;
+  private shared: Promise<unknown> | undefined;
 
   constructor(
     private readonly runtime: SandboxRuntime,
@@ -68,12 +68,7 @@ export class Egress {
     const { docker } = this.runtime;
     const names = egressNames(args.sessionId);
     const labels = egressLabels(args.sessionId, args.hostId);
-    this.shared ??= createNetwork(docker, {
-      Name: EGRESS_NETWORK,
-      Labels: { 'keel.egress-shared': 'true' },
-      // Proxies have no business with each other.
-      Options: { 'com.docker.network.bridge.enable_icc': 'false' },
-    }).catch((err: unknown) => {
+    this.shared ??= ensureEgressNetwork(docker).catch((err: unknown) => {
       this.shared = undefined;
       throw err;
     });
@@ -167,6 +162,17 @@ function toReport(result: Record<string, unknown>): RefusalReport {
     }),
   );
   return { refused, dropped: count(result.dropped) + Math.max(0, list.length - MAX_REPORTED) };
+}
+
+/** Create {@link EGRESS_NETWORK} unless it exists; its gateway address (the Docker host, as proxies reach it). */
+export async function ensureEgressNetwork(docker: Docker): Promise<string | undefined> {
+  await createNetwork(docker, {
+    Name: EGRESS_NETWORK,
+    Labels: { 'keel.egress-shared': 'true' },
+    // Proxies have no business with each other.
+    Options: { 'com.docker.network.bridge.enable_icc': 'false' },
+  });
+  return (await docker.getNetwork(EGRESS_NETWORK).inspect()).IPAM?.Config?.[0]?.Gateway;
 }
 
 /** Create a network unless one of that name exists (Docker only refuses duplicates when asked to). */

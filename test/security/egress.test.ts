@@ -19,7 +19,7 @@ import { DirBlobStore, readBlob } from '../../blobs';
 import { KeelClient } from '../../client';
 import { eventsOfType } from '../../common/events';
 import type { ScriptTurn, SessionSpec } from '../../common/types';
-import { defaultImageTag, egressNames, EGRESS_NETWORK, reapOrphans, SandboxRuntime, WarmPool } from '../../host';
+import { defaultImageTag, egressNames, EGRESS_NETWORK, ensureEgressNetwork, reapOrphans, SandboxRuntime, WarmPool } from '../../host';
 import { getEvents } from '../../store';
 import { connectDatabase } from '../../workers/services';
 import { createWorkers, type KeelWorkers } from '../../workers/worker';
@@ -36,7 +36,7 @@ const docker = new Docker();
 const blobDir = mkdtempSync(join(tmpdir(), 'keel-egress-blobs-'));
 let server: Server;
 let port: number;
-/** The Docker host's address on the default bridge: private, so reachable only through the pinned name. */
+/** The Docker host's address on the egress network: private, so reachable only through the pinned name. */
 let hostAddress: string;
 const requests: Array<{ url: string; headers: IncomingHttpHeaders }> = [];
 const logs: string[] = [];
@@ -56,8 +56,9 @@ before(async () => {
   });
   await new Promise<void>((resolve) => server.listen(0, '0.0.0.0', resolve));
   port = (server.address() as { port: number }).port;
-  const bridge = await docker.getNetwork('bridge').inspect();
-  hostAddress = bridge.IPAM?.Config?.[0]?.Gateway as string;
+  const gateway = await ensureEgressNetwork(docker);
+  assert.ok(gateway, 'the egress network has a gateway');
+  hostAddress = gateway;
 
   // Everything the worker process logs, to search for the credential.
   for (const stream of [process.stdout, process.stderr]) {
