@@ -10,7 +10,7 @@
  * - The proxy also sits on {@link EGRESS_NETWORK}, a bridge shared by every
  *   proxy (no traffic between its members), and connects out from there to
  *   what the session's allowlist names, public addresses only.
- * - Its configuration (allowlist, credentials to inject, pinned names) goes over
+ * - Its configuration (allowlist, credentials to inject, CAs, pinned names) goes over
  *   its stdin, so no credential is in its Env, its Cmd or the sandbox.
  * - It keeps what it refused until {@link Egress.drain} fetches it (after each tool
  *   call), and goes with the session's containers ({@link removeEgress}).
@@ -32,10 +32,13 @@ const CONTROL_TIMEOUT_MS = 10_000;
 export interface EgressSettings {
   /**
    * Headers the proxy adds to plain-HTTP requests for a host (`{ "api.example.com": { "Authorization": "…" } }`),
-   * when the session allows that host. A CONNECT tunnel (HTTPS) is opaque and gets none.
+   * when the session allows that host; such requests go upstream over TLS (port 443 unless the URL names one).
+   * A CONNECT tunnel is opaque and gets none.
    * @default none
    */
   headers: Record<string, Record<string, string>>;
+  /** More CA certificates (PEM) the proxy trusts for that TLS, besides the image's. @default none */
+  ca?: string;
   /**
    * Test-only: names the proxy does not look up but connects to at this address, even a private or loopback
    * one (e.g. a local server standing in for the internet). Sessions must still allow the name. @default none
@@ -93,7 +96,7 @@ export class Egress {
     if (!proxyAddress) throw new Error(`egress proxy ${names.proxy} has no address on ${names.network}`);
     const answer = await this.runtime
       .client(id)
-      .request('configure', { listen: proxyAddress, allow: args.allow, headers: this.settings.headers, resolve: this.settings.resolve }, { timeoutMs: CONTROL_TIMEOUT_MS });
+      .request('configure', { listen: proxyAddress, allow: args.allow, ...this.settings }, { timeoutMs: CONTROL_TIMEOUT_MS });
     if (!answer.ok) throw new Error(`egress proxy ${names.proxy} refused its configuration: ${answer.error.code}: ${answer.error.message}`);
     this.proxies.set(args.sessionId, id);
     return { network: names.network, proxyAddress };

@@ -17,8 +17,9 @@ Everything refused gets a 403 and is kept, counted by (host, port, reason),
 until the host asks for it (`drain`) and records it as session events.
 
 Plain HTTP requests to a host the worker holds credentials for get those
-headers added here, so they never enter the sandbox. A CONNECT tunnel is
-opaque and gets none.
+headers added here, so they never enter the sandbox, and go upstream over TLS
+(port 443 unless the URL names one; the certificate is verified), so they
+never cross the network in clear. A CONNECT tunnel is opaque and gets none.
 
 The host drives it over stdin/stdout with the executor's JSON-lines protocol:
 `{"id", "op", "args"}` in, `{"id", "ok", "result" | "error"}` out. Ops:
@@ -30,6 +31,7 @@ import asyncio
 import datetime
 import ipaddress
 import json
+import ssl
 import sys
 import urllib.parse
 
@@ -56,6 +58,7 @@ class Proxy:
         self.allow = []  # [(host or "*.suffix", set of ports)]
         self.headers = {}  # host -> [(name bytes, value bytes)]
         self.resolve = {}  # host -> address
+        self.tls = ssl.create_default_context()
         self.refused = {}
         self.dropped = 0
         self.server = None
@@ -70,6 +73,9 @@ class Proxy:
             for h, hs in (args.get("headers") or {}).items()
         }
         self.resolve = {str(h).lower(): str(a) for h, a in (args.get("resolve") or {}).items()}
+        self.tls = ssl.create_default_context()
+        if args.get("ca"):
+            self.tls.load_verify_locations(cadata=str(args["ca"]))
         if self.server is None:
             self.server = await asyncio.start_server(self.serve, host=args["listen"], port=PORT, limit=MAX_HEAD)
         return {"listening": f"{args['listen']}:{PORT}"}
@@ -149,20 +155,25 @@ class Proxy:
         if len(parts) != 3:
             return await self.refuse(writer, "?", 0, "bad-request")
         method, target, _version = parts
+        tls = None
         if method == b"CONNECT":
             host, port = split_authority(target.decode("latin-1"), None)
         else:
             url = urllib.parse.urlsplit(target.decode("latin-1"))
             if url.scheme != "http" or not url.hostname:
                 return await self.refuse(writer, clean(url.hostname or "?"), 0, "bad-request")
-            host, port = split_authority(url.netloc.rpartition("@")[2], 80)
+            host, port = split_authority(url.netloc.rpartition("@")[2], 0)
+            if host in self.headers:
+                tls = self.tls
+            if port == 0:
+                port = 443 if tls else 80
         if host is None or port is None:
             return await self.refuse(writer, clean(target.decode("latin-1")), 0, "bad-request")
         try:
             addresses = await self.addresses(host, port)
         except Refused as r:
             return await self.refuse(writer, host, port, r.reason, r.address)
-        upstream = await connect(addresses, port)
+        upstream = await connect(addresses, port, tls, host)
         if upstream is None:
             writer.write(reply(502, f"keel egress proxy could not connect to {host}:{port}"))
             return await writer.drain()
@@ -172,19 +183,21 @@ class Proxy:
                 writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
                 await writer.drain()
             else:
-                up_writer.write(self.forward_head(method, url, host, port, lines[1:]))
+                default_port = 443 if tls else 80
+                authority = host if port == default_port else f"{host}:{port}"
+                up_writer.write(self.forward_head(method, url, host, authority, lines[1:]))
             await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
         finally:
             up_writer.close()
 
-    def forward_head(self, method, url, host, port, header_lines):
+    def forward_head(self, method, url, host, authority, header_lines):
         path = url.path or "/"
         if url.query:
             path += "?" + url.query
         injected = self.headers.get(host, [])
         drop = HOP_HEADERS | {b"host"} | {name.lower() for name, _ in injected}
         out = [method + b" " + path.encode("latin-1") + b" HTTP/1.1"]
-        out.append(b"Host: " + (host if port == 80 else f"{host}:{port}").encode("latin-1"))
+        out.append(b"Host: " + authority.encode("latin-1"))
         for line in header_lines:
             if not line:
                 continue
@@ -208,16 +221,19 @@ def clean(text):
 
 
 def split_authority(authority, default_port):
-    """(host, port) from `host[:port]`, or (None, None) when it is not one."""
+    """(host, port) from `host[:port]` (`default_port` when it names none), or (None, None) when it is not one."""
     host, sep, port = authority.rpartition(":")
     if not sep or "]" in port:
         host, port = authority, default_port
     host = host.strip("[]").lower().rstrip(".")
-    try:
-        port = int(port) if port is not None else None
-    except ValueError:
-        return None, None
-    if not host or port is None or not 0 < port < 65536:
+    if port != default_port:
+        try:
+            port = int(port)
+        except ValueError:
+            return None, None
+        if not 0 < port < 65536:
+            return None, None
+    if not host or port is None:
         return None, None
     if not set(host) <= HOST_CHARS | set(":"):
         return None, None
@@ -233,10 +249,12 @@ def reply(status, text):
     ).encode() + body
 
 
-async def connect(addresses, port):
+async def connect(addresses, port, tls=None, host=None):
+    """A connection to the first address that answers (over TLS for `host` when `tls` is a context)."""
     for address in addresses:
         try:
-            return await asyncio.wait_for(asyncio.open_connection(address, port), CONNECT_TIMEOUT_SEC)
+            opened = asyncio.open_connection(address, port, ssl=tls, server_hostname=host if tls else None)
+            return await asyncio.wait_for(opened, CONNECT_TIMEOUT_SEC)
         except (OSError, asyncio.TimeoutError):
             continue
     return None

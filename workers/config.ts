@@ -2,6 +2,7 @@
  * The one place Keel reads its environment. Every option, its variable and its default.
  * Activities never read process.env: workers build them from this config.
  */
+import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -89,7 +90,8 @@ export interface KeelConfig {
   /**
    * What a sandbox host's egress proxies add for networked sessions (never part of a session's spec).
    * Env `KEEL_EGRESS_HEADERS`: JSON `{"api.example.com": {"Authorization": "Bearer …"}}`, headers the proxy
-   * adds to plain-HTTP requests for that host (the sandbox never sees them). Env `KEEL_EGRESS_RESOLVE`
+   * adds to plain-HTTP requests for that host (the sandbox never sees them), sent upstream over TLS. Env
+   * `KEEL_EGRESS_CA_FILE`: more CA certificates (PEM) the proxy trusts for that TLS. Env `KEEL_EGRESS_RESOLVE`
    * (tests only): `name=address,…`, names the proxy connects to at that address, even a private one.
    * @default none
    */
@@ -131,7 +133,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxLocalActivities: numberFrom(env.KEEL_MAX_LOCAL_ACTIVITIES, 100, 'KEEL_MAX_LOCAL_ACTIVITIES', 1),
     maxSandboxActivities: numberFrom(env.KEEL_MAX_SANDBOX_ACTIVITIES, 500, 'KEEL_MAX_SANDBOX_ACTIVITIES', 1),
     maxCachedWorkflows: env.KEEL_MAX_CACHED_WORKFLOWS ? numberFrom(env.KEEL_MAX_CACHED_WORKFLOWS, 0, 'KEEL_MAX_CACHED_WORKFLOWS', 0) : undefined,
-    egress: { headers: egressHeaders(env.KEEL_EGRESS_HEADERS), resolve: egressResolve(env.KEEL_EGRESS_RESOLVE) },
+    egress: {
+      headers: egressHeaders(env.KEEL_EGRESS_HEADERS),
+      resolve: egressResolve(env.KEEL_EGRESS_RESOLVE),
+      ...(env.KEEL_EGRESS_CA_FILE ? { ca: caFile(env.KEEL_EGRESS_CA_FILE) } : {}),
+    },
     env,
   };
 }
@@ -186,6 +192,18 @@ function egressHeaders(value: string | undefined): EgressSettings['headers'] {
     }
   }
   return out;
+}
+
+/** `KEEL_EGRESS_CA_FILE`: the PEM text of the file. */
+function caFile(path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new Error(`KEEL_EGRESS_CA_FILE: cannot read ${path}: ${(err as Error).message}`);
+  }
+  if (!text.includes('-----BEGIN CERTIFICATE-----')) throw new Error(`KEEL_EGRESS_CA_FILE: ${path} holds no PEM certificate`);
+  return text;
 }
 
 /** `KEEL_EGRESS_RESOLVE`: `name=address,…`. */

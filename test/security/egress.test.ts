@@ -1,14 +1,17 @@
 /**
- * The egress allowlist on real Docker: a local HTTP server stands in for the
- * internet (reached through the name `internet.keel.test`, which the worker
- * pins to the Docker host's address: the one test-only exception to "public
- * addresses only"). Whole sessions run on a real Temporal server, so what the
- * proxy refused is checked where it is recorded: the session's events.
+ * The egress allowlist on real Docker: local servers stand in for the internet
+ * (an HTTP one reached as `internet.keel.test`, an HTTPS one with a throwaway CA
+ * as `api.keel.test`, for which the worker holds a credential; the worker pins
+ * both names to the Docker host's address, the one test-only exception to
+ * "public addresses only"). Whole sessions run on a real Temporal server, so what
+ * the proxy refused is checked where it is recorded: the session's events.
  */
 import '../helpers/quiet';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -31,14 +34,18 @@ import { TestTemporal } from '../helpers/temporal';
 /** The credential the worker holds for the stand-in internet: it must be found nowhere but in the server's request. */
 const SECRET = `keel-planted-egress-credential-${Math.random().toString(36).slice(2)}`;
 const INTERNET = 'internet.keel.test';
+const API = 'api.keel.test';
 
 const docker = new Docker();
 const blobDir = mkdtempSync(join(tmpdir(), 'keel-egress-blobs-'));
 let server: Server;
 let port: number;
+let tlsServer: Server;
+let tlsPort: number;
 /** The Docker host's address on the egress network: private, so reachable only through the pinned name. */
 let hostAddress: string;
-const requests: Array<{ url: string; headers: IncomingHttpHeaders }> = [];
+let caFile = '';
+const requests: Array<{ url: string; tls: boolean; headers: IncomingHttpHeaders }> = [];
 const logs: string[] = [];
 let temporal: TestTemporal;
 let workers: KeelWorkers;
@@ -50,12 +57,21 @@ const hostId = uniqueId('egress-host');
 
 before(async () => {
   await ensureSandboxImage(docker);
-  server = createServer((req, res) => {
-    requests.push({ url: req.url ?? '', headers: req.headers });
-    res.end(`hello from the stand-in internet; key header ${req.headers['x-api-key'] ? 'present' : 'absent'}\n`);
-  });
+  const serve = (tls: boolean) => (req: IncomingMessage, res: ServerResponse) => {
+    requests.push({ url: req.url ?? '', tls, headers: req.headers });
+    res.end(`hello from the stand-in internet${tls ? ' over TLS' : ''}; key header ${req.headers['x-api-key'] ? 'present' : 'absent'}\n`);
+  };
+  server = createServer(serve(false));
   await new Promise<void>((resolve) => server.listen(0, '0.0.0.0', resolve));
   port = (server.address() as { port: number }).port;
+  // A throwaway self-signed certificate for api.keel.test, trusted by the proxy through KEEL_EGRESS_CA_FILE.
+  const keyFile = join(blobDir, '..', `${blobDir.split('/').pop()}-key.pem`);
+  const certFile = join(blobDir, '..', `${blobDir.split('/').pop()}-cert.pem`);
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '1', '-subj', `/CN=${API}`, '-addext', `subjectAltName=DNS:${API}`], { stdio: 'ignore' });
+  caFile = certFile;
+  tlsServer = createTlsServer({ key: readFileSync(keyFile), cert: readFileSync(certFile) }, serve(true));
+  await new Promise<void>((resolve) => tlsServer.listen(0, '0.0.0.0', resolve));
+  tlsPort = (tlsServer.address() as { port: number }).port;
   const gateway = await ensureEgressNetwork(docker);
   assert.ok(gateway, 'the egress network has a gateway');
   hostAddress = gateway;
@@ -73,8 +89,9 @@ before(async () => {
   const config = testConfig(temporal.address, {
     KEEL_HOST_ID: hostId,
     KEEL_BLOB_DIR: blobDir,
-    KEEL_EGRESS_RESOLVE: `${INTERNET}=${hostAddress}`,
-    KEEL_EGRESS_HEADERS: JSON.stringify({ [INTERNET]: { 'X-Api-Key': SECRET } }),
+    KEEL_EGRESS_RESOLVE: `${INTERNET}=${hostAddress},${API}=${hostAddress}`,
+    KEEL_EGRESS_HEADERS: JSON.stringify({ [API]: { 'X-Api-Key': SECRET } }),
+    KEEL_EGRESS_CA_FILE: caFile,
   });
   workers = await createWorkers(config, { workflowBundle: await workflowBundle() });
   running = workers.run();
@@ -89,22 +106,25 @@ after(async () => {
   await sql?.end({ timeout: 2 });
   await temporal?.down();
   server?.close();
+  tlsServer?.close();
   rmSync(blobDir, { recursive: true, force: true });
+  for (const f of [caFile, caFile.replace(/-cert\.pem$/, '-key.pem')]) rmSync(f, { force: true });
 });
 
 /** Python run in the sandbox: each request's outcome on one line. */
 function probe(): string {
   return `cat > /tmp/probe.py <<'EOF'
 import socket, urllib.request, urllib.error
-def get(url):
+def get(url, headers={}):
     try:
-        with urllib.request.urlopen(url, timeout=15) as r:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=15) as r:
             return f"{r.status} {r.read().decode().strip()}"
     except urllib.error.HTTPError as e:
         return f"{e.code} {e.read().decode().strip()}"
     except Exception as e:
         return f"error {type(e).__name__}: {e}"
 print("allowed:", get("http://${INTERNET}:${port}/hello"))
+print("api:", get("http://${API}:${tlsPort}/hello", {"X-Api-Key": "forged-by-the-sandbox"}))
 print("other:", get("http://other.keel.test:${port}/"))
 print("ip:", get("http://${hostAddress}:${port}/"))
 print("private:", get("http://localhost:${port}/"))
@@ -138,7 +158,7 @@ describe('a networked session', () => {
           { toolCalls: [{ name: 'shell', input: { command: 'sleep 4; echo done' } }] },
           { text: 'done' },
         ],
-        { allow: [{ host: INTERNET, ports: [port] }, { host: 'localhost', ports: [port] }] },
+        { allow: [{ host: INTERNET, ports: [port] }, { host: API, ports: [tlsPort] }, { host: 'localhost', ports: [port] }] },
       ),
       { sessionId: id },
     );
@@ -162,7 +182,8 @@ describe('a networked session', () => {
     const first = eventsOfType(events, 'tool.result')[0]!.data;
     // The whole output (the environment dumps make it long): from the blob store when the event holds a preview.
     const output = first.outputRef ? (await readBlob(new DirBlobStore(blobDir), first.outputRef.sha)).toString('utf8') : first.output;
-    assert.match(output, new RegExp(`allowed: 200 hello from the stand-in internet; key header present`));
+    assert.match(output, /allowed: 200 hello from the stand-in internet; key header absent/);
+    assert.match(output, /api: 200 hello from the stand-in internet over TLS; key header present/);
     assert.match(output, new RegExp(`other: 403 keel egress proxy refused other\\.keel\\.test:${port}: not-allowed`));
     assert.match(output, new RegExp(`ip: 403 keel egress proxy refused ${hostAddress.replace(/\./g, '\\.')}:${port}: address-literal`));
     assert.match(output, new RegExp(`private: 403 keel egress proxy refused localhost:${port}: private-address`));
@@ -171,11 +192,15 @@ describe('a networked session', () => {
     assert.match(output, /dns: no answer/, 'the sandbox resolves no names itself');
     assert.match(output, new RegExp(`HTTP_PROXY=http://[0-9.]+:3128`));
 
-    // The stand-in internet got the credential, added by the proxy.
-    const hello = requests.find((r) => r.url === '/hello');
-    assert.equal(hello?.headers['x-api-key'], SECRET);
-    assert.equal(hello?.headers.host, `${INTERNET}:${port}`);
-    assert.equal(hello?.headers['proxy-connection'], undefined);
+    // The API got the credential, added by the proxy in place of the one the sandbox sent, over TLS;
+    // the host without one got none.
+    const api = requests.find((r) => r.url === '/hello' && r.tls);
+    assert.equal(api?.headers['x-api-key'], SECRET);
+    assert.equal(api?.headers.host, `${API}:${tlsPort}`);
+    const plain = requests.find((r) => r.url === '/hello' && !r.tls);
+    assert.equal(plain?.headers['x-api-key'], undefined);
+    assert.equal(plain?.headers.host, `${INTERNET}:${port}`);
+    assert.equal(plain?.headers['proxy-connection'], undefined);
 
     const refused = eventsOfType(events, 'network.refused').map((e) => e.data);
     const byHost = (host: string) => refused.find((r) => r.host === host);
@@ -191,7 +216,7 @@ describe('a networked session', () => {
     }
     assert.equal((first as { network?: unknown }).network, undefined, 'refusals are events, not part of the result');
     const contract = eventsOfType(events, 'session.contract')[0]?.data;
-    assert.equal(contract?.sandbox?.network, `egress proxy: ${INTERNET}:${port} localhost:${port}`);
+    assert.equal(contract?.sandbox?.network, `egress proxy: ${INTERNET}:${port} ${API}:${tlsPort} localhost:${port}`);
 
     // Gone with the sandbox.
     await assert.rejects(docker.getContainer(names.proxy).inspect(), /404|no such container/i);

@@ -102,5 +102,7 @@ describe('worker egress settings', () => {
     }
     assert.match(refused({ KEEL_EGRESS_RESOLVE: 'api.test=not-an-ip' }), /KEEL_EGRESS_RESOLVE must be name=address pairs/);
     assert.match(refused({ KEEL_EGRESS_RESOLVE: 'api.test' }), /KEEL_EGRESS_RESOLVE/);
+    assert.match(refused({ KEEL_EGRESS_CA_FILE: '/nonexistent/ca.pem' }), /KEEL_EGRESS_CA_FILE: cannot read \/nonexistent\/ca\.pem/);
+    assert.match(refused({ KEEL_EGRESS_CA_FILE: __filename }), /holds no PEM certificate/);
   });
 });
