@@ -66,7 +66,7 @@ function detail(e: EventRow): string {
     case 'network.refused': {
       const d = e.data;
       const where = d.address ? ` (resolves to ${d.address})` : '';
-      return `${oneLine(d.host, 80)}:${d.port} ${d.reason}${where}${d.count > 1 ? ` ×${d.count}` : ''} after call ${d.callId}${d.dropped ? `; ${d.dropped} more not listed` : ''}`;
+      return `${oneLine(d.host, 80)}:${d.port} ${d.reason}${where}${d.count > 1 ? ` ×${d.count}` : ''} ${d.callId ? `after call ${d.callId}` : 'when the sandbox was released'}${d.dropped ? `; ${d.dropped} more not listed` : ''}`;
     }
     case 'session.status':
       return `${e.data.status}${e.data.reason ? `: ${e.data.reason}` : ''}`;

@@ -60,9 +60,10 @@ export interface EventPayloads {
   'message.user': Copied & { text: string };
   /**
    * Connections the session's egress proxy refused, reported after tool call `callId` (made by it, or by
-   * something still running from before). `dropped` (on the last of a report): more refusals, only counted.
+   * something still running from before), or, without `callId`, when the sandbox was released (suspend,
+   * teardown). `dropped` (on the last of a report): more refusals, only counted.
    */
-  'network.refused': { step: number; callId: string; dropped?: number } & NetworkRefusal;
+  'network.refused': { step: number; callId?: string; dropped?: number } & NetworkRefusal;
   'session.error': { message: string; type?: string };
   /** A call the policy says a person must approve; the session waits for `approval.decided`. */
   'approval.requested': { step: number; callId: string; tool: string; input: unknown; rule?: PolicyRule; reason?: string; timeoutSec: number };

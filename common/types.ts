@@ -190,10 +190,17 @@ export interface ToolResult {
   /** A deliberate fault (`SessionSpec.inject`) made this result; the call did not run. */
   injected?: FaultInjection['rules'][number]['fault'];
   /**
-   * Connections the egress proxy refused since the previous call (networked sessions). The workflow records
-   * them as `network.refused` events, not in the result. `dropped`: refusals past the report's limit, only counted.
+   * Connections the egress proxy refused since the previous report (networked sessions). The workflow records
+   * them as `network.refused` events, not in the result.
    */
-  network?: { refused: NetworkRefusal[]; dropped: number };
+  network?: NetworkReport;
+}
+
+/** What an egress proxy refused since its last report. */
+export interface NetworkReport {
+  refused: NetworkRefusal[];
+  /** Refusals past the report's limit, only counted. */
+  dropped: number;
 }
 
 /**

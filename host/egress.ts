@@ -16,7 +16,7 @@
  *   call), and goes with the session's containers ({@link removeEgress}).
  */
 import type Docker from 'dockerode';
-import type { EgressRule, NetworkRefusal } from '../common/types';
+import type { EgressRule, NetworkRefusal, NetworkReport } from '../common/types';
 import { startAttached, waitReady } from './bring-up';
 import { ignore404, statusOf } from './docker-errors';
 import { ExecutorGoneError } from './executor-client';
@@ -46,11 +46,6 @@ export interface EgressSettings {
   resolve: Record<string, string>;
 }
 
-/** What a proxy reports when asked. */
-export interface RefusalReport {
-  refused: NetworkRefusal[];
-  dropped: number;
-}
 
 /** The networks and proxies of one sandbox-host worker's networked sessions. */
 export class Egress {
@@ -112,7 +107,7 @@ export class Egress {
    * cannot be asked (gone, stuck): what it held is then lost, which is said in the worker's log. Never throws:
    * a report must not fail the tool call it follows.
    */
-  async drain(sessionId: string): Promise<RefusalReport | undefined> {
+  async drain(sessionId: string): Promise<NetworkReport | undefined> {
     try {
       let id = this.proxies.get(sessionId);
       if (id === undefined) {
@@ -150,7 +145,7 @@ const MAX_REPORTED = 64;
  * The proxy's answer as a report whose every field is what its type says and storable in Postgres: the
  * proxy parses hostile requests, so what it says is checked like input.
  */
-function toReport(result: Record<string, unknown>): RefusalReport {
+function toReport(result: Record<string, unknown>): NetworkReport {
   const text = (v: unknown, max: number): string => String(v ?? '').replace(/[^\x21-\x7e]/g, '?').slice(0, max);
   const count = (v: unknown): number => (Number.isInteger(v) && (v as number) >= 0 ? (v as number) : 0);
   const list = Array.isArray(result.refused) ? (result.refused as Array<Record<string, unknown>>) : [];

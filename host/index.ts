@@ -6,7 +6,7 @@
  */
 export { claimContainer, NameTakenError, startAttached, waitReady, type Ping } from './bring-up';
 export { ignore404, isDockerUnreachable, statusOf } from './docker-errors';
-export { Egress, EGRESS_NETWORK, egressSessions, ensureEgressNetwork, removeEgress, type EgressSettings, type RefusalReport } from './egress';
+export { Egress, EGRESS_NETWORK, egressSessions, ensureEgressNetwork, removeEgress, type EgressSettings } from './egress';
 export { ExecutorClient, ExecutorGoneError, ExecutorTimeoutError, type ExecutorResponse, type RequestOptions } from './executor-client';
 export { defaultImageTag, ensureImage, imageExists, recipeFiles, recipeHash } from './image';
 export { listManagedContainers, removeSession, sessionContainers, type ManagedContainer } from './inventory';

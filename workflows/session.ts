@@ -48,6 +48,7 @@ import type {
   ContextWindow,
   Message,
   ModelTurn,
+  NetworkReport,
   SessionResult,
   SessionSpec,
   SessionState,
@@ -150,6 +151,7 @@ export async function agentSession(spec: SessionSpec, carry?: SessionCarry): Pro
   };
 
   const sandbox = new SessionSandbox(sessionId, spec.sandbox, emit, carry?.sandbox);
+  sandbox.onRefused = (report) => recordRefused(report);
   const operator = operated ? new Operator({ spec, state, usage, emit, flush, sandbox, store: { chargeTenant } }, carry?.operator) : undefined;
   if (operator && carry?.admission) operator.admission = carry.admission;
   const maxOutputTokens = spec.model.maxOutputTokens ?? DEFAULT_MAX_OUTPUT_TOKENS;
@@ -440,15 +442,19 @@ export async function agentSession(spec: SessionSpec, carry?: SessionCarry): Pro
     }
     const { network, ...recorded } = result;
     emit('tool.result', { step: state.step, ...recorded });
-    if (network && patched(PATCH_NETWORK_EVENTS)) {
-      network.refused.forEach((refusal, i) => {
-        const last = i === network.refused.length - 1;
-        emit('network.refused', { step: state.step, callId: call.id, ...refusal, ...(last && network.dropped ? { dropped: network.dropped } : {}) });
-      });
-    }
+    if (network) recordRefused(network, call.id);
     // The snapshot is for the audit trail, the refusals are events: neither is for the model.
     const { snapshot: _snapshot, ...forModel } = recorded;
     return forModel;
+  }
+
+  /** What the egress proxy refused, one event per host, port and reason; after call `callId`, or at a release. */
+  function recordRefused(report: NetworkReport, callId?: string): void {
+    if (!patched(PATCH_NETWORK_EVENTS)) return;
+    report.refused.forEach((refusal, i) => {
+      const last = i === report.refused.length - 1;
+      emit('network.refused', { step: state.step, ...(callId ? { callId } : {}), ...refusal, ...(last && report.dropped ? { dropped: report.dropped } : {}) });
+    });
   }
 
   /** The `sleep` tool: a durable timer. A long one releases the container until the next tool call. */

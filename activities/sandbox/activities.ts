@@ -12,7 +12,7 @@ import { SANDBOX_DEFAULTS } from '../../common/defaults';
 import { failure, SandboxFailure } from '../../common/failures';
 import { egressRules, networkPolicy, sandboxLimits, sandboxSpecProblems } from '../../common/sandbox-spec';
 import { runsInSandbox, validateToolCall } from '../../common/tools';
-import type { ContentRef, SandboxHandle, SandboxRuntimeInfo, SandboxSpec, SnapshotInfo, ToolCall, ToolResult } from '../../common/types';
+import type { ContentRef, NetworkReport, SandboxHandle, SandboxRuntimeInfo, SandboxSpec, SnapshotInfo, ToolCall, ToolResult } from '../../common/types';
 import { claimContainer, NameTakenError, startAttached, waitReady, type Ping } from '../../host/bring-up';
 import { statusOf } from '../../host/docker-errors';
 import { Egress } from '../../host/egress';
@@ -290,13 +290,15 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
      * Remove the session's containers and workspace volumes, all generations or only those
      * below `belowGeneration`. Idempotent. Snapshots stay in the blob store.
      */
-    async destroySandbox({ sessionId, belowGeneration }: { sessionId: string; belowGeneration?: number }): Promise<{ removed: boolean }> {
+    async destroySandbox({ sessionId, belowGeneration }: { sessionId: string; belowGeneration?: number }): Promise<{ removed: boolean; network?: NetworkReport }> {
       // Removing a container can take a while on a loaded host: keep the heartbeat timeout at bay.
       const stop = keepBeating(activityContext());
       try {
+        // What the proxy refused since the last call (a background job, say) goes before the proxy does.
+        const network = belowGeneration === undefined ? await egress.drain(sessionId) : undefined;
         const removed = await removeSession(docker, sessionId, (id) => runtime.forget(id), belowGeneration);
         if (belowGeneration === undefined) egress.forget(sessionId);
-        return { removed };
+        return { removed, ...(network && (network.refused.length > 0 || network.dropped > 0) ? { network } : {}) };
       } catch (err) {
         throw classifyDockerError(err);
       } finally {

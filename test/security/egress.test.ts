@@ -155,7 +155,9 @@ describe('a networked session', () => {
       scripted(
         [
           { toolCalls: [{ name: 'shell', input: { command: probe() } }] },
-          { toolCalls: [{ name: 'shell', input: { command: 'sleep 4; echo done' } }] },
+          // A background job refused after this call's report: collected when the sandbox is released.
+          { toolCalls: [{ name: 'shell', input: { command: `nohup python3 -c "import time, urllib.request as u; time.sleep(1); u.urlopen('http://late.keel.test/')" >/dev/null 2>&1 & echo started` } }] },
+          { toolCalls: [{ name: 'sleep', input: { seconds: 4 } }] },
           { text: 'done' },
         ],
         { allow: [{ host: INTERNET, ports: [port] }, { host: API, ports: [tlsPort] }, { host: 'localhost', ports: [port] }] },
@@ -205,15 +207,24 @@ describe('a networked session', () => {
     const refused = eventsOfType(events, 'network.refused').map((e) => e.data);
     const byHost = (host: string) => refused.find((r) => r.host === host);
     assert.deepEqual(
-      refused.map((r) => `${r.host}:${r.port} ${r.reason}`).sort(),
-      [`other.keel.test:${port} not-allowed`, `${hostAddress}:${port} address-literal`, `localhost:${port} private-address`, 'elsewhere.keel.test:443 not-allowed'].sort(),
+      refused.map((r) => `${r.host}:${r.port} ${r.reason} ${r.callId ? `after step ${r.step}` : 'at release'}`).sort(),
+      [
+        `other.keel.test:${port} not-allowed after step 1`,
+        `${hostAddress}:${port} address-literal after step 1`,
+        `localhost:${port} private-address after step 1`,
+        'elsewhere.keel.test:443 not-allowed after step 1',
+        'late.keel.test:80 not-allowed at release',
+      ].sort(),
     );
     assert.equal(byHost('localhost')?.address, '127.0.0.1');
+    const firstCall = eventsOfType(events, 'tool.call')[0]!.data.callId;
     for (const r of refused) {
-      assert.equal(r.step, 1);
+      assert.equal(r.callId ?? firstCall, firstCall);
       assert.equal(r.count, 1);
       assert.ok(!Number.isNaN(Date.parse(r.at)));
     }
+    const released = events.find((e) => e.type === 'network.refused' && e.data.host === 'late.keel.test')!;
+    assert.ok(released.seq < events.find((e) => e.type === 'sandbox.removed')!.seq, 'recorded as the sandbox goes');
     assert.equal((first as { network?: unknown }).network, undefined, 'refusals are events, not part of the result');
     const contract = eventsOfType(events, 'session.contract')[0]?.data;
     assert.equal(contract?.sandbox?.network, `egress proxy: ${INTERNET}:${port} ${API}:${tlsPort} localhost:${port}`);
