@@ -103,7 +103,7 @@ export class Egress {
   }
 
   /**
-   * What the session's proxy refused since the last drain; undefined when the session has no proxy, or it
+   * What the session's proxy refused since the last drain; undefined when nothing was, the session has no proxy, or it
    * cannot be asked (gone, stuck): what it held is then lost, which is said in the worker's log. Never throws:
    * a report must not fail the tool call it follows.
    */
@@ -121,8 +121,9 @@ export class Egress {
       }
       if (id === null) return undefined;
       const answer = await this.runtime.client(id).request('drain', {}, { timeoutMs: CONTROL_TIMEOUT_MS });
-      if (answer.ok) return toReport(answer.result);
-      throw new Error(`${answer.error.code}: ${answer.error.message}`);
+      if (!answer.ok) throw new Error(`${answer.error.code}: ${answer.error.message}`);
+      const report = toReport(answer.result);
+      return report.refused.length > 0 || report.dropped > 0 ? report : undefined;
     } catch (err) {
       if (err instanceof ExecutorGoneError) this.forget(sessionId);
       this.runtime.log(`egress proxy of session ${sessionId}: refusals not collected: ${(err as Error).message}`);

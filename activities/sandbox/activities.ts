@@ -256,7 +256,7 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
         const response = ctx ? await Promise.race([answer, ctx.cancelled]) : await answer;
         const result = await storeOutput(toToolResult(call, valid.name, response, config.outputLimit, Date.now() - started));
         const network = await egress.drain(sessionId);
-        if (network && (network.refused.length > 0 || network.dropped > 0)) result.network = network;
+        if (network) result.network = network;
         if (snapshot) {
           const { info } = await takeSnapshot(client, blobs, snapshot.parent);
           if (info) result.snapshot = info;
@@ -298,7 +298,7 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
         const network = belowGeneration === undefined ? await egress.drain(sessionId) : undefined;
         const removed = await removeSession(docker, sessionId, (id) => runtime.forget(id), belowGeneration);
         if (belowGeneration === undefined) egress.forget(sessionId);
-        return { removed, ...(network && (network.refused.length > 0 || network.dropped > 0) ? { network } : {}) };
+        return { removed, ...(network ? { network } : {}) };
       } catch (err) {
         throw classifyDockerError(err);
       } finally {
