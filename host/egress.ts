@@ -21,7 +21,7 @@ import { startAttached, waitReady } from './bring-up';
 import { ignore404, statusOf } from './docker-errors';
 import { ExecutorGoneError } from './executor-client';
 import { egressLabels, egressNames, LABEL_EGRESS, LABEL_HOST } from './labels';
-import { proxyOptions, type EgressAttachment } from './lockdown';
+import { EGRESS_PROXY_HOST, proxyOptions, type EgressAttachment } from './lockdown';
 import type { SandboxRuntime } from './runtime';
 
 /** The bridge every egress proxy connects out from. */
@@ -82,7 +82,7 @@ export class Egress {
     }
     let info = await docker.getContainer(id).inspect();
     if (!info.NetworkSettings.Networks[names.network]) {
-      await docker.getNetwork(names.network).connect({ Container: id });
+      await docker.getNetwork(names.network).connect({ Container: id, EndpointConfig: { Aliases: [EGRESS_PROXY_HOST] } });
     }
     if (info.State.Running) await waitReady(this.runtime.client(id));
     else await startAttached(this.runtime, id);
@@ -94,7 +94,7 @@ export class Egress {
       .request('configure', { listen: proxyAddress, allow: args.allow, ...this.settings }, { timeoutMs: CONTROL_TIMEOUT_MS });
     if (!answer.ok) throw new Error(`egress proxy ${names.proxy} refused its configuration: ${answer.error.code}: ${answer.error.message}`);
     this.proxies.set(args.sessionId, id);
-    return { network: names.network, proxyAddress };
+    return { network: names.network };
   }
 
   /** Note that a session has no network (saves a lookup per session in {@link drain}). */

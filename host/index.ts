@@ -11,7 +11,7 @@ export { ExecutorClient, ExecutorGoneError, ExecutorTimeoutError, type ExecutorR
 export { defaultImageTag, ensureImage, imageExists, recipeFiles, recipeHash } from './image';
 export { listManagedContainers, removeSession, sessionContainers, type ManagedContainer } from './inventory';
 export { claimVolumeName, containerName, egressNames, LABEL_CLAIM, LABEL_POOL, safeName, volumeName } from './labels';
-export { createOptions, EGRESS_PROXY_PORT, EXECUTOR_COMMAND, poolOptions, proxyOptions, type EgressAttachment } from './lockdown';
+export { createOptions, EGRESS_PROXY_HOST, EGRESS_PROXY_PORT, EXECUTOR_COMMAND, poolOptions, proxyOptions, type EgressAttachment } from './lockdown';
 export { keelRoot, sandboxDir } from './paths';
 export { LEASE_SEC, WarmPool, type WarmPoolOptions } from './pool';
 export { reapOrphans, reapStoppedPool, type ReapOptions } from './reap';

@@ -13,7 +13,7 @@
  *
  * Network: none, unless the session lists destinations. Then the container is on an internal network of
  * its own whose only other member is the session's egress proxy ({@link proxyOptions}): HTTP_PROXY and
- * HTTPS_PROXY name it, and there is no route anywhere else (not even to the Docker host: see `egress.ts`).
+ * HTTPS_PROXY name it (the only name the sandbox can resolve), and there is no route anywhere else (not even to the Docker host: see `egress.ts`).
  */
 import type Docker from 'dockerode';
 import { SANDBOX_DEFAULTS } from '../common/defaults';
@@ -34,11 +34,15 @@ export const EXECUTOR_COMMAND = ['python3', '-u', '/opt/keel/executor.py'] as co
 
 /** The port the egress proxy listens on, on the session's network. */
 export const EGRESS_PROXY_PORT = 3128;
+/**
+ * The proxy's name on the session's network (a Docker alias). The sandbox's environment names it rather than
+ * its address: the shell saves exported variables with the snapshot, and a restored sandbox gets a new network.
+ */
+export const EGRESS_PROXY_HOST = 'egress-proxy';
 
-/** Where a networked sandbox goes out: its own network, and the proxy's address on it. */
+/** Where a networked sandbox goes out: its own network, where the proxy answers as {@link EGRESS_PROXY_HOST}. */
 export interface EgressAttachment {
   network: string;
-  proxyAddress: string;
 }
 
 /** Create options for generation `generation` of a session's container; `egress` for a networked session. */
@@ -61,7 +65,7 @@ export function createOptions(args: {
     command: [...EXECUTOR_COMMAND],
   });
   if (!egress) return options;
-  const proxy = `http://${egress.proxyAddress}:${EGRESS_PROXY_PORT}`;
+  const proxy = `http://${EGRESS_PROXY_HOST}:${EGRESS_PROXY_PORT}`;
   return {
     ...options,
     NetworkDisabled: false,

@@ -191,8 +191,8 @@ describe('a networked session', () => {
     assert.match(output, new RegExp(`private: 403 keel egress proxy refused localhost:${port}: private-address`));
     assert.match(output, /tunnel: error URLError: .*403/);
     assert.match(output, /direct: failed/, 'no route past the proxy');
-    assert.match(output, /dns: no answer/, 'the sandbox resolves no names itself');
-    assert.match(output, new RegExp(`HTTP_PROXY=http://[0-9.]+:3128`));
+    assert.match(output, /dns: no answer/, 'the sandbox resolves no name but the proxy');
+    assert.match(output, /HTTP_PROXY=http:\/\/egress-proxy:3128/);
 
     // The API got the credential, added by the proxy in place of the one the sandbox sent, over TLS;
     // the host without one got none.
@@ -243,6 +243,37 @@ describe('a networked session', () => {
     for (const file of filesUnder(blobDir)) assert.ok(!readFileSync(file).includes(SECRET), `not in blob ${file}`);
     assert.ok(!logs.join('').includes(SECRET), 'not in anything this process (the worker) printed');
     await recordHistory(client.temporal, id, 'egress-session.json');
+  });
+
+  test('released while it waits and resumed, it gets its network back: refusals before the release are recorded, requests after it work', async () => {
+    const id = uniqueId('egress-suspend');
+    const get = (host: string, p: number) => `python3 -c "import urllib.request as u; print(u.urlopen('http://${host}:${p}/again').read().decode())"`;
+    await client.start(
+      {
+        ...scripted(
+          [
+            { toolCalls: [{ name: 'shell', input: { command: `nohup python3 -c "import urllib.request as u; u.urlopen('http://before-release.keel.test/')" >/dev/null 2>&1 & sleep 1` } }] },
+            { toolCalls: [{ name: 'sleep', input: { seconds: 3 } }] },
+            { toolCalls: [{ name: 'shell', input: { command: get(INTERNET, port) } }] },
+            { text: 'done' },
+          ],
+          { allow: [{ host: INTERNET, ports: [port] }] },
+        ),
+        sandbox: { network: { allow: [{ host: INTERNET, ports: [port] }] }, idleSuspendSec: 1 },
+      },
+      { sessionId: id },
+    );
+    const result = await client.result(id);
+    assert.equal(result.status, 'completed', result.error);
+    const events = await getEvents(sql, id);
+    const types = events.map((e) => e.type);
+    assert.ok(types.includes('sandbox.suspended') && types.includes('sandbox.resumed'), types.join(' '));
+    const results = eventsOfType(events, 'tool.result');
+    assert.match(String(results.at(-1)?.data.output), /hello from the stand-in internet/, 'the network is back after the resume');
+    const refused = eventsOfType(events, 'network.refused').map((e) => e.data);
+    assert.equal(refused.length, 1, JSON.stringify(refused));
+    assert.equal(refused[0]?.host, 'before-release.keel.test');
+    await assert.rejects(docker.getNetwork(egressNames(id).network).inspect(), /404|not found/i);
   });
 });
 

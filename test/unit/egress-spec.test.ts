@@ -51,10 +51,10 @@ describe('networked container options', () => {
     assert.equal(plain.HostConfig?.NetworkMode, 'none');
     assert.equal(plain.NetworkDisabled, true);
     assert.equal(plain.Env, undefined);
-    const o = createOptions({ sessionId: 's1', hostId: 'h', image: 'img', egress: { network: 'keel-net-s1', proxyAddress: '10.1.2.3' } });
+    const o = createOptions({ sessionId: 's1', hostId: 'h', image: 'img', egress: { network: 'keel-net-s1' } });
     assert.equal(o.HostConfig?.NetworkMode, 'keel-net-s1');
     assert.equal(o.NetworkDisabled, false);
-    assert.deepEqual(o.Env, ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy'].map((n) => `${n}=http://10.1.2.3:3128`));
+    assert.deepEqual(o.Env, ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy'].map((n) => `${n}=http://egress-proxy:3128`));
     // Everything else is the same lockdown.
     assert.deepEqual({ ...o.HostConfig, NetworkMode: 'none' }, plain.HostConfig);
     assert.equal(poolOptions({ token: 't', hostId: 'h', image: 'img', leaseSec: 60 }).HostConfig?.NetworkMode, 'none');
