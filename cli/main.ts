@@ -55,6 +55,7 @@ addOperatorRunOptions(program
   .option('--keep-alive', 'when the model is done, wait for the next message instead of ending (until `keel close`)')
   .option('--idle-timeout <sec>', 'with --keep-alive: end after this many seconds without a message (default 7 days)')
   .option('--context-tokens <n>', "the model's context window in tokens (default: from the table in the README)")
+  .option('--allow-net <host[:ports]>', 'let the sandbox reach this host (example.com, *.example.com; ports 443 unless given: host:80,443) through the egress proxy; repeat for more', (v: string, all: string[]) => [...all, v], [] as string[])
   .option('--id <sessionId>', 'session id (default: generated)')
   .option('--detach', 'print the session id and return at once (needs a running `keel worker`)')
   .option('--json', 'print one JSON object instead of progress')
@@ -69,6 +70,7 @@ addOperatorRunOptions(program
       keepAlive: Boolean(o.keepAlive),
       idleTimeout: o.idleTimeout as string | undefined,
       contextTokens: o.contextTokens as string | undefined,
+      allowNet: o.allowNet as unknown as string[],
     });
     const spec: SessionSpec = { ...base, ...operator, model: { ...base.model, ...(price ? { price } : {}) } };
     process.exitCode = await runSession(config(), spec, {

@@ -118,7 +118,7 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
     const activities = createSandboxActivities({
       runtime,
       blobs: store.blobs,
-      config: { hostId: config.hostId, hostQueue, defaultImage, defaultRuntime: config.sandboxRuntime, diskDir: config.diskDir },
+      config: { hostId: config.hostId, hostQueue, defaultImage, defaultRuntime: config.sandboxRuntime, diskDir: config.diskDir, egress: config.egress },
       ...(pool ? { pool } : {}),
     });
     // The shared queue takes provisioning; the host's own queue takes everything after (host affinity).
