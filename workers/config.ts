@@ -84,6 +84,12 @@ export interface KeelConfig {
    * history on its next task). Env `KEEL_MAX_CACHED_WORKFLOWS`. @default the SDK's, sized from the heap limit
    */
   maxCachedWorkflows?: number;
+  /**
+   * On SIGTERM a worker stops polling and gives running tool calls this long to finish before it cancels them and
+   * exits; a second SIGTERM exits at once. Keep it under the orchestrator's kill timeout (Kubernetes: 30 s by
+   * default, `terminationGracePeriodSeconds`). Env `KEEL_SHUTDOWN_GRACE_SEC`. @default 25
+   */
+  shutdownGraceSec: number;
   /** The raw environment, for model credentials (resolved by `resolveModelConfig`). */
   env: Record<string, string | undefined>;
 }
@@ -120,6 +126,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxWorkflowTasks: numberFrom(env.KEEL_MAX_WORKFLOW_TASKS, 40, 'KEEL_MAX_WORKFLOW_TASKS', 2),
     maxLocalActivities: numberFrom(env.KEEL_MAX_LOCAL_ACTIVITIES, 100, 'KEEL_MAX_LOCAL_ACTIVITIES', 1),
     maxSandboxActivities: numberFrom(env.KEEL_MAX_SANDBOX_ACTIVITIES, 500, 'KEEL_MAX_SANDBOX_ACTIVITIES', 1),
+    shutdownGraceSec: numberFrom(env.KEEL_SHUTDOWN_GRACE_SEC, 25, 'KEEL_SHUTDOWN_GRACE_SEC', 0, true),
     maxCachedWorkflows: env.KEEL_MAX_CACHED_WORKFLOWS ? numberFrom(env.KEEL_MAX_CACHED_WORKFLOWS, 0, 'KEEL_MAX_CACHED_WORKFLOWS', 0) : undefined,
     env,
   };

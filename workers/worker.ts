@@ -55,7 +55,13 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
   let runtime: SandboxRuntime | undefined;
   let hostQueue: string | undefined;
   const stops: Array<() => Promise<void> | void> = [];
-  const base = { connection, namespace: config.temporalNamespace };
+  // Shutdown lets running tasks finish for the grace period, cancels them, then gives up after a few more seconds.
+  const base = {
+    connection,
+    namespace: config.temporalNamespace,
+    shutdownGraceTime: config.shutdownGraceSec * 1000,
+    shutdownForceTime: config.shutdownGraceSec * 1000 + 5_000,
+  };
   // Session workers read stored outputs and transcripts; sandbox hosts write them and snapshots: one store.
   const store = openBlobStore(config);
   stops.push(store.close);
