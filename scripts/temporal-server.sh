@@ -98,8 +98,13 @@ case "${1:-}" in
     cli=${TEMPORAL_CLI:-$(command -v temporal || echo "$ROOT/.keel/tools/venv/bin/temporal")}
     [ -x "$cli" ] || die "no Temporal CLI: run npm run setup, or set TEMPORAL_CLI"
     address=127.0.0.1:${FRONTEND_GRPC_PORT:-7233}
-    "$cli" operator namespace describe --address "$address" -n default >/dev/null 2>&1 \
-      || "$cli" operator namespace create --address "$address" -n default --retention 72h >/dev/null
+    # The frontend listens before its peers have joined: retry for up to a minute.
+    for _ in $(seq 1 60); do
+      "$cli" operator namespace describe --address "$address" -n default >/dev/null 2>&1 && exit 0
+      "$cli" operator namespace create --address "$address" -n default --retention 72h >/dev/null 2>&1 && exit 0
+      sleep 1
+    done
+    die "could not register namespace default at $address"
     ;;
   *) die "usage: $0 build | schema | run | namespace" ;;
 esac
