@@ -85,6 +85,11 @@ export interface KeelConfig {
    */
   maxCachedWorkflows?: number;
   /**
+   * The Temporal Worker Deployment the workers announce, with the workflow bundle's hash as build id
+   * (`temporal worker deployment describe --name keel`). Env `KEEL_DEPLOYMENT_NAME`. @default 'keel'
+   */
+  deploymentName: string;
+  /**
    * On SIGTERM a worker stops polling and gives running tool calls this long to finish before it cancels them and
    * exits; a second SIGTERM exits at once. Keep it under the orchestrator's kill timeout (Kubernetes: 30 s by
    * default, `terminationGracePeriodSeconds`). Env `KEEL_SHUTDOWN_GRACE_SEC`. @default 25
@@ -126,6 +131,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxWorkflowTasks: numberFrom(env.KEEL_MAX_WORKFLOW_TASKS, 40, 'KEEL_MAX_WORKFLOW_TASKS', 2),
     maxLocalActivities: numberFrom(env.KEEL_MAX_LOCAL_ACTIVITIES, 100, 'KEEL_MAX_LOCAL_ACTIVITIES', 1),
     maxSandboxActivities: numberFrom(env.KEEL_MAX_SANDBOX_ACTIVITIES, 500, 'KEEL_MAX_SANDBOX_ACTIVITIES', 1),
+    deploymentName: env.KEEL_DEPLOYMENT_NAME || 'keel',
     shutdownGraceSec: numberFrom(env.KEEL_SHUTDOWN_GRACE_SEC, 25, 'KEEL_SHUTDOWN_GRACE_SEC', 0, true),
     maxCachedWorkflows: env.KEEL_MAX_CACHED_WORKFLOWS ? numberFrom(env.KEEL_MAX_CACHED_WORKFLOWS, 0, 'KEEL_MAX_CACHED_WORKFLOWS', 0) : undefined,
     env,

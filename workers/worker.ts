@@ -69,6 +69,10 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
   // The build id names the exact workflow code a session worker runs (short: it is in every workflow task's history).
   const bundle = role === 'sandbox' ? undefined : (opts.workflowBundle ?? (await bundleWorkflowCode({ workflowsPath: require.resolve('../workflows'), logger: quietBundler })));
   const buildId = bundle ? `keel-${createHash('sha256').update(bundle.code).digest('hex').slice(0, 12)}` : 'keel-sandbox-host';
+  // Workers announce their Worker Deployment Version (Temporal's successor to the deprecated `buildId` option) but
+  // do not opt into versioned routing: sessions run for days, so a change reaches running ones through `patched()`
+  // (Temporal's advice for long-running workflows; pinning would keep old workers for as long as any session lives).
+  const workerDeploymentOptions = { version: { deploymentName: config.deploymentName, buildId }, useWorkerVersioning: false } as const;
 
   if (role === 'all' || role === 'session') {
     sql = await connectDatabase(config);
@@ -81,7 +85,7 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
         ...base,
         taskQueue: SESSION_QUEUE,
         workflowBundle: bundle,
-        buildId,
+        workerDeploymentOptions,
         activities,
         interceptors: opts.sessionInterceptors,
         maxConcurrentWorkflowTaskExecutions: config.maxWorkflowTasks,
@@ -132,7 +136,7 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
           ...base,
           taskQueue,
           activities,
-          buildId,
+          workerDeploymentOptions,
           interceptors: opts.sandboxInterceptors,
           maxConcurrentActivityTaskExecutions: config.maxSandboxActivities,
         }),
