@@ -70,8 +70,8 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
   const bundle = role === 'sandbox' ? undefined : (opts.workflowBundle ?? (await bundleWorkflowCode({ workflowsPath: require.resolve('../workflows'), logger: quietBundler })));
   const buildId = bundle ? `keel-${createHash('sha256').update(bundle.code).digest('hex').slice(0, 12)}` : 'keel-sandbox-host';
   // Workers announce their Worker Deployment Version (Temporal's successor to the deprecated `buildId` option) but
-  // do not opt into versioned routing: sessions run for days, so a change reaches running ones through `patched()`
-  // (Temporal's advice for long-running workflows; pinning would keep old workers for as long as any session lives).
+  // do not opt into versioned routing: sessions outlive deployments, so pinning would keep old workers for as long
+  // as any session lives, and auto-upgrade needs replay-safe changes anyway: those are `patched()` (README).
   const workerDeploymentOptions = { version: { deploymentName: config.deploymentName, buildId }, useWorkerVersioning: false } as const;
 
   if (role === 'all' || role === 'session') {
