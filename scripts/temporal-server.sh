@@ -5,7 +5,8 @@
 #   scripts/temporal-server.sh build    build temporal-server and temporal-sql-tool once; print their directory
 #   scripts/temporal-server.sh schema   create the role and the two databases, bring both schemas up to date
 #   scripts/temporal-server.sh run      build, schema, then exec the server with deploy/temporal.yaml
-#   scripts/temporal-server.sh namespace   once the server answers: register namespace `default` (idempotent)
+#   scripts/temporal-server.sh namespace   register namespace `default` (idempotent) and wait until the server serves it
+#   scripts/temporal-server.sh drop-test-databases   drop the databases test servers made (temporal[_visibility]_test_<port>)
 #
 # The module (deploy/temporal-build/go.mod and go.sum) pins go.temporal.io/server; the binaries and the
 # server's SQL schema files are cached in ~/.cache/keel/temporal-<version>, keyed by a stamp of the module
@@ -98,13 +99,25 @@ case "${1:-}" in
     cli=${TEMPORAL_CLI:-$(command -v temporal || echo "$ROOT/.keel/tools/venv/bin/temporal")}
     [ -x "$cli" ] || die "no Temporal CLI: run npm run setup, or set TEMPORAL_CLI"
     address=127.0.0.1:${FRONTEND_GRPC_PORT:-7233}
-    # The frontend listens before its peers have joined: retry for up to a minute.
+    # The frontend listens before history and matching have joined it ("Not enough hosts to serve the
+    # request"): retry for up to a minute, until a lookup in each of them answers.
+    probe=keel-readiness-probe
     for _ in $(seq 1 60); do
-      "$cli" operator namespace describe --address "$address" -n default >/dev/null 2>&1 && exit 0
-      "$cli" operator namespace create --address "$address" -n default --retention 72h >/dev/null 2>&1 && exit 0
+      if "$cli" operator namespace describe --address "$address" -n default >/dev/null 2>&1 \
+        || "$cli" operator namespace create --address "$address" -n default --retention 72h >/dev/null 2>&1; then
+        "$cli" workflow describe --address "$address" -w $probe 2>&1 | grep -q 'not found' \
+          && "$cli" task-queue describe --address "$address" --task-queue $probe >/dev/null 2>&1 && exit 0
+      fi
       sleep 1
     done
-    die "could not register namespace default at $address"
+    die "namespace default at $address is not served after a minute"
     ;;
-  *) die "usage: $0 build | schema | run | namespace" ;;
+  drop-test-databases)
+    # The cluster suite gives each test server its own pair, temporal[_visibility]_test_<port>.
+    export PGPASSWORD=$POSTGRES_PWD
+    psql -qAtX -h "$POSTGRES_SEEDS" -p "$DB_PORT" -U "$POSTGRES_USER" -d postgres \
+      -c "select datname from pg_database where datname ~ '^temporal(_visibility)?_test_[0-9]+$'" |
+      while read -r db; do psql -qAtX -h "$POSTGRES_SEEDS" -p "$DB_PORT" -U "$POSTGRES_USER" -d postgres -c "drop database \"$db\""; done
+    ;;
+  *) die "usage: $0 build | schema | run | namespace | drop-test-databases" ;;
 esac

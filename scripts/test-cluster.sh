@@ -11,6 +11,8 @@ export KEEL_TEST_TEMPORAL=cluster
 started=$(date +%s)
 trap 'echo "test:cluster: $(( $(date +%s) - started )) s"' EXIT
 bash scripts/temporal-server.sh build >/dev/null
+# Each test file's server has its own databases (test/helpers/temporal.ts); drop those of earlier runs.
+bash scripts/temporal-server.sh drop-test-databases
 node --import tsx --test --test-concurrency=1 --test-reporter=spec \
   test/integration/crash.test.ts test/integration/durability.test.ts test/integration/restart.test.ts \
   test/integration/shutdown.test.ts test/cluster/*.test.ts

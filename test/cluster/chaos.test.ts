@@ -6,8 +6,8 @@
  * whole sandbox host under load: its worker and every process of its engine killed at once, containers and
  * all, the machine back some seconds later with its disk. The invariants of test/chaos hold: every session
  * completes with the fault-free run's workspace (by digest), events have no gaps or duplicates, and no
- * container is left: teardown removes each session's last one; the dead ones a session moved away from (on a
- * lost host, or after its sandbox-host worker died) are removed by that host's reaper.
+ * container is left once each host's reaper has made its pass (teardown removes a session's last container;
+ * one a session moved away from is the reaper's, and the run prints how many there were).
  *
  * Env: CHAOS_SESSIONS (default 8), CHAOS_SEED (default: time), CHAOS_MINUTES (default 6). Needs root.
  */
@@ -163,14 +163,15 @@ test(`${SESSIONS} sessions complete on the cluster under worker, container, serv
   const moved = new Set(restored.map((r) => r.session_id));
   console.log(`chaos: ${moved.size} of ${SESSIONS} sessions were restored from a snapshot at least once`);
 
-  // Teardown removed each session's last container. What is left can only be a dead one a session moved away
-  // from (a lost host's, or one whose worker died), which that host's reaper removes, as it does every minute.
+  // Teardown removes each session's last container. Others may be left where a session moved away: dead ones on
+  // a lost host, or after its worker died; and a provisioning whose worker died after creating the container
+  // and was retried on the other host. Each host's reaper removes containers of ended sessions (every minute,
+  // once two minutes old): one pass each, as it would, and then nothing may be left.
   const all = [...ids, reference.id];
   const left = await containersOf(all);
-  for (const c of left) {
-    assert.ok(c.state !== 'running' && (lost.has(c.on) || moved.has(c.sessionId)), `${c.name} on ${c.on} (${c.state}) was left behind by teardown`);
-  }
-  console.log(`chaos: ${left.length} dead containers of moved sessions left for the reapers`);
+  const running = left.filter((c) => c.state === 'running');
+  console.log(`chaos: before the reapers' pass: ${left.length} containers of ended sessions left (${running.length} running: ${running.map((c) => c.name).join(', ') || 'none'})`);
+  for (const c of left) assert.ok(lost.has(c.on) || moved.has(c.sessionId), `${c.name} on ${c.on} (${c.state}) left behind by a session that never moved`);
   for (const [hostId, host] of hosts) await reapOnce({ docker: host.docker, client: client.temporal, hostId, minAgeSec: 0 });
   assert.deepEqual((await containersOf(all)).map((c) => c.name), [], 'no container left behind');
 });

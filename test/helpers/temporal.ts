@@ -72,9 +72,19 @@ export class TestTemporal {
     await waitForPort('127.0.0.1', this.port, 60_000);
   }
 
-  /** The Postgres-backed server: builds once, brings the schemas up to date, execs the server (the child is it). */
+  /**
+   * The Postgres-backed server: builds once, brings the schemas up to date, execs the server (the child is it).
+   * Its own databases per instance (named by its port): servers that share a database form one cluster, and a
+   * stopped one stays in the membership table for a while. scripts/test-cluster.sh drops them before a run.
+   */
   private async upCluster(): Promise<void> {
-    const env = { ...process.env, FRONTEND_GRPC_PORT: String(this.port), TEMPORAL_CLI: resolveTemporalCli(loadConfig()) };
+    const env = {
+      ...process.env,
+      FRONTEND_GRPC_PORT: String(this.port),
+      DBNAME: `temporal_test_${this.port}`,
+      VISIBILITY_DBNAME: `temporal_visibility_test_${this.port}`,
+      TEMPORAL_CLI: resolveTemporalCli(loadConfig()),
+    };
     const log = openSync(join(this.dir, 'temporal.log'), 'a');
     this.child = spawn('bash', [serverScript, 'run'], { env, stdio: ['ignore', log, log] });
     await waitForPort('127.0.0.1', this.port, 120_000);
