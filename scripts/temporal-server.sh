@@ -105,7 +105,8 @@ case "${1:-}" in
     for _ in $(seq 1 60); do
       if "$cli" operator namespace describe --address "$address" -n default >/dev/null 2>&1 \
         || "$cli" operator namespace create --address "$address" -n default --retention 72h >/dev/null 2>&1; then
-        "$cli" workflow describe --address "$address" -w $probe 2>&1 | grep -q 'not found' \
+        answer=$("$cli" workflow describe --address "$address" -w $probe 2>&1 || true)
+        [[ $answer == *"workflow not found"* ]] \
           && "$cli" task-queue describe --address "$address" --task-queue $probe >/dev/null 2>&1 && exit 0
       fi
       sleep 1
