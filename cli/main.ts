@@ -19,6 +19,7 @@ import { devServerFiles, resolveTemporalCli, startDevServer, waitForPort } from 
 import { connectDatabase, connectDocker, openBlobStore, redactUrl } from '../workers/services';
 import { installLogger } from '../workers/logging';
 import { reapOnce } from '../workers/reaper';
+import { exitGracefully } from '../workers/signals';
 import { createWorkers } from '../workers/worker';
 import { registerAudit } from './audit';
 import { runDiff } from './diff';
@@ -134,7 +135,7 @@ program
   .action(async (o: { role?: string }) => {
     const cfg = loadConfig({ ...process.env, ...(o.role ? { KEEL_WORKER_ROLE: o.role } : {}) });
     const workers = await createWorkers(cfg);
-    for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void workers.shutdown());
+    exitGracefully(workers, cfg.shutdownGraceSec);
     print(`keel worker (${cfg.workerRole}) polling ${cfg.temporalAddress}${workers.hostQueue ? `; host queue ${workers.hostQueue}` : ''}`);
     await workers.run();
   });

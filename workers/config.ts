@@ -119,6 +119,17 @@ export interface KeelConfig {
    * @default none
    */
   egress: EgressSettings;
+  /**
+   * The Temporal Worker Deployment the workers announce, with the workflow bundle's hash as build id
+   * (`temporal worker deployment describe --name keel`). Env `KEEL_DEPLOYMENT_NAME`. @default 'keel'
+   */
+  deploymentName: string;
+  /**
+   * On SIGTERM a worker stops polling and gives running tool calls this long to finish before it cancels them and
+   * exits; a second SIGTERM exits at once. Keep it under the orchestrator's kill timeout (Kubernetes: 30 s by
+   * default, `terminationGracePeriodSeconds`). Env `KEEL_SHUTDOWN_GRACE_SEC`. @default 25
+   */
+  shutdownGraceSec: number;
   /** The raw environment, for model credentials (resolved by `resolveModelConfig`). */
   env: Record<string, string | undefined>;
 }
@@ -158,6 +169,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     stickyTimeoutMs: numberFrom(env.KEEL_STICKY_TIMEOUT_MS, 1000, 'KEEL_STICKY_TIMEOUT_MS', 100),
     maxLocalActivities: numberFrom(env.KEEL_MAX_LOCAL_ACTIVITIES, 100, 'KEEL_MAX_LOCAL_ACTIVITIES', 1),
     maxSandboxActivities: numberFrom(env.KEEL_MAX_SANDBOX_ACTIVITIES, 500, 'KEEL_MAX_SANDBOX_ACTIVITIES', 1),
+    deploymentName: env.KEEL_DEPLOYMENT_NAME || 'keel',
+    shutdownGraceSec: numberFrom(env.KEEL_SHUTDOWN_GRACE_SEC, 25, 'KEEL_SHUTDOWN_GRACE_SEC', 0, true),
     maxCachedWorkflows: env.KEEL_MAX_CACHED_WORKFLOWS ? numberFrom(env.KEEL_MAX_CACHED_WORKFLOWS, 0, 'KEEL_MAX_CACHED_WORKFLOWS', 0) : undefined,
     egress: {
       headers: egressHeaders(env.KEEL_EGRESS_HEADERS),
