@@ -84,6 +84,10 @@ export interface KeelConfig {
    * history on its next task). Env `KEEL_MAX_CACHED_WORKFLOWS`. @default the SDK's, sized from the heap limit
    */
   maxCachedWorkflows?: number;
+  /** Address `keel serve` listens on. Env `KEEL_API_HOST`. @default '127.0.0.1' (this machine only) */
+  apiHost: string;
+  /** Port `keel serve` listens on. Env `KEEL_API_PORT`. @default 8080 */
+  apiPort: number;
   /** The raw environment, for model credentials (resolved by `resolveModelConfig`). */
   env: Record<string, string | undefined>;
 }
@@ -120,6 +124,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxWorkflowTasks: numberFrom(env.KEEL_MAX_WORKFLOW_TASKS, 40, 'KEEL_MAX_WORKFLOW_TASKS', 2),
     maxLocalActivities: numberFrom(env.KEEL_MAX_LOCAL_ACTIVITIES, 100, 'KEEL_MAX_LOCAL_ACTIVITIES', 1),
     maxSandboxActivities: numberFrom(env.KEEL_MAX_SANDBOX_ACTIVITIES, 500, 'KEEL_MAX_SANDBOX_ACTIVITIES', 1),
+    apiHost: env.KEEL_API_HOST || '127.0.0.1',
+    apiPort: numberFrom(env.KEEL_API_PORT, 8080, 'KEEL_API_PORT', 0),
     maxCachedWorkflows: env.KEEL_MAX_CACHED_WORKFLOWS ? numberFrom(env.KEEL_MAX_CACHED_WORKFLOWS, 0, 'KEEL_MAX_CACHED_WORKFLOWS', 0) : undefined,
     env,
   };
