@@ -59,14 +59,18 @@ class Feed {
     try {
       while (this.again && this.subscribers.size > 0) {
         this.again = false;
+        const from = this.lowestCursor();
         let rows: EventRow[];
         try {
-          rows = await getEvents(this.sql, this.sessionId, { afterSeq: this.lowestCursor() });
+          rows = await getEvents(this.sql, this.sessionId, { afterSeq: from });
         } catch (err) {
           for (const s of this.subscribers) s.onError(err);
           return;
         }
         for (const s of [...this.subscribers]) {
+          // One that joined during the read, behind `from`, would skip events: its join set `again`,
+          // so the next round reads from its cursor.
+          if (s.cursor < from) continue;
           for (const e of rows) {
             if (!this.subscribers.has(s)) break;
             if (e.seq <= s.cursor) continue;
