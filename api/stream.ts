@@ -4,11 +4,12 @@
  * seq, so a client that reconnects with `Last-Event-ID` (EventSource does) gets exactly the
  * events it missed, then live ones. After `session.ended` (or at once, when a reconnecting
  * client has seen everything of an ended session) the server sends `event: end` and closes.
+ * A server shutting down closes streams without `end`, so clients reconnect.
  */
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { getSession } from '../store';
+import { getSession, type Subscription } from '../store';
 import { ApiFailure } from './errors';
 import * as s from './schemas';
 import type { ApiDeps } from './server';
@@ -20,6 +21,11 @@ const KEEPALIVE_MS = 15_000;
 const StreamQuery = z.strictObject({ after: z.coerce.number().int().min(0).optional().describe('start after this seq (Last-Event-ID wins)') });
 
 export function registerStreamRoute(root: FastifyInstance, deps: ApiDeps): void {
+  // Open streams, closed (without `end`, so clients reconnect elsewhere) when the server shuts down.
+  const open = new Set<() => void>();
+  root.addHook('preClose', async () => {
+    for (const close of open) close();
+  });
   root.withTypeProvider<ZodTypeProvider>().get('/sessions/:id/stream', {
     schema: {
       summary: "a session's events, live, as Server-Sent Events (id: seq, data: the event as JSON); resumes after Last-Event-ID",
@@ -41,34 +47,45 @@ export function registerStreamRoute(root: FastifyInstance, deps: ApiDeps): void 
       res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
       res.write(`: session ${id}\n\n`);
       let done = false;
+      let sub: Subscription | undefined;
+      const keepalive = setInterval(() => res.write(': keepalive\n\n'), KEEPALIVE_MS);
+      // Registered before subscribing: a client gone during the catch-up leaves nothing behind.
+      const hangUp = () => res.end();
+      open.add(hangUp);
+      res.on('close', () => {
+        done = true;
+        open.delete(hangUp);
+        clearInterval(keepalive);
+        sub?.close();
+      });
       const end = () => {
         if (done) return;
         done = true;
         res.write('event: end\ndata: {}\n\n');
         res.end();
       };
-      const sub = await deps.hub.subscribe(id, {
-        afterSeq: after,
-        onEvent: (e) => {
-          if (done) return;
-          res.write(`id: ${e.seq}\ndata: ${JSON.stringify(eventJson(e))}\n\n`);
-          if (e.type === 'session.ended') end();
-        },
-        onError: (err) => req.log.warn({ err, sessionId: id }, 'stream read failed; the next notification reads again'),
-      });
-      const keepalive = setInterval(() => res.write(': keepalive\n\n'), KEEPALIVE_MS);
-      const cleanup = () => {
-        clearInterval(keepalive);
-        sub.close();
-      };
-      res.on('close', cleanup);
-      res.on('finish', cleanup);
-      // A client resuming after the end has nothing more to wait for.
-      // (Flushed again after seeing the end: `session.ended` commits with `ended_at`, so it is then read.)
-      await sub.flush();
-      if ((await getSession(deps.sql, id))?.endedAt) {
+      try {
+        sub = await deps.hub.subscribe(id, {
+          afterSeq: after,
+          onEvent: (e) => {
+            if (done) return;
+            res.write(`id: ${e.seq}\ndata: ${JSON.stringify(eventJson(e))}\n\n`);
+            if (e.type === 'session.ended') end();
+          },
+          onError: (err) => req.log.warn({ err, sessionId: id }, 'stream read failed; the next notification reads again'),
+        });
+        if (done) return sub.close();
+        // A client resuming after the end has nothing more to wait for. (Flushed again after seeing
+        // the end: `session.ended` commits with `ended_at`, so it is read then.)
         await sub.flush();
-        end();
+        if ((await getSession(deps.sql, id))?.endedAt) {
+          await sub.flush();
+          end();
+        }
+      } catch (err) {
+        // The response has begun: all that is left is to log and close it; the client reconnects.
+        req.log.error({ err, sessionId: id }, 'stream failed');
+        res.destroy();
       }
     },
   });

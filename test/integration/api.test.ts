@@ -372,3 +372,31 @@ describe("another tenant's session is a 404 on every route", () => {
     }
   });
 });
+
+describe('shutdown', () => {
+  test('closing the server hangs up open streams without `end`, so clients reconnect elsewhere', { timeout: 30_000 }, async () => {
+    const id = await startA({ task: 'shutdown', model: scripted([{ text: 'waiting' }, { text: 'closed' }]), keepAlive: true });
+    await waitIdle(id);
+    const other = await startApi(stack);
+    const key = await other.key(tenantA);
+    let ended = false;
+    const seen: number[] = [];
+    const s = await openSse(`${other.url}/sessions/${id}/stream`, { authorization: `Bearer ${key}` }, (m) => {
+      if (m.event === 'end') ended = true;
+      else if (m.id) seen.push(Number(m.id));
+    });
+    assert.equal(s.status, 200);
+    const deadline = Date.now() + 10_000;
+    while (seen.length === 0) {
+      assert.ok(Date.now() < deadline, 'no event on the stream');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const t0 = Date.now();
+    await other.stop();
+    await s.closed;
+    assert.ok(Date.now() - t0 < 5000, `the server took ${Date.now() - t0} ms to close`);
+    assert.equal(ended, false);
+    assert.equal((await api.call(keyA, 'POST', `/sessions/${id}/close`)).status, 202);
+    assert.equal((await stack.client.result(id)).status, 'completed');
+  });
+});
