@@ -10,7 +10,7 @@ import type { KeelClient } from '../client';
 import { ServiceError, SessionError } from '../common/errors';
 import type { SessionSpec, SessionState, SessionStatus } from '../common/types';
 import { bundleBlobs, collectGarbage, readBundle } from '../audit';
-import { planFork, reconcileLive, reconcileSession } from '../inspect';
+import { forkSpec, reconcileLive, reconcileSession } from '../inspect';
 import { defaultImageTag, ensureImage } from '../host/image';
 import { stepsOf } from '../inspect';
 import { connect, forksOf, getEvents, getSession, listSessions, migrate, toolResultOf } from '../store';
@@ -22,6 +22,7 @@ import { reapOnce } from '../workers/reaper';
 import { exitGracefully } from '../workers/signals';
 import { createWorkers } from '../workers/worker';
 import { registerAudit } from './audit';
+import { registerServe } from './serve';
 import { runDiff } from './diff';
 import { printChecks, runDoctor } from './doctor';
 import { addOperatorRunOptions, operatorLines, operatorSpec, operatorView, registerOperator, type OperatorRunOptions } from './operator';
@@ -102,26 +103,9 @@ program
     try {
       const events = await getEvents(sql, from);
       const started = events.find((e) => e.type === 'session.started');
-      if (!started || started.type !== 'session.started') throw new SessionError(`no session ${from} in the event log`);
-      let fork;
-      try {
-        fork = planFork(from, events, Number(o.at));
-      } catch (err) {
-        throw new SessionError((err as Error).message);
-      }
-      const original = started.data.spec;
-      const overridden = Boolean(o.model || o.script);
-      if (!original && !overridden) throw new SessionError(`session ${from} recorded no spec (it predates forks): give --model or --script`);
-      const model = overridden
-        ? runSpec(original?.task ?? started.data.task, { model: o.model as string | undefined, script: o.script as string | undefined, baseUrl: o.baseUrl as string | undefined }).model
-        : (original as SessionSpec).model;
-      spec = {
-        ...(original ?? { task: started.data.task }),
-        model,
-        fork: { ...fork, ...(overridden ? { modelTurnOffset: fork.atStep } : {}) },
-        ...(o.message ? { messages: [o.message as string] } : {}),
-      } as SessionSpec;
-      delete spec.keepAlive;
+      const task = started?.type === 'session.started' ? (started.data.spec?.task ?? started.data.task) : '';
+      const model = o.model || o.script ? runSpec(task, { model: o.model as string | undefined, script: o.script as string | undefined, baseUrl: o.baseUrl as string | undefined }).model : undefined;
+      spec = forkSpec(from, events, { atStep: Number(o.at), ...(o.message ? { message: o.message as string } : {}), ...(model ? { model } : {}) });
     } finally {
       await sql.end({ timeout: 2 });
     }
@@ -504,6 +488,7 @@ program
 
 registerAudit(program, config);
 registerOperator(program, config);
+registerServe(program, config);
 
 export async function main(argv = process.argv): Promise<void> {
   // The SDK's own logs would drown the progress output (a retried activity logs a warning with its

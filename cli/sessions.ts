@@ -224,7 +224,7 @@ export async function withClient<T>(config: KeelConfig, fn: (client: KeelClient)
 }
 
 /** Prints each tool step as its result is recorded, with the arguments of its call. */
-function progressPrinter(json: boolean): (e: EventRow) => void {
+export function progressPrinter(json: boolean): (e: EventRow) => void {
   const calls = new Map<string, EventRow>();
   return (e) => {
     // A fork's copy of its original's transcript was shown when the original ran.

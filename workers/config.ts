@@ -130,6 +130,10 @@ export interface KeelConfig {
    * default, `terminationGracePeriodSeconds`). Env `KEEL_SHUTDOWN_GRACE_SEC`. @default 25
    */
   shutdownGraceSec: number;
+  /** Address `keel serve` listens on. Env `KEEL_API_HOST`. @default '127.0.0.1' (this machine only) */
+  apiHost: string;
+  /** Port `keel serve` listens on. Env `KEEL_API_PORT`. @default 8080 */
+  apiPort: number;
   /** The raw environment, for model credentials (resolved by `resolveModelConfig`). */
   env: Record<string, string | undefined>;
 }
@@ -171,6 +175,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxSandboxActivities: numberFrom(env.KEEL_MAX_SANDBOX_ACTIVITIES, 500, 'KEEL_MAX_SANDBOX_ACTIVITIES', 1),
     deploymentName: env.KEEL_DEPLOYMENT_NAME || 'keel',
     shutdownGraceSec: numberFrom(env.KEEL_SHUTDOWN_GRACE_SEC, 25, 'KEEL_SHUTDOWN_GRACE_SEC', 0, true),
+    apiHost: env.KEEL_API_HOST || '127.0.0.1',
+    apiPort: numberFrom(env.KEEL_API_PORT, 8080, 'KEEL_API_PORT', 0),
     maxCachedWorkflows: env.KEEL_MAX_CACHED_WORKFLOWS ? numberFrom(env.KEEL_MAX_CACHED_WORKFLOWS, 0, 'KEEL_MAX_CACHED_WORKFLOWS', 0) : undefined,
     egress: {
       headers: egressHeaders(env.KEEL_EGRESS_HEADERS),
