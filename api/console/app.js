@@ -259,7 +259,8 @@ function sessionPage(id) {
     await api('POST', `/sessions/${enc(id)}/messages`, { text: f.text.value });
     f.text.value = '';
   });
-  const controls = form({ id: 'controls' }, [h('div', { className: 'row' }, h('input', { type: 'text', name: 'reason', placeholder: 'reason for cancelling (optional)' }), h('button', { type: 'submit', name: 'cancel', value: 'cancel' }, 'Cancel session'), h('button', { type: 'submit', name: 'close', value: 'close' }, 'Close (end a kept-alive session)'))], async (f, submitter) => {
+  const messageBox = h('section', { hidden: true }, h('h2', {}, 'Send a message'), message);
+  const controls = form({ id: 'controls', hidden: true }, [h('div', { className: 'row' }, h('input', { type: 'text', name: 'reason', placeholder: 'reason for cancelling (optional)' }), h('button', { type: 'submit', name: 'cancel', value: 'cancel' }, 'Cancel session'), h('button', { type: 'submit', name: 'close', value: 'close' }, 'Close (end a kept-alive session)'))], async (f, submitter) => {
     if (submitter?.value === 'close') await api('POST', `/sessions/${enc(id)}/close`);
     else await api('POST', `/sessions/${enc(id)}/cancel`, f.reason.value ? { reason: f.reason.value } : {});
   });
@@ -275,7 +276,7 @@ function sessionPage(id) {
         h('p', { className: 'meta' }, `tenant ${d.session.tenant} · model ${d.session.model} · ${d.steps.length} steps · tokens ${fmtInt(spent.inputTokens)} in / ${fmtInt(spent.outputTokens)} out · ${fmtUsd(spent.usd)} · started ${d.session.createdAt ?? ''}`),
       );
       controls.hidden = !LIVE.has(status);
-      message.hidden = !LIVE.has(status);
+      messageBox.hidden = !LIVE.has(status);
       renderPending(d.pending);
     } catch (err) {
       head.replaceChildren(h('h1', {}, id), errorLine(err));
@@ -355,7 +356,7 @@ function sessionPage(id) {
     head,
     h('div', { className: 'row' }, controls),
     pending,
-    h('section', {}, h('h2', {}, 'Send a message'), message),
+    messageBox,
     diffBox,
     h('section', {}, h('h2', {}, 'Timeline ', streamState), timeline),
   );

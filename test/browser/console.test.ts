@@ -158,12 +158,12 @@ describe('the web console', () => {
     await shot('4-sessions');
   });
 
-  test('a kept-alive session: a message from the page, a call approved from the page, then closed', async () => {
+  test('a kept-alive session: a message from the page, one call approved and one denied from the page, then closed', async () => {
     const id = uniqueId('console-k');
     await startFromPage({
       id,
       task: 'wait, then ask',
-      model: scripted([{ text: 'waiting for you' }, shell('echo needs-ok > /workspace/b.txt; echo ran'), { text: 'done' }]),
+      model: scripted([{ text: 'waiting for you' }, shell('echo needs-ok > /workspace/b.txt; echo ran'), shell('echo needs-ok; rm -rf /workspace'), { text: 'done' }]),
       keepAlive: true,
       policy: { rules: [{ tool: 'shell', command: 'needs-ok', action: 'ask', reason: 'a person decides' }] },
     });
@@ -179,6 +179,14 @@ describe('the web console', () => {
     await shot('5-waiting-for-approval');
     await call.getByRole('button', { name: 'Approve' }).click();
     await page.locator('#timeline li[data-type="approval.decided"]').waitFor();
+
+    // The next call: a denial needs a reason, which the model is given.
+    const next = page.locator('#pending [data-call="call_2_0"]');
+    await next.waitFor();
+    await next.getByRole('button', { name: 'Deny' }).click();
+    await next.getByRole('alert').filter({ hasText: 'say why' }).waitFor();
+    await next.locator('input[name="reason"]').fill('not the whole workspace');
+    await next.getByRole('button', { name: 'Deny' }).click();
     await page.locator('#timeline .model-text', { hasText: 'done' }).waitFor();
     await page.locator('#pending').waitFor({ state: 'hidden' });
     await page.locator('h1 [data-status="waiting"]').waitFor();
@@ -187,12 +195,16 @@ describe('the web console', () => {
     const events = await getEvents(stack.sql, id);
     const message = events.find((e) => e.type === 'message.user');
     assert.equal(message?.type === 'message.user' && message.data.text, 'please go on');
-    const decided = events.find((e) => e.type === 'approval.decided');
-    assert.ok(decided?.type === 'approval.decided');
-    assert.equal(decided.data.decision, 'approve');
-    assert.match(decided.data.by, /^apikey:[0-9a-f]{12}$/);
-    const ran = events.find((e) => e.type === 'tool.result');
-    assert.equal(ran?.type === 'tool.result' && ran.data.output.trim(), 'ran');
+    const keyId = /^keel_([0-9a-f]{12})_/.exec(key)![1];
+    const decided = events.flatMap((e) => (e.type === 'approval.decided' ? [[e.data.callId, e.data.decision, e.data.by, e.data.reason]] : []));
+    assert.deepEqual(decided, [
+      ['call_1_0', 'approve', `apikey:${keyId}`, undefined],
+      ['call_2_0', 'deny', `apikey:${keyId}`, 'not the whole workspace'],
+    ]);
+    const results = events.flatMap((e) => (e.type === 'tool.result' ? [[e.data.ok, e.data.output.trim()]] : []));
+    assert.equal(results[0]?.[1], 'ran');
+    assert.equal(results[1]?.[0], false, 'the denied call did not run');
+    assert.equal(await page.locator('#timeline li[data-type="approval.decided"]').count(), 2);
 
     await page.getByRole('button', { name: /^Close/ }).click();
     await page.locator('#timeline li[data-type="session.ended"]').waitFor();
