@@ -192,7 +192,7 @@ function listPage() {
  * Follow `/sessions/:id/stream` with fetch (EventSource cannot send the key). Reconnects after a
  * drop with Last-Event-ID, so no event is missed or shown twice. Returns a function that stops it.
  */
-function followStream(id, onEvent, onEnd) {
+function followStream(id, onEvent, onEnd, onOpen = () => {}) {
   const ctl = new AbortController();
   let last = 0;
   let ended = false;
@@ -201,6 +201,7 @@ function followStream(id, onEvent, onEnd) {
       try {
         const res = await fetch(`/sessions/${enc(id)}/stream`, { headers: { authorization: `Bearer ${key()}`, accept: 'text/event-stream', ...(last ? { 'last-event-id': String(last) } : {}) }, signal: ctl.signal });
         if (!res.ok || !res.body) throw new ApiError(res.status, await res.json().catch(() => undefined));
+        onOpen();
         const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
         let buf = '';
         for (;;) {
@@ -340,12 +341,21 @@ function sessionPage(id) {
       refreshSoon = setTimeout(refresh, 150);
     }
   };
-  const stop = followStream(id, onEvent, (err) => {
-    streamState.textContent = err ? `stream closed: ${err.message}` : 'ended: the stream is closed';
-    streamState.dataset.ended = 'true';
-    refresh();
-  });
-  streamState.textContent = 'live';
+  let connects = 0;
+  const stop = followStream(
+    id,
+    onEvent,
+    (err) => {
+      streamState.textContent = err ? `stream closed: ${err.message}` : 'ended: the stream is closed';
+      streamState.dataset.ended = 'true';
+      refresh();
+    },
+    () => {
+      connects++;
+      streamState.dataset.connects = String(connects);
+      streamState.textContent = connects > 1 ? `live (reconnected ${connects - 1}×)` : 'live';
+    },
+  );
   leave = () => {
     stop();
     clearTimeout(refreshSoon);

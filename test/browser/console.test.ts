@@ -1,8 +1,9 @@
 /**
  * The web console (`/console/` of `keel serve`) in headless Chromium, driven by playwright-core,
  * on real Temporal, Docker and Postgres: log in with a key, start a session from the page and
- * watch it end live (no reload), open a step's file diff, steer a kept-alive session with a
- * message, approve its waiting call, close it, cancel another. Hostile output (HTML in a
+ * watch it end live (no reload), open a step's file diff, cut a kept-alive session's stream
+ * (the page reconnects with Last-Event-ID), steer it with a message, approve one waiting call and
+ * deny another, close it, cancel another. Hostile output (HTML in a
  * command's output and in model text) must show as text and never run. Screenshots of each
  * page go to test-results/console/ (git-ignored).
  *
@@ -11,6 +12,7 @@
 import '../helpers/quiet';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Docker from 'dockerode';
@@ -32,10 +34,38 @@ let page: Page;
 let tenant: string;
 let key: string;
 let otherId: string;
+/** The browser reaches the API through this TCP proxy, so a test can cut its connections. */
+let proxy: { url: string; dropAll(): number; close(): Promise<void> };
 const docker = new Docker();
 
 const shell = (command: string): ScriptTurn => ({ toolCalls: [{ name: 'shell', input: { command } }] });
 const scripted = (script: ScriptTurn[]) => ({ provider: 'scripted' as const, model: 'console-test', script });
+/** A TCP proxy to `target` whose open connections can be cut, as a network drop would. */
+async function tcpProxy(target: string): Promise<typeof proxy> {
+  const { hostname, port } = new URL(target);
+  const open = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(Number(port), hostname);
+    for (const [a, b] of [[client, upstream], [upstream, client]] as const) {
+      open.add(a);
+      a.pipe(b);
+      a.on('error', () => b.destroy());
+      a.on('close', () => (open.delete(a), b.destroy()));
+    }
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const dropAll = () => {
+    const n = open.size;
+    for (const s of open) s.destroy();
+    return n;
+  };
+  return {
+    url: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    dropAll,
+    close: () => new Promise<void>((r) => (dropAll(), server.close(() => r()))),
+  };
+}
+
 const shot = (name: string) => page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
 
 before(async () => {
@@ -50,6 +80,7 @@ before(async () => {
   otherId = uniqueId('console-other-s');
   const other = await api.call(otherKey, 'POST', '/sessions', { id: otherId, task: 'not yours', model: scripted([{ text: 'hi' }]) });
   assert.equal(other.status, 201, JSON.stringify(other.body));
+  proxy = await tcpProxy(api.url);
   browser = await chromium.launch({ executablePath: CHROMIUM, headless: true });
   page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   page.setDefaultTimeout(90_000);
@@ -58,13 +89,14 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
+  await proxy?.close();
   await api?.stop();
   await stack?.stop();
 });
 
 /** Put `spec` into the start form and submit it; returns once the session page shows it. */
 async function startFromPage(spec: Record<string, unknown>): Promise<void> {
-  await page.goto(`${api.url}/console/#/`);
+  await page.goto(`${proxy.url}/console/#/`);
   await page.locator('#spec').fill(JSON.stringify(spec, null, 2));
   await page.getByRole('button', { name: 'Start session' }).click();
   await page.waitForURL((u) => u.hash === `#/sessions/${encodeURIComponent(spec.id as string)}`);
@@ -83,7 +115,7 @@ describe('the web console', () => {
     assert.match(res.headers.get('content-security-policy') ?? '', /script-src 'self'/);
     assert.equal((await fetch(`${api.url}/console/app.js`)).headers.get('content-type'), 'text/javascript; charset=utf-8');
 
-    await page.goto(`${api.url}/console/`);
+    await page.goto(`${proxy.url}/console/`);
     await page.locator('#key').fill('keel_000000000000_nope');
     await page.getByRole('button', { name: 'Open' }).click();
     await page.getByRole('alert').filter({ hasText: 'not valid' }).waitFor();
@@ -143,7 +175,7 @@ describe('the web console', () => {
   });
 
   test("the list shows the tenant's sessions with steps, tokens, cost and age, and no one else's", async () => {
-    await page.goto(`${api.url}/console/#/`);
+    await page.goto(`${proxy.url}/console/#/`);
     const row = page.locator(`#sessions tr[data-session="${firstId}"]`);
     await row.waitFor();
     const cells = await row.locator('td').allTextContents();
@@ -168,6 +200,10 @@ describe('the web console', () => {
       policy: { rules: [{ tool: 'shell', command: 'needs-ok', action: 'ask', reason: 'a person decides' }] },
     });
     await page.locator('h1 [data-status="waiting"]').waitFor();
+    // The network drops while the session waits: the page reconnects (Last-Event-ID) by itself.
+    await page.locator('#stream-state[data-connects="1"]').waitFor();
+    assert.ok(proxy.dropAll() > 0);
+    await page.locator('#stream-state[data-connects="2"]').waitFor();
     await page.locator('#message-text').fill('please go on');
     await page.getByRole('button', { name: 'Send' }).click();
     await page.locator('#timeline li[data-type="message.user"]').waitFor();
@@ -208,6 +244,7 @@ describe('the web console', () => {
 
     await page.getByRole('button', { name: /^Close/ }).click();
     await page.locator('#timeline li[data-type="session.ended"]').waitFor();
+    assert.deepEqual(await timelineSeqs(), (await getEvents(stack.sql, id)).map((e) => e.seq), 'after the reconnect: every event once, in order');
     assert.equal((await stack.client.result(id)).status, 'completed');
   });
 
