@@ -5,7 +5,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 
 const FILES: Record<string, string> = {
   'index.html': 'text/html; charset=utf-8',
@@ -33,7 +33,7 @@ export function registerConsole(app: FastifyInstance): void {
   const dir = consoleDir();
   // Read once: the files are small and part of the release.
   const body = Object.fromEntries(Object.keys(FILES).map((f) => [f, readFileSync(path.join(dir, f))]));
-  const send = (file: string) => async (_req: unknown, reply: import('fastify').FastifyReply) => reply.headers({ ...SECURITY_HEADERS, 'content-type': FILES[file]! }).send(body[file]);
+  const send = (file: string) => async (_req: unknown, reply: FastifyReply) => reply.headers({ ...SECURITY_HEADERS, 'content-type': FILES[file]! }).send(body[file]);
   const opts = { config: { public: true }, schema: { hide: true } };
   app.get('/', opts, async (_req, reply) => reply.redirect('/console/'));
   app.get('/console', opts, async (_req, reply) => reply.redirect('/console/'));
