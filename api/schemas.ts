@@ -7,6 +7,7 @@
  * `validateSpec` (client/), run on every start; its messages name the field too.
  */
 import { z } from 'zod';
+import { WEBHOOK_EVENTS } from '../common/webhooks';
 
 const positiveInt = z.number().int().positive();
 
@@ -61,6 +62,15 @@ export const SandboxSpec = z.strictObject({
   pidsLimit: positiveInt.optional(),
   idleSuspendSec: z.number().nonnegative().optional(),
   hostTimeoutSec: positiveInt.optional(),
+  runtime: z.string().optional().describe('Docker runtime: runc, or runsc (gVisor) where the host has it'),
+  diskMb: positiveInt.optional(),
+  network: z.strictObject({ allow: z.array(z.strictObject({ host: z.string(), ports: z.array(positiveInt).optional() })) }).optional()
+    .describe('hosts the sandbox may reach through the egress proxy; default no network'),
+});
+
+export const WebhookSpec = z.strictObject({
+  url: z.string().describe('http(s) URL told by a signed POST when the session waits, runs out of budget or ends'),
+  events: z.array(z.enum(WEBHOOK_EVENTS)).min(1).optional(),
 });
 
 export const FaultInjection = z.strictObject({
@@ -82,6 +92,7 @@ export const StartSession = z.strictObject({
   policy: ApprovalPolicy.optional(),
   budgets: Budgets.optional(),
   inject: FaultInjection.optional(),
+  webhook: WebhookSpec.optional(),
   queue: z.boolean().optional(),
   messages: z.array(z.string()).optional(),
 });

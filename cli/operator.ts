@@ -8,6 +8,7 @@ import { userInfo } from 'node:os';
 import type { Command } from 'commander';
 import { SessionError } from '../common/errors';
 import { describeCall } from '../common/tools';
+import { webhookUrlProblems } from '../common/webhooks';
 import type { Budgets, FaultInjection, SessionSpec } from '../common/types';
 import type { ApprovalPolicy } from '../common/policy';
 import { operatorView, pendingApprovals, type OperatorView } from '../inspect/operator';
@@ -54,6 +55,7 @@ export interface OperatorRunOptions {
   inject?: string;
   tenant?: string;
   queue?: boolean;
+  webhook?: string;
 }
 
 export function addOperatorRunOptions(cmd: Command): Command {
@@ -67,7 +69,8 @@ export function addOperatorRunOptions(cmd: Command): Command {
     .option('--price <in,out>', "the model's price in dollars per million input and output tokens, e.g. 3,15")
     .option('--inject <file>', 'deliberate tool faults (JSON: { "seed": 1, "rules": [{ "tool": "shell", "rate": 0.3, "fault": "error" }] })')
     .option('--tenant <name>', 'the tenant the session belongs to (its caps apply; default: default)')
-    .option('--queue', "when the tenant runs its maximum of sessions, wait for a free slot instead of being refused");
+    .option('--queue', "when the tenant runs its maximum of sessions, wait for a free slot instead of being refused")
+    .option('--webhook <url>', 'POST here (signed) when the session waits, runs out of budget or ends (default: the tenant\'s)');
 }
 
 /** The parts of a session spec the operator options set. */
@@ -93,6 +96,7 @@ export function operatorSpec(o: OperatorRunOptions): Partial<SessionSpec> & { pr
     ...(o.inject ? { inject: readJson<FaultInjection>(o.inject, 'fault injection') } : {}),
     ...(o.tenant ? { tenant: o.tenant } : {}),
     ...(o.queue ? { queue: true } : {}),
+    ...(o.webhook ? { webhook: { url: o.webhook } } : {}),
     ...(price ? { price } : {}),
   };
 }
@@ -221,7 +225,10 @@ export function registerOperator(program: Command, config: () => KeelConfig): vo
     .option('--max-running <n>', 'live sessions at once; a start beyond it is refused, or queued with --queue')
     .option('--daily-tokens <n>', 'input + output tokens per UTC day, across all its sessions')
     .option('--daily-usd <dollars>', 'dollars per UTC day, across all its sessions')
+    .option('--webhook <url>', "where its sessions' webhooks go when their spec names none (signed with the workers' KEEL_WEBHOOK_SECRET)")
     .action(async (name: string, o: Record<string, string | undefined>) => {
+      const urlProblems = o.webhook !== undefined ? webhookUrlProblems(o.webhook, '--webhook') : [];
+      if (urlProblems.length) throw new SessionError(urlProblems.join('; '));
       const cfg = config();
       const sql = connect(cfg.databaseOwnerUrl);
       try {
@@ -230,6 +237,7 @@ export function registerOperator(program: Command, config: () => KeelConfig): vo
           maxRunning: positive(o.maxRunning, '--max-running'),
           dailyTokens: positive(o.dailyTokens, '--daily-tokens'),
           dailyUsd: positive(o.dailyUsd, '--daily-usd', false),
+          webhookUrl: o.webhook,
         };
         await setTenantLimits(sql, limits);
         print(`tenant ${name}: ${describeLimits(limits)}`);
@@ -259,11 +267,12 @@ export function registerOperator(program: Command, config: () => KeelConfig): vo
     });
 }
 
-function describeLimits(l: { maxRunning?: number; dailyTokens?: number; dailyUsd?: number }): string {
+function describeLimits(l: { maxRunning?: number; dailyTokens?: number; dailyUsd?: number; webhookUrl?: string }): string {
   const parts = [
     l.maxRunning !== undefined ? `at most ${l.maxRunning} live sessions` : undefined,
     l.dailyTokens !== undefined ? `${l.dailyTokens} tokens a day` : undefined,
     l.dailyUsd !== undefined ? `$${l.dailyUsd} a day` : undefined,
+    l.webhookUrl !== undefined ? `webhook ${l.webhookUrl}` : undefined,
   ].filter(Boolean);
   return parts.length ? parts.join(', ') : 'no caps';
 }

@@ -88,6 +88,10 @@ function detail(e: EventRow): string {
       return `${e.data.status} after ${e.data.steps} steps, ${e.data.toolCalls} tool calls${e.data.reason ? ` (${e.data.reason})` : ''}`;
     case 'sandbox.removed':
       return `container ${e.data.containerId.slice(0, 12)} removed`;
+    case 'webhook.delivered':
+      return `${e.data.event} to ${oneLine(e.data.url, 80)}: ${e.data.status} on attempt ${e.data.attempt}`;
+    case 'webhook.failed':
+      return `${e.data.event} to ${oneLine(e.data.url, 80)} not delivered: ${oneLine(e.data.error, 100)}`;
     case 'session.archived':
       return `history of ${e.data.runs.length} run${e.data.runs.length === 1 ? '' : 's'} (${e.data.historyEvents} events) archived as ${e.data.ref.sha.slice(0, 12)}`;
   }

@@ -20,6 +20,7 @@ import { policyProblems } from '../common/policy';
 import { sandboxSpecProblems } from '../common/sandbox-spec';
 import { SEARCH_ATTRIBUTES, startAttributes, startMemo } from '../common/search-attributes';
 import { toolNames } from '../common/tools';
+import { webhookProblems } from '../common/webhooks';
 import type { Budgets, ModelSpec, SessionResult, SessionSpec, SessionState } from '../common/types';
 import type { ApprovalAnswer, BudgetAddition } from '../workflows/operator';
 import type { agentSession } from '../workflows/session';
@@ -267,7 +268,12 @@ export function validateSpec(spec: SessionSpec): void {
       if (!(Number.isInteger(f[field]) && f[field] > 0)) throw new SessionError(`fork.${field} must be a positive integer`);
     }
   }
-  const operator = [...policyProblems(spec.policy, toolNames), ...budgetProblems(spec.budgets, 'budgets'), ...injectionProblems(spec.inject, toolNames)];
+  const operator = [
+    ...policyProblems(spec.policy, toolNames),
+    ...budgetProblems(spec.budgets, 'budgets'),
+    ...injectionProblems(spec.inject, toolNames),
+    ...(spec.webhook !== undefined ? webhookProblems(spec.webhook) : []),
+  ];
   if (spec.model.price !== undefined) {
     const p = spec.model.price;
     if (!(p.inputPerMTok >= 0 && p.outputPerMTok >= 0 && Number.isFinite(p.inputPerMTok + p.outputPerMTok))) operator.push('model.price needs inputPerMTok and outputPerMTok, dollars per million tokens (0 or more)');

@@ -4,6 +4,7 @@
  * depend on types only, never on activity code, and a factory cannot drift from it.
  */
 import type { ChainHead, SessionEvent } from './events';
+import type { WebhookDelivery, WebhookReceipt } from './webhooks';
 import type { ContextWindow, Message, ModelSpec, ModelTurn, NetworkReport, RuntimeContract, SandboxHandle, SandboxSpec, SnapshotInfo, ToolCall, ToolResult } from './types';
 
 /** Which container a call goes to: all a host needs once the call is on its queue (history carries it per call). */
@@ -80,6 +81,8 @@ export interface Admission {
   maxRunning?: number;
   dailyTokens?: number;
   dailyUsd?: number;
+  /** The tenant's webhook URL (`keel tenant set --webhook`), for sessions whose spec names none. */
+  webhookUrl?: string;
 }
 
 /** What a fork copied: how many events (the workflow's seq moves past them), steps and tool calls, and the chain head. */
@@ -88,4 +91,9 @@ export interface TranscriptCopy {
   steps: number;
   toolCalls: number;
   head?: ChainHead;
+}
+
+export interface WebhookActivities {
+  /** POST one signed webhook (common/webhooks.ts); retried with backoff on 5xx, 408, 429 and network errors. */
+  deliverWebhook(input: WebhookDelivery): Promise<WebhookReceipt>;
 }

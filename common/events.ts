@@ -19,6 +19,7 @@ import type {
   SnapshotInfo,
   ToolResult,
 } from './types';
+import type { WebhookEvent } from './webhooks';
 
 /** Where a sandbox generation runs. */
 export interface SandboxPlace {
@@ -82,6 +83,10 @@ export interface EventPayloads {
    * (terminated, timed out): not anchored in the workflow's history.
    */
   'session.ended': SessionResult & { reason?: string; source?: 'workflow' | 'reconciler' };
+  /** A webhook POST the receiver accepted (2xx), on which attempt (common/webhooks.ts). */
+  'webhook.delivered': { id: string; event: WebhookEvent; url: string; status: number; attempt: number };
+  /** A webhook POST that was refused (4xx, not retried) or kept failing until its retries ran out. */
+  'webhook.failed': { id: string; event: WebhookEvent; url: string; error: string };
   /**
    * The session's whole Temporal history (every run) was copied to the blob store, so audit,
    * replay, rerun, fork and export outlive Temporal's retention. Written by the archiver after

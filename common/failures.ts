@@ -66,12 +66,23 @@ export const ModelFailure = {
   BadResponse: 'Model.BadResponse',
 } as const;
 
+/** Failures of webhook deliveries (activities/webhooks.ts). */
+export const WebhookFailure = {
+  /** The receiver answered 4xx (other than 408 and 429): it will not take this delivery; not retried. */
+  Rejected: 'Webhook.Rejected',
+  /** Network error, timeout, 5xx, 408 or 429; retried with backoff. */
+  Unavailable: 'Webhook.Unavailable',
+  /** The workers have no KEEL_WEBHOOK_SECRET to sign with; not retried. */
+  NotConfigured: 'Webhook.NotConfigured',
+} as const;
+
 type ValueOf<T> = T[keyof T];
 export type FailureType =
   | ValueOf<typeof SandboxFailure>
   | ValueOf<typeof BlobFailure>
   | ValueOf<typeof StoreFailure>
-  | ValueOf<typeof ModelFailure>;
+  | ValueOf<typeof ModelFailure>
+  | ValueOf<typeof WebhookFailure>;
 
 /** Whether Temporal retries each failure type: the one place this is decided. */
 export const RETRYABLE: Readonly<Record<FailureType, boolean>> = {
@@ -96,6 +107,9 @@ export const RETRYABLE: Readonly<Record<FailureType, boolean>> = {
   'Model.NotConfigured': false,
   'Model.ScriptExhausted': false,
   'Model.BadResponse': false,
+  'Webhook.Rejected': false,
+  'Webhook.Unavailable': true,
+  'Webhook.NotConfigured': false,
 };
 
 export interface FailureOptions {

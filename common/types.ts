@@ -5,6 +5,7 @@
  * Temporal's deterministic V8 sandbox and may import it.
  */
 import type { ApprovalPolicy } from './policy';
+import type { WebhookSpec } from './webhooks';
 
 /** Which model drives a session. API keys never appear here: workers read them from their environment. */
 export interface ModelSpec {
@@ -132,6 +133,8 @@ export interface SessionSpec {
   budgets?: Budgets;
   /** Deliberate tool faults, to see whether the agent copes (common/inject.ts). @default none */
   inject?: FaultInjection;
+  /** A URL told, by a signed POST, when the session waits, runs out of budget or ends (common/webhooks.ts). @default the tenant's, else none */
+  webhook?: WebhookSpec;
   /** With tenant caps: wait for a free slot instead of being refused when the tenant runs its maximum. @default false */
   queue?: boolean;
   /** Start from another session's transcript and files at one of its steps (`keel fork`). */

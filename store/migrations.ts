@@ -141,4 +141,12 @@ export const migrations: readonly Migration[] = [
       $$;
     `,
   },
+  {
+    version: 5,
+    name: "a tenant's webhook URL",
+    sql: `
+      -- Sessions of the tenant whose spec names no webhook are told here (common/webhooks.ts).
+      alter table tenant_limits add column webhook_url text;
+    `,
+  },
 ];

@@ -10,27 +10,31 @@ export interface TenantLimits {
   maxRunning?: number;
   dailyTokens?: number;
   dailyUsd?: number;
+  /** Where its sessions' webhooks go when their spec names none. */
+  webhookUrl?: string;
 }
 
 /** A tenant's caps; undefined when it has none. */
 export async function tenantLimits(sql: Sql, tenant: string): Promise<TenantLimits | undefined> {
-  const [r] = await sql<{ max_running: number | null; daily_tokens: string | null; daily_usd: string | null }[]>`
-    select max_running, daily_tokens, daily_usd from tenant_limits where tenant = ${tenant}`;
+  const [r] = await sql<{ max_running: number | null; daily_tokens: string | null; daily_usd: string | null; webhook_url: string | null }[]>`
+    select max_running, daily_tokens, daily_usd, webhook_url from tenant_limits where tenant = ${tenant}`;
   if (!r) return undefined;
   return {
     tenant,
     ...(r.max_running !== null ? { maxRunning: r.max_running } : {}),
     ...(r.daily_tokens !== null ? { dailyTokens: Number(r.daily_tokens) } : {}),
     ...(r.daily_usd !== null ? { dailyUsd: Number(r.daily_usd) } : {}),
+    ...(r.webhook_url !== null ? { webhookUrl: r.webhook_url } : {}),
   };
 }
 
-/** Set a tenant's caps (an operator's action: the owner role runs it). Unset fields remove that cap. */
+/** Set a tenant's caps and webhook (an operator's action: the owner role runs it). Unset fields remove that cap or webhook. */
 export async function setTenantLimits(sql: Sql, limits: TenantLimits): Promise<void> {
   await sql`
-    insert into tenant_limits (tenant, max_running, daily_tokens, daily_usd)
-    values (${limits.tenant}, ${limits.maxRunning ?? null}, ${limits.dailyTokens ?? null}, ${limits.dailyUsd ?? null})
-    on conflict (tenant) do update set max_running = excluded.max_running, daily_tokens = excluded.daily_tokens, daily_usd = excluded.daily_usd`;
+    insert into tenant_limits (tenant, max_running, daily_tokens, daily_usd, webhook_url)
+    values (${limits.tenant}, ${limits.maxRunning ?? null}, ${limits.dailyTokens ?? null}, ${limits.dailyUsd ?? null}, ${limits.webhookUrl ?? null})
+    on conflict (tenant) do update set max_running = excluded.max_running, daily_tokens = excluded.daily_tokens, daily_usd = excluded.daily_usd,
+      webhook_url = excluded.webhook_url`;
 }
 
 /** Live sessions a tenant's running cap counts. */

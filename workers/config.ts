@@ -77,6 +77,11 @@ export interface KeelConfig {
   reapIntervalSec: number;
   /** How often a session worker collects blob garbage; 0 turns it off. Env `KEEL_GC_INTERVAL_SEC`. @default 21600 (6 hours) */
   gcIntervalSec: number;
+  /**
+   * The HMAC key session workers sign webhook POSTs with (common/webhooks.ts). A secret: never in a
+   * spec, an event or a history. Env `KEEL_WEBHOOK_SECRET`. @default none (deliveries fail NotConfigured)
+   */
+  webhookSecret?: string;
   /** Sessions that ended more than this many days ago no longer keep their blobs. Env `KEEL_RETENTION_DAYS`. @default 30 */
   retentionDays: number;
   /** Garbage collection never removes a blob written or kept this recently. Env `KEEL_GC_GRACE_SEC`. @default 86400 */
@@ -167,6 +172,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     poolSize: numberFrom(env.KEEL_POOL_SIZE, 0, 'KEEL_POOL_SIZE', 0),
     reapIntervalSec: numberFrom(env.KEEL_REAP_INTERVAL_SEC, 60, 'KEEL_REAP_INTERVAL_SEC', 0, true),
     gcIntervalSec: numberFrom(env.KEEL_GC_INTERVAL_SEC, 21_600, 'KEEL_GC_INTERVAL_SEC', 0, true),
+    ...(env.KEEL_WEBHOOK_SECRET ? { webhookSecret: env.KEEL_WEBHOOK_SECRET } : {}),
     retentionDays: numberFrom(env.KEEL_RETENTION_DAYS, 30, 'KEEL_RETENTION_DAYS', 0, true),
     gcGraceSec: numberFrom(env.KEEL_GC_GRACE_SEC, 86_400, 'KEEL_GC_GRACE_SEC', 0, true),
     maxWorkflowTasks: numberFrom(env.KEEL_MAX_WORKFLOW_TASKS, 40, 'KEEL_MAX_WORKFLOW_TASKS', 2),

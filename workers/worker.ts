@@ -10,6 +10,7 @@ import type Docker from 'dockerode';
 import { createModelActivities, resolveModelConfig } from '../activities/model';
 import { createSandboxActivities, HEARTBEAT_THROTTLE_MS } from '../activities/sandbox';
 import { createStoreActivities } from '../activities/store';
+import { createWebhookActivities } from '../activities/webhooks';
 import { connectTemporal } from '../client/connection';
 import { hostQueueFor, SANDBOX_QUEUE, SESSION_QUEUE } from '../common/constants';
 import { defaultImageTag } from '../host/image';
@@ -79,6 +80,7 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
     const activities = {
       ...createModelActivities({ config: resolveModelConfig(config.env), sql, blobs: store.blobs }),
       ...createStoreActivities({ sql }),
+      ...createWebhookActivities({ secret: config.webhookSecret }),
     };
     workers.push(
       await Worker.create({

@@ -15,6 +15,7 @@
  */
 import { Operator, type OperatorCarry } from './operator';
 import { SessionSandbox, type Emit, type SandboxCarry } from './sandbox-lifecycle';
+import { SessionWebhooks } from './webhooks';
 import {
   allHandlersFinished,
   CancellationScope,
@@ -145,8 +146,12 @@ export async function agentSession(spec: SessionSpec, carry?: SessionCarry): Pro
   let seq = carry?.seq ?? 0;
   let pending: SessionEvent[] = [];
   const emit: Emit = (type, data) => {
-    pending.push({ seq: ++seq, type, data } as SessionEvent);
+    const event = { seq: ++seq, type, data } as SessionEvent;
+    pending.push(event);
+    webhooks.observe(event);
   };
+  const webhooks = new SessionWebhooks(sessionId, spec.webhook, emit);
+  webhooks.tenantUrl = carry?.admission?.webhookUrl;
   // KeelStatus follows state.status, where the session started with it (a namespace that has the attribute).
   let shownStatus = workflowInfo().typedSearchAttributes.get(STATUS_ATTRIBUTE);
   const showStatus = () => {
@@ -273,7 +278,10 @@ export async function agentSession(spec: SessionSpec, carry?: SessionCarry): Pro
 
   if (continuing && state.status === 'running') {
     // Everything pending is recorded, signal handlers have run, and the next run gets what they left.
-    await CancellationScope.nonCancellable(flush);
+    await CancellationScope.nonCancellable(async () => {
+      await webhooks.settle();
+      await flush();
+    });
     await condition(allHandlersFinished);
     const next: SessionCarry = {
       run: (state.run ?? 1) + 1,
@@ -306,6 +314,7 @@ export async function agentSession(spec: SessionSpec, carry?: SessionCarry): Pro
       ...(operator ? { spent: operator.spent() } : {}),
     };
     emit('session.ended', { ...result, reason: state.cancelReason ?? endReason, source: 'workflow' });
+    await webhooks.settle();
     await flush();
     return result;
   });
@@ -317,6 +326,7 @@ export async function agentSession(spec: SessionSpec, carry?: SessionCarry): Pro
   async function admit(op: Operator): Promise<boolean> {
     const tenant = spec.tenant ?? 'default';
     let a = await admitSession({ sessionId, tenant });
+    webhooks.tenantUrl = a.webhookUrl;
     if (!a.admitted && !spec.queue) {
       emit('session.admission', { tenant, outcome: 'refused', running: a.running, max: a.maxRunning ?? 0 });
       state.status = 'refused';

@@ -23,10 +23,10 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
-/** Start it; `hostPrefix` names this file's sandbox host (`KEEL_HOST_ID`). */
-export async function startStack(hostPrefix: string): Promise<Stack> {
+/** Start it; `hostPrefix` names this file's sandbox host (`KEEL_HOST_ID`); `extraEnv` is more worker configuration. */
+export async function startStack(hostPrefix: string, extraEnv: Record<string, string> = {}): Promise<Stack> {
   const temporal = await TestTemporal.start();
-  const env = { TEMPORAL_ADDRESS: temporal.address, KEEL_HOST_ID: uniqueId(hostPrefix), KEEL_REAP_INTERVAL_SEC: '0', KEEL_GC_INTERVAL_SEC: '0' };
+  const env = { TEMPORAL_ADDRESS: temporal.address, KEEL_HOST_ID: uniqueId(hostPrefix), KEEL_REAP_INTERVAL_SEC: '0', KEEL_GC_INTERVAL_SEC: '0', ...extraEnv };
   const config = testConfig(temporal.address, env);
   const workers = await createWorkers(config, { workflowBundle: await workflowBundle() });
   const running = workers.run();

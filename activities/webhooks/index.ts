@@ -1,0 +1,2 @@
+/** Webhook deliveries for session workers (common/webhooks.ts has the format). */
+export { createWebhookActivities, webhookSignature, type WebhookActivityDeps } from './activities';
