@@ -52,6 +52,7 @@ export function createStoreActivities({ sql }: StoreActivityDeps) {
           ...(a.max !== undefined ? { maxRunning: a.max } : {}),
           ...(limits?.dailyTokens !== undefined ? { dailyTokens: limits.dailyTokens } : {}),
           ...(limits?.dailyUsd !== undefined ? { dailyUsd: limits.dailyUsd } : {}),
+          ...(limits?.webhookUrl !== undefined ? { webhookUrl: limits.webhookUrl } : {}),
         };
       });
     },
