@@ -62,12 +62,17 @@ psql_admin() { su postgres -c "psql -qAtX -c \"$1\""; }
 # The sql tool logs every statement: show its output only when it fails.
 quiet() { local out; out=$("$@" 2>&1) || { echo "$out" >&2; return 1; }; }
 
-schema() {
-  build >/dev/null
+# A local Postgres gets the server's role here (a fresh machine has none); elsewhere it must exist.
+ensure_role() {
   if local_postgres && [ "$(id -u)" = 0 ]; then
     [ "$(psql_admin "select 1 from pg_roles where rolname='$POSTGRES_USER'")" = 1 ] \
       || psql_admin "create role $POSTGRES_USER login createdb password '$POSTGRES_PWD'"
   fi
+}
+
+schema() {
+  build >/dev/null
+  ensure_role
   local sql=(
     "$CACHE/temporal-sql-tool" --plugin postgres12 --ep "$POSTGRES_SEEDS" -p "$DB_PORT"
     -u "$POSTGRES_USER" --pw "$POSTGRES_PWD"
@@ -115,6 +120,7 @@ case "${1:-}" in
     ;;
   drop-test-databases)
     # The cluster suite gives each test server its own pair, temporal[_visibility]_test_<port>.
+    ensure_role
     export PGPASSWORD=$POSTGRES_PWD
     psql -qAtX -h "$POSTGRES_SEEDS" -p "$DB_PORT" -U "$POSTGRES_USER" -d postgres \
       -c "select datname from pg_database where datname ~ '^temporal(_visibility)?_test_[0-9]+$'" |
