@@ -20,6 +20,7 @@ import { connectDatabase, connectDocker, openBlobStore, redactUrl } from '../wor
 import { installLogger } from '../workers/logging';
 import { reapOnce } from '../workers/reaper';
 import { createWorkers } from '../workers/worker';
+import { stopTracing } from '../telemetry/tracing';
 import { registerAudit } from './audit';
 import { registerServe } from './serve';
 import { runDiff } from './diff';
@@ -114,9 +115,13 @@ program
   .option('--role <role>', 'all, session or sandbox (overrides KEEL_WORKER_ROLE)')
   .action(async (o: { role?: string }) => {
     const cfg = loadConfig({ ...process.env, ...(o.role ? { KEEL_WORKER_ROLE: o.role } : {}) });
-    const workers = await createWorkers(cfg);
+    const log = installLogger('INFO', cfg.env, cfg.logFormat === 'json' ? 'keel-worker' : undefined);
+    const workers = await createWorkers(cfg, log ? { log } : {});
     for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void workers.shutdown());
-    print(`keel worker (${cfg.workerRole}) polling ${cfg.temporalAddress}${workers.hostQueue ? `; host queue ${workers.hostQueue}` : ''}`);
+    const polling = `keel worker (${cfg.workerRole}) polling ${cfg.temporalAddress}${workers.hostQueue ? `; host queue ${workers.hostQueue}` : ''}`;
+    const metrics = workers.metricsPort !== undefined ? `; metrics on :${workers.metricsPort}/metrics` : '';
+    if (log) log.info({ role: cfg.workerRole, temporal: cfg.temporalAddress, hostQueue: workers.hostQueue, metricsPort: workers.metricsPort, tracesUrl: cfg.tracesUrl }, 'keel worker polling');
+    else print(polling + metrics);
     await workers.run();
   });
 
@@ -487,10 +492,13 @@ registerOperator(program, config);
 registerServe(program, config);
 
 export async function main(argv = process.argv): Promise<void> {
-  // The SDK's own INFO logs would drown the progress output; a worker process keeps them.
-  installLogger(argv[2] === 'worker' ? 'INFO' : 'WARN');
+  // The SDK's own INFO logs would drown the progress output. `worker` and `serve` install their own
+  // logger once their config is read (JSON by default, KEEL_LOG_FORMAT).
+  if (argv[2] !== 'worker' && argv[2] !== 'serve') installLogger('WARN');
   try {
     await program.parseAsync(argv);
+    // A detached `keel run` exits right after starting its session: send the StartWorkflow span first.
+    await stopTracing();
   } catch (err) {
     process.exitCode = 2;
     if (process.env.KEEL_DEBUG) console.error(err);

@@ -15,13 +15,15 @@ import { runsInSandbox, validateToolCall } from '../../common/tools';
 import type { ContentRef, SandboxHandle, SandboxRuntimeInfo, SandboxSpec, SnapshotInfo, ToolCall, ToolResult } from '../../common/types';
 import { claimContainer, NameTakenError, startAttached, waitReady, type Ping } from '../../host/bring-up';
 import { statusOf } from '../../host/docker-errors';
-import { ExecutorGoneError } from '../../host/executor-client';
+import { ExecutorGoneError, type ExecutorClient } from '../../host/executor-client';
 import { imageExists } from '../../host/image';
 import { ensureVolume, ownerOf, removeSession, sessionContainers } from '../../host/inventory';
 import { createOptions } from '../../host/lockdown';
 import type { WarmPool } from '../../host/pool';
 import type { SandboxRuntime } from '../../host/runtime';
 import { restoreSnapshot, takeSnapshot } from '../../host/snapshots';
+import { restoreBytes, restoreSeconds, snapshotBytes, snapshotSeconds, timed, toolCallSeconds } from '../../telemetry/metrics';
+import { inSpan } from '../../telemetry/spans';
 import { resolveSandboxConfig, type SandboxConfig } from './config';
 import { badRequest, classifyDockerError, classifySandboxError, containerGone, imageMissing } from './errors';
 import { toExecutorOp, toToolResult } from './tool-ops';
@@ -165,6 +167,23 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
     return { ...result, output: preview(result.output), outputRef };
   }
 
+  /** A snapshot with its span and metrics; null when nothing changed since `parent`. */
+  async function measuredSnapshot(client: ExecutorClient, sessionId: string, parent: string | undefined): Promise<SnapshotInfo | null> {
+    const { info } = await timed(snapshotSeconds, {}, () =>
+      inSpan('snapshot', { 'keel.session_id': sessionId, ...(parent ? { 'keel.snapshot_parent': parent } : {}) }, async (span) => {
+        const outcome = await takeSnapshot(client, blobs, parent);
+        if (outcome.info) span.setAttributes({ 'keel.snapshot_id': outcome.info.id, 'keel.snapshot_uploaded_bytes': outcome.info.uploadedBytes });
+        return outcome;
+      }),
+      (o) => (o.info ? 'ok' : 'unchanged'),
+    );
+    if (info) {
+      snapshotBytes.inc({ kind: 'changed' }, info.changedBytes);
+      snapshotBytes.inc({ kind: 'uploaded' }, info.uploadedBytes);
+    }
+    return info;
+  }
+
   return {
     /**
      * Give the session a running container of generation `generation` (default 1),
@@ -193,7 +212,11 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
         const up = await upContainer(sessionId, generation, spec);
         containerId = up.id;
         if (restoreFrom && up.ping.restoredFrom !== restoreFrom) {
-          await restoreSnapshot(runtime.client(up.id), blobs, restoreFrom);
+          const client = runtime.client(up.id);
+          const restored = await timed(restoreSeconds, {}, () =>
+            inSpan('restore', { 'keel.session_id': sessionId, 'keel.snapshot_id': restoreFrom }, () => restoreSnapshot(client, blobs, restoreFrom)),
+          );
+          restoreBytes.inc(restored.bytes);
         }
         return await handleFor(up.id, up.image, generation, spec, restoreFrom);
       } catch (err) {
@@ -246,10 +269,18 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
       const stop = keepBeating(ctx, { requestId: id });
       const answer = client.request(op.op, op.args, { id, key, timeoutMs: op.timeoutMs });
       try {
-        const response = ctx ? await Promise.race([answer, ctx.cancelled]) : await answer;
+        // The span and the latency cover the call into the container, not storing its output or the snapshot.
+        const response = await timed(toolCallSeconds, { tool: valid.name }, () =>
+          inSpan(`executor ${op.op}`, { 'keel.session_id': sessionId, 'keel.tool': valid.name, 'keel.call_id': call.id, 'keel.idempotency_key': key }, async (span) => {
+            const r = ctx ? await Promise.race([answer, ctx.cancelled]) : await answer;
+            span.setAttribute('keel.ok', r.ok);
+            return r;
+          }),
+          (r) => (r.ok ? 'ok' : 'tool_error'),
+        );
         const result = await storeOutput(toToolResult(call, valid.name, response, config.outputLimit, Date.now() - started));
         if (snapshot) {
-          const { info } = await takeSnapshot(client, blobs, snapshot.parent);
+          const info = await measuredSnapshot(client, sessionId, snapshot.parent);
           if (info) result.snapshot = info;
         }
         return result;
@@ -266,10 +297,10 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
     },
 
     /** Snapshot the sandbox now, compared with `parent`; null when nothing changed since it. */
-    async snapshotSandbox({ handle, parent }: { sessionId: string; handle: ContainerRef; parent?: string }): Promise<SnapshotInfo | null> {
+    async snapshotSandbox({ sessionId, handle, parent }: { sessionId: string; handle: ContainerRef; parent?: string }): Promise<SnapshotInfo | null> {
       const stop = keepBeating(activityContext());
       try {
-        return (await takeSnapshot(runtime.client(handle.containerId), blobs, parent)).info;
+        return await measuredSnapshot(runtime.client(handle.containerId), sessionId, parent);
       } catch (err) {
         throw classifySandboxError(err, handle.containerId);
       } finally {
