@@ -26,6 +26,6 @@ export function fieldsOf(meta: Record<string, unknown> | undefined): Record<stri
 export function temporalLogger(log: Logger, level: LogLevel, skip?: RegExp): DefaultLogger {
   return new DefaultLogger(level, (entry: LogEntry) => {
     if (skip?.test(entry.message)) return;
-    log[LEVELS[entry.level]]({ ...fieldsOf(entry.meta), time: new Date(Number(entry.timestampNanos / 1_000_000n)).toISOString() }, entry.message);
+    log[LEVELS[entry.level]](fieldsOf(entry.meta), entry.message);
   });
 }
