@@ -67,9 +67,10 @@ export async function buildApi(deps: ApiDeps, opts: { logger?: boolean; loggerIn
   });
   app.setNotFoundHandler((req, reply) => reply.code(404).send({ code: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]}` }));
 
-  app.addHook('preHandler', async (req) => {
+  app.addHook('preHandler', async (req, reply) => {
     const id = (req.params as { id?: unknown } | undefined)?.id;
-    if (typeof id === 'string') req.log = req.log.child({ sessionId: id });
+    // reply.log writes the "request completed" line.
+    if (typeof id === 'string') req.log = reply.log = req.log.child({ sessionId: id });
   });
 
   app.get('/openapi.json', { config: { public: true }, schema: { hide: true } }, async () => app.swagger());

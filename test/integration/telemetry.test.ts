@@ -6,13 +6,16 @@
  */
 import '../helpers/quiet';
 import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
 import { after, before, test } from 'node:test';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import Docker from 'dockerode';
 import { buildApi } from '../../api/server';
 import { KeelClient } from '../../client';
 import type { SessionSpec } from '../../common/types';
-import { connect, EventHub, migrate, type Sql } from '../../store';
+import { connect, createApiKey, EventHub, migrate, type Sql } from '../../store';
+import { DEFAULT_TENANT } from '../../common/defaults';
+import { jsonLogger } from '../../telemetry/log';
 import { clientTracingInterceptors } from '../../telemetry/tracing';
 import { WORKFLOW_TRACING_MODULE } from '../../telemetry/worker';
 import type { KeelConfig } from '../../workers/config';
@@ -117,11 +120,21 @@ test('one session: its metrics at /metrics (worker and API), and one trace whose
   assert.match(text, /^# TYPE keel_sandboxes_live gauge$/m);
   assert.match(text, /^# TYPE keel_restore_duration_seconds histogram$/m);
 
-  // keel serve's /metrics: public (no API key), same registry.
+  // keel serve's /metrics: public (no API key), same registry; and its JSON request lines name the session.
   const store = openBlobStore(config);
   const hub = new EventHub(sql);
-  const app = await buildApi({ sql, client, blobs: store.blobs, hub }, { logger: false });
+  const lines: string[] = [];
+  const sink = new Writable({ write(chunk: Buffer, _enc, done) { lines.push(chunk.toString()); done(); } });
+  const app = await buildApi({ sql, client, blobs: store.blobs, hub }, { loggerInstance: jsonLogger('keel-serve', 'INFO', sink) });
   try {
+    const owner = connect(testOwnerUrl());
+    const key = await createApiKey(owner, DEFAULT_TENANT).finally(() => owner.end({ timeout: 2 }));
+    const got = await app.inject({ method: 'GET', url: `/sessions/${id}`, headers: { authorization: `Bearer ${key.key}` } });
+    assert.equal(got.statusCode, 200, got.body);
+    const logged = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    const done = logged.find((l) => l.msg === 'request completed');
+    assert.equal(done?.sessionId, id, `request lines carry sessionId: ${lines.join('')}`);
+
     const api = await app.inject({ method: 'GET', url: '/metrics' });
     assert.equal(api.statusCode, 200);
     assert.match(String(api.headers['content-type']), /^text\/plain/);
