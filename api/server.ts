@@ -56,6 +56,11 @@ export async function buildApi(deps: ApiDeps, opts: { logger?: boolean; loggerIn
   });
 
   app.decorateRequest('principal', null as unknown as ApiPrincipal);
+  // Before the key check, so a refused request's lines name the session too (reply.log writes "request completed").
+  app.addHook('onRequest', async (req, reply) => {
+    const id = (req.params as { id?: unknown } | undefined)?.id;
+    if (typeof id === 'string') req.log = reply.log = req.log.child({ sessionId: id });
+  });
   app.addHook('onRequest', async (req) => {
     if (req.routeOptions.config.public) return;
     req.principal = await authenticate(deps.sql, req);
@@ -66,12 +71,6 @@ export async function buildApi(deps: ApiDeps, opts: { logger?: boolean; loggerIn
     return reply.code(status).send(body);
   });
   app.setNotFoundHandler((req, reply) => reply.code(404).send({ code: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]}` }));
-
-  app.addHook('preHandler', async (req, reply) => {
-    const id = (req.params as { id?: unknown } | undefined)?.id;
-    // reply.log writes the "request completed" line.
-    if (typeof id === 'string') req.log = reply.log = req.log.child({ sessionId: id });
-  });
 
   app.get('/openapi.json', { config: { public: true }, schema: { hide: true } }, async () => app.swagger());
   // Prometheus scrapes without an API key; bind keel serve to a private address (the default) or filter /metrics in front.

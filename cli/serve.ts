@@ -20,7 +20,7 @@ export function registerServe(program: Command, config: () => KeelConfig): void 
     .option('--port <port>', 'listen port (default KEEL_API_PORT, 8080)')
     .action(async (o: { host?: string; port?: string }) => {
       const cfg = config();
-      const log = installLogger('WARN', cfg.env, cfg.logFormat === 'json' ? 'keel-serve' : undefined);
+      const log = installLogger('INFO', cfg.env, cfg.logFormat === 'json' ? 'keel-serve' : undefined);
       const sql = await connectDatabase(cfg);
       const client = await connectClient(cfg, 'keel-serve');
       const store = openBlobStore(cfg);

@@ -13,9 +13,10 @@ import { createStoreActivities } from '../activities/store';
 import { connectTemporal } from '../client/connection';
 import { hostQueueFor, SANDBOX_QUEUE, SESSION_QUEUE } from '../common/constants';
 import { defaultImageTag } from '../host/image';
+import { listManagedContainers } from '../host/inventory';
 import { WarmPool } from '../host/pool';
 import { SandboxRuntime } from '../host/runtime';
-import type { Sql } from '../store';
+import { countSessionsByStatus, type Sql } from '../store';
 import type { Logger } from '../telemetry/log';
 import type { KeelConfig } from './config';
 import { archiveEnded } from '../audit/archive';
@@ -24,11 +25,9 @@ import { reconcileLive } from '../inspect/reconcile';
 import { every } from './periodic';
 import { startReaper } from './reaper';
 import { connectDatabase, connectDocker, connectTemporalWorker, openBlobStore } from './services';
-import { listManagedContainers } from '../host/inventory';
 import { watchSandboxes, watchSessions } from '../telemetry/metrics';
 import { startTracing } from '../telemetry/tracing';
 import { serveMetrics, tracingSinks, withTracing, WORKFLOW_TRACING_MODULE } from '../telemetry/worker';
-import { countSessionsByStatus } from '../store';
 
 export interface KeelWorkers {
   /** Resolves when every worker has stopped. */
