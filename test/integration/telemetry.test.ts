@@ -80,7 +80,7 @@ const spec: SessionSpec = {
     provider: 'scripted',
     model: 'telemetry-test',
     script: [
-      { toolCalls: [{ name: 'shell', input: { command: 'echo traced > traced.txt && cat traced.txt' } }] },
+      { toolCalls: [{ name: 'shell', input: { command: 'sleep 2; echo traced > traced.txt && cat traced.txt' } }] },
       { toolCalls: [{ name: 'write_file', input: { path: 'notes.md', content: 'hello' } }] },
       { text: 'done' },
     ],
@@ -102,11 +102,19 @@ function sample(text: string, name: string, labels: Record<string, string> = {})
 test('one session: its metrics at /metrics (worker and API), and one trace whose spans cover each step', async () => {
   const id = uniqueId('otel');
   await client.start(spec, { sessionId: id });
+  // While it runs (its first command sleeps), this host's live sandbox shows in keel_sandboxes_live.
+  assert.ok(workers.metricsPort, 'the worker serves /metrics');
+  let live = 0;
+  for (let i = 0; i < 100 && live === 0; i++) {
+    const now = await (await fetch(`http://127.0.0.1:${workers.metricsPort}/metrics`)).text();
+    live = sample(now, 'keel_sandboxes_live', { state: 'running', kind: 'session' }) ?? 0;
+    if (live === 0) await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.equal(live, 1, 'one running session sandbox on this host');
   const result = await client.result(id);
   assert.equal(result.status, 'completed', result.error);
 
   // Worker endpoint (KEEL_METRICS_PORT=0: any free port).
-  assert.ok(workers.metricsPort, 'the worker serves /metrics');
   const res = await fetch(`http://127.0.0.1:${workers.metricsPort}/metrics`);
   assert.equal(res.status, 200);
   const text = await res.text();
