@@ -10,6 +10,8 @@ import type { BlobStore } from '../blobs';
 import type { KeelClient } from '../client';
 import { KEEL_VERSION } from '../common/constants';
 import type { ApiPrincipal, EventHub, Sql } from '../store';
+import type { Logger } from '../telemetry/log';
+import { registry } from '../telemetry/metrics';
 import { authenticate } from './auth';
 import { registerConsole } from './console';
 import { toApiError } from './errors';
@@ -37,9 +39,12 @@ declare module 'fastify' {
   }
 }
 
-/** Build the server (not listening yet). `logger` false keeps tests quiet. */
-export async function buildApi(deps: ApiDeps, opts: { logger?: boolean } = {}): Promise<FastifyInstance> {
-  const app = Fastify({ logger: opts.logger ?? true });
+/**
+ * Build the server (not listening yet). `logger` false keeps tests quiet; `loggerInstance` (pino) replaces
+ * Fastify's own, and request lines about a session carry its `sessionId`.
+ */
+export async function buildApi(deps: ApiDeps, opts: { logger?: boolean; loggerInstance?: Logger } = {}): Promise<FastifyInstance> {
+  const app = (opts.loggerInstance ? Fastify({ loggerInstance: opts.loggerInstance }) : Fastify({ logger: opts.logger ?? true })) as unknown as FastifyInstance;
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   await app.register(swagger, {
@@ -52,6 +57,11 @@ export async function buildApi(deps: ApiDeps, opts: { logger?: boolean } = {}): 
   });
 
   app.decorateRequest('principal', null as unknown as ApiPrincipal);
+  // Before the key check, so a refused request's lines name the session too (reply.log writes "request completed").
+  app.addHook('onRequest', async (req, reply) => {
+    const id = (req.params as { id?: unknown } | undefined)?.id;
+    if (typeof id === 'string') req.log = reply.log = req.log.child({ sessionId: id });
+  });
   app.addHook('onRequest', async (req) => {
     if (req.routeOptions.config.public) return;
     req.principal = await authenticate(deps.sql, req);
@@ -64,6 +74,10 @@ export async function buildApi(deps: ApiDeps, opts: { logger?: boolean } = {}): 
   app.setNotFoundHandler((req, reply) => reply.code(404).send({ code: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]}` }));
 
   app.get('/openapi.json', { config: { public: true }, schema: { hide: true } }, async () => app.swagger());
+  // Prometheus scrapes without an API key; bind keel serve to a private address (the default) or filter /metrics in front.
+  app.get('/metrics', { config: { public: true }, schema: { hide: true } }, async (_req, reply) =>
+    reply.type(registry.contentType).send(await registry.metrics()),
+  );
   registerSessionRoutes(app, deps);
   registerStreamRoute(app, deps);
   registerConsole(app);

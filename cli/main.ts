@@ -21,6 +21,7 @@ import { installLogger } from '../workers/logging';
 import { reapOnce } from '../workers/reaper';
 import { exitGracefully } from '../workers/signals';
 import { createWorkers } from '../workers/worker';
+import { stopTracing } from '../telemetry/tracing';
 import { registerAudit } from './audit';
 import { registerServe } from './serve';
 import { runDiff } from './diff';
@@ -118,9 +119,13 @@ program
   .option('--role <role>', 'all, session or sandbox (overrides KEEL_WORKER_ROLE)')
   .action(async (o: { role?: string }) => {
     const cfg = loadConfig({ ...process.env, ...(o.role ? { KEEL_WORKER_ROLE: o.role } : {}) });
-    const workers = await createWorkers(cfg);
+    const log = installLogger('INFO', cfg.env, cfg.logFormat === 'json' ? 'keel-worker' : undefined);
+    const workers = await createWorkers(cfg, log ? { log } : {});
     exitGracefully(workers, cfg.shutdownGraceSec);
-    print(`keel worker (${cfg.workerRole}) polling ${cfg.temporalAddress}${workers.hostQueue ? `; host queue ${workers.hostQueue}` : ''}`);
+    const polling = `keel worker (${cfg.workerRole}) polling ${cfg.temporalAddress}${workers.hostQueue ? `; host queue ${workers.hostQueue}` : ''}`;
+    const metrics = workers.metricsPort !== undefined ? `; metrics on :${workers.metricsPort}/metrics` : '';
+    if (log) log.info({ role: cfg.workerRole, temporal: cfg.temporalAddress, hostQueue: workers.hostQueue, metricsPort: workers.metricsPort, tracesUrl: cfg.tracesUrl }, 'keel worker polling');
+    else print(polling + metrics);
     await workers.run();
   });
 
@@ -492,11 +497,14 @@ registerServe(program, config);
 
 export async function main(argv = process.argv): Promise<void> {
   // The SDK's own logs would drown the progress output (a retried activity logs a warning with its
-  // task token each time; the status line says it in one line): a worker process and --verbose keep them.
+  // task token each time; the status line says it in one line): --verbose keeps them. `worker` and
+  // `serve` install their own logger once their config is read (JSON by default, KEEL_LOG_FORMAT).
   const command = argv.slice(2).find((a) => !a.startsWith('-'));
   try {
-    installLogger(command === 'worker' || argv.includes('--verbose') ? 'INFO' : 'ERROR');
+    if (command !== 'worker' && command !== 'serve') installLogger(argv.includes('--verbose') ? 'INFO' : 'ERROR');
     await program.parseAsync(argv);
+    // A detached `keel run` exits right after starting its session: send the StartWorkflow span first.
+    await stopTracing();
   } catch (err) {
     process.exitCode = 2;
     if (process.env.KEEL_DEBUG) console.error(err);

@@ -4,8 +4,10 @@ import { buildApi } from '../api/server';
 import { ServiceError, SessionError } from '../common/errors';
 import type { EventRow } from '../common/events';
 import { follow } from '../inspect';
-import { connect, createApiKey, EventHub, getEvents, getSession, listApiKeys, migrate, revokeApiKey, SchemaOutdatedError, type Sql } from '../store';
+import { connect, countSessionsByStatus, createApiKey, EventHub, getEvents, getSession, listApiKeys, migrate, revokeApiKey, SchemaOutdatedError, type Sql } from '../store';
+import { watchSessions } from '../telemetry/metrics';
 import type { KeelConfig } from '../workers/config';
+import { installLogger } from '../workers/logging';
 import { connectDatabase, openBlobStore, redactUrl } from '../workers/services';
 import { connectClient, progressPrinter } from './sessions';
 import { print, printJson } from './terminal';
@@ -18,13 +20,15 @@ export function registerServe(program: Command, config: () => KeelConfig): void 
     .option('--port <port>', 'listen port (default KEEL_API_PORT, 8080)')
     .action(async (o: { host?: string; port?: string }) => {
       const cfg = config();
+      const log = installLogger('INFO', cfg.env, cfg.logFormat === 'json' ? 'keel-serve' : undefined);
       const sql = await connectDatabase(cfg);
-      const client = await connectClient(cfg);
+      const client = await connectClient(cfg, 'keel-serve');
       const store = openBlobStore(cfg);
       const hub = new EventHub(sql);
-      const app = await buildApi({ sql, client, blobs: store.blobs, hub });
+      watchSessions(() => countSessionsByStatus(sql));
+      const app = await buildApi({ sql, client, blobs: store.blobs, hub }, log ? { loggerInstance: log } : {});
       const address = await app.listen({ host: o.host ?? cfg.apiHost, port: o.port !== undefined ? Number(o.port) : cfg.apiPort });
-      print(`keel API on ${address} (OpenAPI: ${address}/openapi.json; web console: ${address}/console/)`);
+      print(`keel API on ${address} (OpenAPI: ${address}/openapi.json; web console: ${address}/console/; metrics: ${address}/metrics)`);
       await new Promise<void>((resolve) => {
         for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => resolve());
       });

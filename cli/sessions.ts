@@ -12,6 +12,7 @@ import type { EventRow } from '../common/events';
 import type { EgressRule, ScriptTurn, SessionResult, SessionSpec, SessionStatus } from '../common/types';
 import { follow, stepsOf } from '../inspect';
 import { getEvents, type Sql } from '../store';
+import { clientTracingInterceptors, startTracing } from '../telemetry/tracing';
 import type { KeelConfig } from '../workers/config';
 import { connectDatabase } from '../workers/services';
 import { createWorkers, type KeelWorkers } from '../workers/worker';
@@ -209,8 +210,10 @@ function onInterrupt(report: (signal: NodeJS.Signals) => void): { (): void; inte
 }
 
 /** The client for a CLI command, connected as the config says. */
-export function connectClient(config: KeelConfig): Promise<KeelClient> {
-  return KeelClient.connect({ address: config.temporalAddress, namespace: config.temporalNamespace });
+/** A client; with tracing configured, each session start, signal and update begins a trace (service `serviceName`). */
+export function connectClient(config: KeelConfig, serviceName = 'keel-cli'): Promise<KeelClient> {
+  if (config.tracesUrl) startTracing({ url: config.tracesUrl, serviceName: config.serviceName ?? serviceName });
+  return KeelClient.connect({ address: config.temporalAddress, namespace: config.temporalNamespace, interceptors: clientTracingInterceptors() });
 }
 
 /** Run `fn` with a connected client, closed afterwards. */

@@ -11,7 +11,7 @@
  * ```
  */
 import { randomBytes } from 'node:crypto';
-import { Client, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, WorkflowUpdateFailedError, type Connection } from '@temporalio/client';
+import { Client, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, WorkflowUpdateFailedError, type Connection, type WorkflowClientInterceptor } from '@temporalio/client';
 import { APPROVAL_UPDATE, BUDGET_UPDATE, CANCEL_SIGNAL, CLOSE_SIGNAL, MESSAGE_SIGNAL, SESSION_QUEUE, STATUS_QUERY } from '../common/constants';
 import { DEFAULT_TENANT } from '../common/defaults';
 import { SessionError } from '../common/errors';
@@ -66,11 +66,15 @@ export class KeelClient {
 
   private searchableAnswer?: Promise<boolean>;
 
-  /** Connect to Temporal (options, else `TEMPORAL_ADDRESS` / `TEMPORAL_NAMESPACE`, else localhost:7233 / default). */
-  static async connect(opts: ConnectionOptions = {}): Promise<KeelClient> {
+  /**
+   * Connect to Temporal (options, else `TEMPORAL_ADDRESS` / `TEMPORAL_NAMESPACE`, else localhost:7233 / default).
+   * `interceptors` wrap workflow calls, e.g. `OpenTelemetryWorkflowClientInterceptor` to start a trace per session.
+   */
+  static async connect(opts: ConnectionOptions & { interceptors?: WorkflowClientInterceptor[] } = {}): Promise<KeelClient> {
     const o = resolveConnectionOptions(opts);
     const connection = await connectTemporal(o.address, o.connectTimeoutMs);
-    return new KeelClient(new Client({ connection, namespace: o.namespace }), connection);
+    const interceptors = opts.interceptors?.length ? { interceptors: { workflow: opts.interceptors } } : {};
+    return new KeelClient(new Client({ connection, namespace: o.namespace, ...interceptors }), connection);
   }
 
   /** Start a session. The session id is the workflow id: starting an existing one is refused. */

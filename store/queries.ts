@@ -56,6 +56,11 @@ export async function listSessions(sql: Sql, opts: { limit?: number; tenant?: st
   return rows.map(toSession);
 }
 
+/** How many sessions the index holds in each status (for the `keel_sessions` gauge). */
+export async function countSessionsByStatus(sql: Sql): Promise<Array<{ status: string; count: number }>> {
+  return await sql<Array<{ status: string; count: number }>>`select status, count(*)::int as count from sessions group by status order by status`;
+}
+
 /** One session, or `undefined` when there is none with that id. */
 export async function getSession(sql: Sql, id: string): Promise<SessionRow | undefined> {
   const rows = await sql<RawSession[]>`select * from sessions where id = ${id}`;

@@ -139,6 +139,24 @@ export interface KeelConfig {
   apiHost: string;
   /** Port `keel serve` listens on. Env `KEEL_API_PORT`. @default 8080 */
   apiPort: number;
+  /**
+   * Port for a `keel worker`'s Prometheus endpoint (`GET /metrics`), on all interfaces.
+   * Env `KEEL_METRICS_PORT`. @default unset (no endpoint; `keel serve` always has `/metrics`)
+   */
+  metricsPort?: number;
+  /**
+   * OTLP/HTTP URL spans are posted to. Env `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used as is), else
+   * `OTEL_EXPORTER_OTLP_ENDPOINT` + `/v1/traces`; `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none`
+   * turn it off. @default unset (no tracing)
+   */
+  tracesUrl?: string;
+  /** `service.name` on spans. Env `OTEL_SERVICE_NAME`. @default 'keel-worker' or 'keel-serve' */
+  serviceName?: string;
+  /**
+   * How `keel worker` and `keel serve` log: `json` (pino, one object a line, `sessionId` on every
+   * line about a session) or `text`. Env `KEEL_LOG_FORMAT`. @default 'json' for both
+   */
+  logFormat: 'json' | 'text';
   /** The raw environment, for model credentials (resolved by `resolveModelConfig`). */
   env: Record<string, string | undefined>;
 }
@@ -189,8 +207,26 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       resolve: egressResolve(env.KEEL_EGRESS_RESOLVE),
       ...(env.KEEL_EGRESS_CA_FILE ? { ca: caFile(env.KEEL_EGRESS_CA_FILE) } : {}),
     },
+    ...(env.KEEL_METRICS_PORT ? { metricsPort: numberFrom(env.KEEL_METRICS_PORT, 0, 'KEEL_METRICS_PORT', 0) } : {}),
+    ...tracesFrom(env),
+    logFormat: logFormatFrom(env.KEEL_LOG_FORMAT),
     env,
   };
+}
+
+function tracesFrom(env: Record<string, string | undefined>): Pick<KeelConfig, 'tracesUrl' | 'serviceName'> {
+  const serviceName = env.OTEL_SERVICE_NAME ? { serviceName: env.OTEL_SERVICE_NAME } : {};
+  if (env.OTEL_SDK_DISABLED?.toLowerCase() === 'true' || env.OTEL_TRACES_EXPORTER === 'none') return serviceName;
+  const url = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || (env.OTEL_EXPORTER_OTLP_ENDPOINT ? `${env.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/+$/, '')}/v1/traces` : undefined);
+  if (!url) return serviceName;
+  if (!/^https?:\/\/[^/]/.test(url)) throw new Error(`OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT must be an http(s) URL, not "${url}"`);
+  return { tracesUrl: url, ...serviceName };
+}
+
+function logFormatFrom(value: string | undefined): KeelConfig['logFormat'] {
+  if (value === undefined || value === '') return 'json';
+  if (value !== 'json' && value !== 'text') throw new Error(`KEEL_LOG_FORMAT must be json or text, not "${value}"`);
+  return value;
 }
 
 function s3Options(env: Record<string, string | undefined>, bucket: string): S3BlobStoreOptions {

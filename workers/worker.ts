@@ -14,9 +14,11 @@ import { createWebhookActivities } from '../activities/webhooks';
 import { connectTemporal } from '../client/connection';
 import { hostQueueFor, SANDBOX_QUEUE, SESSION_QUEUE } from '../common/constants';
 import { defaultImageTag } from '../host/image';
+import { listManagedContainers } from '../host/inventory';
 import { WarmPool } from '../host/pool';
 import { SandboxRuntime } from '../host/runtime';
-import type { Sql } from '../store';
+import { countSessionsByStatus, type Sql } from '../store';
+import type { Logger } from '../telemetry/log';
 import type { KeelConfig } from './config';
 import { archiveEnded } from '../audit/archive';
 import { collectGarbage } from '../audit/gc';
@@ -24,6 +26,9 @@ import { reconcileLive } from '../inspect/reconcile';
 import { every } from './periodic';
 import { startReaper } from './reaper';
 import { checkSandboxRuntime, connectDatabase, connectDocker, connectTemporalWorker, openBlobStore } from './services';
+import { watchSandboxes, watchSessions } from '../telemetry/metrics';
+import { startTracing } from '../telemetry/tracing';
+import { serveMetrics, tracingSinks, withTracing, WORKFLOW_TRACING_MODULE } from '../telemetry/worker';
 
 export interface KeelWorkers {
   /** Resolves when every worker has stopped. */
@@ -32,6 +37,8 @@ export interface KeelWorkers {
   shutdown(): Promise<void>;
   /** The queue this process's sandbox-host worker owns, if it runs one. */
   hostQueue?: string;
+  /** The port of this process's `/metrics` endpoint, when `KEEL_METRICS_PORT` is set. */
+  metricsPort?: number;
 }
 
 /** The bundler's progress logs are noise in a worker's output; its errors are not. */
@@ -40,12 +47,22 @@ const quietBundler = { trace: noop, debug: noop, info: noop, warn: noop, error: 
 
 export interface WorkerOptions {
   role?: KeelConfig['workerRole'];
-  /** Pre-bundled workflow code (tests and benchmarks bundle once). @default bundles `workflows/` at start */
+  /**
+   * Pre-bundled workflow code (tests and benchmarks bundle once); with tracing on it must have been bundled
+   * with `workflowInterceptorModules: [WORKFLOW_TRACING_MODULE]`. @default bundles `workflows/` at start
+   */
   workflowBundle?: { code: string };
   /** Activity interceptors for the sandbox-host workers (tests use one to inject faults). @default none */
   sandboxInterceptors?: WorkerInterceptors;
   /** Interceptors for the session worker (tests use one to inject faults). @default none */
   sessionInterceptors?: WorkerInterceptors;
+  /** Where the periodic jobs (reconciler, blob GC, reaper) report. @default plain lines on stderr */
+  log?: Logger;
+}
+
+/** `(message, fields)` to `logger` at info, or a plain line on stderr. */
+function lineLogger(logger: Logger | undefined): (msg: string, fields?: Record<string, unknown>) => void {
+  return logger ? (msg, fields) => logger.info(fields ?? {}, msg) : (msg) => console.error(msg);
 }
 
 export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}): Promise<KeelWorkers> {
@@ -68,7 +85,17 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
   stops.push(store.close);
 
   // The build id names the exact workflow code a session worker runs (short: it is in every workflow task's history).
-  const bundle = role === 'sandbox' ? undefined : (opts.workflowBundle ?? (await bundleWorkflowCode({ workflowsPath: require.resolve('../workflows'), logger: quietBundler })));
+  const tracing = config.tracesUrl ? startTracing({ url: config.tracesUrl, serviceName: config.serviceName ?? 'keel-worker' }) : undefined;
+  const bundle =
+    role === 'sandbox'
+      ? undefined
+      : (opts.workflowBundle ??
+        (await bundleWorkflowCode({
+          workflowsPath: require.resolve('../workflows'),
+          logger: quietBundler,
+          ...(tracing ? { workflowInterceptorModules: [WORKFLOW_TRACING_MODULE] } : {}),
+        })));
+  const sinks = tracingSinks(tracing);
   const buildId = bundle ? `keel-${createHash('sha256').update(bundle.code).digest('hex').slice(0, 12)}` : 'keel-sandbox-host';
   // Workers announce their Worker Deployment Version (Temporal's successor to the deprecated `buildId` option) but
   // do not opt into versioned routing: sessions outlive deployments, so pinning would keep old workers for as long
@@ -77,6 +104,8 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
 
   if (role === 'all' || role === 'session') {
     sql = await connectDatabase(config);
+    const db = sql;
+    watchSessions(() => countSessionsByStatus(db));
     const activities = {
       ...createModelActivities({ config: resolveModelConfig(config.env), sql, blobs: store.blobs }),
       ...createStoreActivities({ sql }),
@@ -89,7 +118,8 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
         workflowBundle: bundle,
         workerDeploymentOptions,
         activities,
-        interceptors: opts.sessionInterceptors,
+        interceptors: withTracing(opts.sessionInterceptors, tracing),
+        ...(sinks ? { sinks } : {}),
         maxConcurrentWorkflowTaskExecutions: config.maxWorkflowTasks,
         stickyQueueScheduleToStartTimeout: config.stickyTimeoutMs,
         maxConcurrentLocalActivityExecutions: config.maxLocalActivities,
@@ -101,9 +131,9 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
       const clientConnection = await connectTemporal(config.temporalAddress);
       const client = new Client({ connection: clientConnection, namespace: config.temporalNamespace });
       const db = sql;
-      const log = (msg: string) => console.error(msg);
+      const log = lineLogger(opts.log);
       stops.push(every(config.reapIntervalSec, 'reconciler', async () => {
-        for (const id of await reconcileLive(db, client)) log(`reconciler: session ${id} ended outside Keel; recorded`);
+        for (const id of await reconcileLive(db, client)) log(`reconciler: session ${id} ended outside Keel; recorded`, { sessionId: id });
         // Before Temporal's retention deletes them: ended sessions' histories go to the blob store.
         await archiveEnded(db, client, store.blobs);
       }, log));
@@ -111,7 +141,7 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
     }
     if (config.gcIntervalSec > 0) {
       const db = sql;
-      const log = (msg: string) => console.error(msg);
+      const log = lineLogger(opts.log);
       stops.push(every(config.gcIntervalSec, 'blob gc', async () => {
         const r = await collectGarbage(db, store.blobs, { retentionDays: config.retentionDays, graceSec: config.gcGraceSec });
         if (r.removed > 0) log(`blob gc: removed ${r.removed} blobs (${r.removedBytes} bytes) no retained session references`);
@@ -124,6 +154,9 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
     await checkSandboxRuntime(docker, config.sandboxRuntime);
     hostQueue = hostQueueFor(config.hostId);
     runtime = new SandboxRuntime(docker);
+    watchSandboxes(async () =>
+      (await listManagedContainers(docker)).filter((c) => c.hostId === config.hostId).map((c) => ({ state: c.state, kind: c.sessionId ? 'session' : 'pool' })),
+    );
     const defaultImage = config.sandboxImage ?? defaultImageTag();
     // The pool registers with the runtime, which removes its idle containers at shutdown.
     const pool = config.poolSize > 0 ? new WarmPool(runtime, { hostId: config.hostId, image: defaultImage, runtime: config.sandboxRuntime, size: config.poolSize, ...(config.diskDir ? { diskDir: config.diskDir } : {}) }) : undefined;
@@ -141,7 +174,7 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
           taskQueue,
           activities,
           workerDeploymentOptions,
-          interceptors: opts.sandboxInterceptors,
+          interceptors: withTracing(opts.sandboxInterceptors, tracing),
           maxConcurrentActivityTaskExecutions: config.maxSandboxActivities,
           // The SDK would hold beats back for 0.8 of the heartbeat timeout; a 2 s timeout needs them sooner.
           maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE_MS,
@@ -151,11 +184,15 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
     if (config.reapIntervalSec > 0) {
       const clientConnection = await connectTemporal(config.temporalAddress);
       const client = new Client({ connection: clientConnection, namespace: config.temporalNamespace });
-      const log = (msg: string) => console.error(msg);
+      const log = lineLogger(opts.log);
       stops.push(startReaper({ docker, client, hostId: config.hostId, ...(config.diskDir ? { diskDir: config.diskDir } : {}), intervalSec: config.reapIntervalSec, log }));
       stops.push(() => clientConnection.close());
     }
   }
+
+  const metrics = config.metricsPort !== undefined ? await serveMetrics(config.metricsPort) : undefined;
+  if (metrics) stops.push(metrics.close);
+  if (tracing) stops.push(tracing.shutdown);
 
   let closed: Promise<void> | undefined;
   const close = () =>
@@ -168,6 +205,7 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
 
   return {
     hostQueue,
+    ...(metrics ? { metricsPort: metrics.port } : {}),
     async run() {
       try {
         await Promise.all(workers.map((w) => w.run()));

@@ -9,7 +9,10 @@ import { DEFAULT_MAX_OUTPUT_TOKENS, DEFAULT_OUTPUT_LIMIT } from '../../common/de
 import { failure, ModelFailure } from '../../common/failures';
 import { capOutput, validateToolCall } from '../../common/tools';
 import type { Message, ModelSpec, ModelTurn, RuntimeContract, SessionSpec, ToolCall, ToolResult } from '../../common/types';
+import { costOf, priceOf } from '../../common/prices';
 import { firstEvent, getEvents, toolResultOf, type Sql } from '../../store';
+import { modelCallSeconds, modelCostUsd, modelTokens, outcomeOf } from '../../telemetry/metrics';
+import { inSpan } from '../../telemetry/spans';
 import { withStoreErrors } from '../store/errors';
 import { prepareCalls } from './calls';
 import { secretsOf, withModelDefaults, type ModelConfig } from './config';
@@ -168,9 +171,10 @@ export function createModelActivities({ config, sql, blobs, outputLimit = DEFAUL
         const cancel = activitySignal();
         const abortSignal = cancel ? AbortSignal.any([cancel, timeout]) : timeout;
         const started = performance.now();
+        const labels = { provider: model.provider, model: model.model };
         let result: Awaited<ReturnType<typeof generateText>>;
         try {
-          result = await generateText({
+          result = await inSpan(`model ${label}`, { 'keel.session_id': sessionId, 'keel.model': label }, () => generateText({
             model: languageModel,
             system,
             messages,
@@ -179,14 +183,24 @@ export function createModelActivities({ config, sql, blobs, outputLimit = DEFAUL
             maxRetries: 0, // Temporal owns retries, with backoff and visibility.
             maxOutputTokens,
             abortSignal,
-          });
+          }));
         } catch (err) {
           // Cancellation: let the abort through untouched so Temporal reports the activity as cancelled.
-          if (cancel?.aborted) throw err;
-          throw classifyModelError(err, { label, secrets, ...(timeout.aborted ? { timedOutAfterMs: resolved.requestTimeoutMs } : {}) });
+          if (cancel?.aborted) {
+            modelCallSeconds.observe({ ...labels, outcome: 'cancelled' }, (performance.now() - started) / 1000);
+            throw err;
+          }
+          const failed = classifyModelError(err, { label, secrets, ...(timeout.aborted ? { timedOutAfterMs: resolved.requestTimeoutMs } : {}) });
+          modelCallSeconds.observe({ ...labels, outcome: outcomeOf(failed) }, (performance.now() - started) / 1000);
+          throw failed;
         }
         const durationMs = Math.round(performance.now() - started);
         const usage = { inputTokens: result.usage.inputTokens ?? 0, outputTokens: result.usage.outputTokens ?? 0 };
+        modelCallSeconds.observe({ ...labels, outcome: 'ok' }, durationMs / 1000);
+        modelTokens.inc({ ...labels, kind: 'input' }, usage.inputTokens);
+        modelTokens.inc({ ...labels, kind: 'output' }, usage.outputTokens);
+        const price = priceOf(model);
+        if (price) modelCostUsd.inc(labels, costOf(usage, price));
         if (!built) {
           return { ...(result.text ? { text: result.text } : {}), toolCalls: toToolCalls(result.toolCalls), finishReason: result.finishReason, usage, durationMs };
         }

@@ -16,7 +16,7 @@ import type { ContentRef, NetworkReport, SandboxHandle, SandboxRuntimeInfo, Sand
 import { claimContainer, NameTakenError, startAttached, waitReady, type Ping } from '../../host/bring-up';
 import { statusOf } from '../../host/docker-errors';
 import { Egress } from '../../host/egress';
-import { ExecutorGoneError, type ExecutorResponse } from '../../host/executor-client';
+import { ExecutorGoneError, type ExecutorClient, type ExecutorResponse } from '../../host/executor-client';
 import { imageExists } from '../../host/image';
 import { ensureVolume, ownerOf, remountWorkspace, removeSession, sessionContainers, type DiskOptions } from '../../host/inventory';
 import { createOptions } from '../../host/lockdown';
@@ -25,6 +25,8 @@ import type { SandboxRuntime } from '../../host/runtime';
 import { RuntimeCheck } from '../../host/runtimes';
 import { restoreSnapshot, takeSnapshot } from '../../host/snapshots';
 import { storable } from '../../store/events';
+import { restoreBytes, restoreSeconds, snapshotBytes, snapshotSeconds, timed, toolCallSeconds } from '../../telemetry/metrics';
+import { inSpan } from '../../telemetry/spans';
 import { resolveSandboxConfig, type SandboxConfig } from './config';
 import { badRequest, classifyDockerError, classifySandboxError, containerGone, imageMissing, runtimeMissing } from './errors';
 import { toExecutorOp, toToolResult } from './tool-ops';
@@ -209,6 +211,23 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
     return { ...result, output: preview(result.output), outputRef };
   }
 
+  /** A snapshot with its span and metrics; null when nothing changed since `parent`. */
+  async function measuredSnapshot(client: ExecutorClient, sessionId: string, parent: string | undefined): Promise<SnapshotInfo | null> {
+    const { info } = await timed(snapshotSeconds, {}, () =>
+      inSpan('snapshot', { 'keel.session_id': sessionId, ...(parent ? { 'keel.snapshot_parent': parent } : {}) }, async (span) => {
+        const outcome = await takeSnapshot(client, blobs, parent);
+        if (outcome.info) span.setAttributes({ 'keel.snapshot_id': outcome.info.id, 'keel.snapshot_uploaded_bytes': outcome.info.uploadedBytes });
+        return outcome;
+      }),
+      (o) => (o.info ? 'ok' : 'unchanged'),
+    );
+    if (info) {
+      snapshotBytes.inc({ kind: 'changed' }, info.changedBytes);
+      snapshotBytes.inc({ kind: 'uploaded' }, info.uploadedBytes);
+    }
+    return info;
+  }
+
   return {
     /**
      * Give the session a running container of generation `generation` (default 1),
@@ -238,7 +257,11 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
         containerId = up.id;
         if (!spec?.network) egress.none(sessionId);
         if (restoreFrom && up.ping.restoredFrom !== restoreFrom) {
-          await restoreSnapshot(runtime.client(up.id), blobs, restoreFrom);
+          const client = runtime.client(up.id);
+          const restored = await timed(restoreSeconds, {}, () =>
+            inSpan('restore', { 'keel.session_id': sessionId, 'keel.snapshot_id': restoreFrom }, () => restoreSnapshot(client, blobs, restoreFrom)),
+          );
+          restoreBytes.inc(restored.bytes);
         }
         return await handleFor(up.id, up.image, generation, spec, restoreFrom);
       } catch (err) {
@@ -293,12 +316,20 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
       const stop = keepBeating(ctx, { requestId: id }, TOOL_HEARTBEAT_MS);
       const answer = client.request(op.op, op.args, { id, key, timeoutMs: op.timeoutMs });
       try {
-        const response = ctx ? await Promise.race([answer, ctx.cancelled]) : await answer;
+        // The span and the latency cover the call into the container, not storing its output or the snapshot.
+        const response = await timed(toolCallSeconds, { tool: valid.name }, () =>
+          inSpan(`executor ${op.op}`, { 'keel.session_id': sessionId, 'keel.tool': valid.name, 'keel.call_id': call.id, 'keel.idempotency_key': key }, async (span) => {
+            const r = ctx ? await Promise.race([answer, ctx.cancelled]) : await answer;
+            span.setAttribute('keel.ok', r.ok);
+            return r;
+          }),
+          (r) => (r.ok ? 'ok' : 'tool_error'),
+        );
         const result = await storeOutput(toToolResult(call, valid.name, response, config.outputLimit, Date.now() - started), response);
         const network = await egress.drain(sessionId);
         if (network) result.network = network;
         if (snapshot) {
-          const { info } = await takeSnapshot(client, blobs, snapshot.parent);
+          const info = await measuredSnapshot(client, sessionId, snapshot.parent);
           if (info) result.snapshot = info;
         }
         return result;
@@ -315,10 +346,10 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
     },
 
     /** Snapshot the sandbox now, compared with `parent`; null when nothing changed since it. */
-    async snapshotSandbox({ handle, parent }: { sessionId: string; handle: ContainerRef; parent?: string }): Promise<SnapshotInfo | null> {
+    async snapshotSandbox({ sessionId, handle, parent }: { sessionId: string; handle: ContainerRef; parent?: string }): Promise<SnapshotInfo | null> {
       const stop = keepBeating(activityContext());
       try {
-        return (await takeSnapshot(runtime.client(handle.containerId), blobs, parent)).info;
+        return await measuredSnapshot(runtime.client(handle.containerId), sessionId, parent);
       } catch (err) {
         throw classifySandboxError(err, handle.containerId);
       } finally {

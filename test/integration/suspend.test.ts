@@ -14,6 +14,7 @@ import { getEvents } from '../../store';
 import { SESSION_QUEUE } from '../../common/constants';
 import { approvalSignal, closeSignal, messageSignal, statusQuery } from '../../workflows';
 import type { ScriptTurn, SessionResult, SessionSpec } from '../../common/types';
+import { registry } from '../../telemetry/metrics';
 import { connectDatabase } from '../../workers/services';
 import { createWorkers, type KeelWorkers } from '../../workers/worker';
 import { ensureSandboxImage, sessionContainers, testConfig, uniqueId, workflowBundle } from '../helpers/env';
@@ -69,6 +70,9 @@ test('a 3-day sleep holds no container and resumes with the workspace intact', a
   const outputs = events.filter((e) => e.type === 'tool.result').map((e) => String(e.data.output).trim());
   assert.equal(outputs[1], `Slept ${THREE_DAYS} s.`);
   assert.equal(outputs[2], 'waiting /workspace/app v1', 'files, cwd and exports survived');
+  const metrics = await registry.metrics();
+  assert.match(metrics, /^keel_restore_duration_seconds_count\{outcome="ok"\} [1-9]/m, 'the restore is timed (keel_restore_duration_seconds)');
+  assert.match(metrics, /^keel_restore_bytes_total [1-9]/m, 'restored bytes counted');
 
   const history = await handle.fetchHistory();
   const timer = history.events?.find((e) => e.timerStartedEventAttributes)?.timerStartedEventAttributes;
