@@ -22,6 +22,7 @@ import { reapOnce } from '../workers/reaper';
 import { createWorkers } from '../workers/worker';
 import { registerAudit } from './audit';
 import { runDiff } from './diff';
+import { registerEval } from './eval';
 import { printChecks, runDoctor } from './doctor';
 import { addOperatorRunOptions, operatorLines, operatorSpec, operatorView, registerOperator, type OperatorRunOptions } from './operator';
 import { connectClient, demoSpec, exitCodeFor, runSession, runSpec, withClient } from './sessions';
@@ -501,6 +502,7 @@ program
 
 registerAudit(program, config);
 registerOperator(program, config);
+registerEval(program, config);
 
 export async function main(argv = process.argv): Promise<void> {
   // The SDK's own logs would drown the progress output (a retried activity logs a warning with its
