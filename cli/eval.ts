@@ -44,6 +44,9 @@ export interface EvalOptions {
   id?: string;
 }
 
+/** Sessions one eval may run: its result (about 1 KB per rollout) must fit Temporal's 2 MB payload limit. */
+export const MAX_ROLLOUTS = 1000;
+
 /** The workflow input for a suite, checked as `keel run` checks a session. */
 export function evalInput(tasks: EvalTask[], o: EvalOptions): EvalInput {
   const model: ModelSpec = o.model === 'scripted' || o.model.startsWith('scripted:')
@@ -53,6 +56,9 @@ export function evalInput(tasks: EvalTask[], o: EvalOptions): EvalInput {
   const concurrency = o.concurrency ?? 4;
   for (const [name, v] of [['--rollouts', rollouts], ['--concurrency', concurrency]] as const) {
     if (!(Number.isInteger(v) && v >= 1 && v <= 1000)) throw new SessionError(`${name} must be a whole number from 1 to 1000, not ${v}`);
+  }
+  if (tasks.length * rollouts > MAX_ROLLOUTS) {
+    throw new SessionError(`${tasks.length} tasks x ${rollouts} rollouts is more than ${MAX_ROLLOUTS} sessions in one eval (its result must fit one Temporal payload): split the suite`);
   }
   const input: EvalInput = { tasks, model, rollouts, concurrency, ...(o.inject ? { inject: o.inject } : {}), ...(o.maxSteps !== undefined ? { maxSteps: o.maxSteps } : {}) };
   for (const task of tasks) {
@@ -131,7 +137,7 @@ function readReport(file: string): EvalReport {
     throw new SessionError(`cannot read eval results ${file}: ${(err as Error).message}`);
   }
   const r = value as Partial<EvalResult>;
-  if (typeof r !== 'object' || r === null || !Array.isArray(r.records) || typeof r.evalId !== 'string') {
+  if (typeof r !== 'object' || r === null || !Array.isArray(r.records) || !Array.isArray(r.contracts) || typeof r.evalId !== 'string') {
     throw new SessionError(`${file} is not a keel eval result (written by keel eval --json or --out)`);
   }
   // Recomputed from the records, so a result from another Keel version compares on today's arithmetic.

@@ -150,7 +150,8 @@ export interface RolloutRecord {
   wallMs: number;
   steps: number;
   toolCalls: number;
-  contract?: RuntimeContract;
+  /** Which of the result's `contracts` the session ran on (absent: none recorded). */
+  contract?: number;
   error?: string;
 }
 
@@ -168,6 +169,8 @@ export interface EvalResult {
   model: string;
   rollouts: number;
   records: RolloutRecord[];
+  /** The distinct runtime contracts the rollouts ran on (usually one), each recorded once to keep the result small. */
+  contracts: RuntimeContract[];
 }
 
 /** A pass rate with its 95% Wilson score interval. */
@@ -208,8 +211,6 @@ export interface TaskSummary {
 export interface EvalReport extends EvalResult {
   tasks: TaskSummary[];
   overall: TaskSummary;
-  /** Distinct runtime contracts the rollouts ran on (usually one). */
-  contracts: RuntimeContract[];
 }
 
 function summarize(taskId: string, records: readonly RolloutRecord[]): TaskSummary {
@@ -237,21 +238,10 @@ export function report(result: EvalResult): EvalReport {
     }
     (byTask.get(r.taskId) as RolloutRecord[]).push(r);
   }
-  const contracts: RuntimeContract[] = [];
-  const keys = new Set<string>();
-  for (const r of result.records) {
-    if (!r.contract) continue;
-    const key = JSON.stringify(r.contract);
-    if (!keys.has(key)) {
-      keys.add(key);
-      contracts.push(r.contract);
-    }
-  }
   return {
     ...result,
     tasks: order.map((id) => summarize(id, byTask.get(id) as RolloutRecord[])),
     overall: summarize('overall', result.records),
-    contracts,
   };
 }
 

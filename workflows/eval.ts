@@ -15,7 +15,7 @@ import type { EvalActivities } from '../common/activities';
 import type { EvalInput, EvalResult, EvalTask, RolloutRecord, SetupOutcome } from '../common/eval';
 import { setupKey } from '../common/eval';
 import { toolTimeoutSec } from '../common/tools';
-import type { SandboxSpec, SessionResult, SessionSpec, ToolResult } from '../common/types';
+import type { RuntimeContract, SandboxSpec, SessionResult, SessionSpec, ToolResult } from '../common/types';
 import { agentSession } from './session';
 import { SessionSandbox } from './sandbox-lifecycle';
 
@@ -88,17 +88,30 @@ export async function evalSuite(input: EvalInput): Promise<EvalResult> {
 
   const jobs = input.tasks.flatMap((task) => Array.from({ length: input.rollouts }, (_, rollout) => ({ task, rollout })));
   const records: RolloutRecord[] = new Array(jobs.length);
+  const contracts: RuntimeContract[] = [];
+  const contractKeys: string[] = [];
   let next = 0;
   const lane = async (): Promise<void> => {
     while (next < jobs.length) {
       const i = next++;
       const job = jobs[i] as (typeof jobs)[number];
       const key = setupKey(job.task.setup);
-      records[i] = await runRollout(evalId, input, job.task, job.rollout, key === undefined ? undefined : await (setups.get(key) as Promise<SetupOutcome>));
+      const { contract, ...record } = await runRollout(evalId, input, job.task, job.rollout, key === undefined ? undefined : await (setups.get(key) as Promise<SetupOutcome>));
+      records[i] = { ...record, ...(contract ? { contract: contractIndex(contract) } : {}) };
     }
   };
   await Promise.all(Array.from({ length: Math.min(input.concurrency, jobs.length) }, lane));
-  return { evalId, model: `${input.model.provider}:${input.model.model}`, rollouts: input.rollouts, records };
+  return { evalId, model: `${input.model.provider}:${input.model.model}`, rollouts: input.rollouts, records, contracts };
+
+  /** The index of a contract in `contracts`, added when new: the result names each contract once, not once per rollout. */
+  function contractIndex(c: RuntimeContract): number {
+    const key = JSON.stringify(c);
+    const i = contractKeys.indexOf(key);
+    if (i >= 0) return i;
+    contractKeys.push(key);
+    contracts.push(c);
+    return contracts.length - 1;
+  }
 }
 
 async function runSetup(setupId: string, task: EvalTask, sandbox: SandboxSpec | undefined): Promise<SetupOutcome> {
@@ -117,7 +130,9 @@ async function runSetup(setupId: string, task: EvalTask, sandbox: SandboxSpec | 
   }
 }
 
-async function runRollout(evalId: string, input: EvalInput, task: EvalTask, rollout: number, setup: SetupOutcome | undefined): Promise<RolloutRecord> {
+type RolloutOutcome = Omit<RolloutRecord, 'contract'> & { contract?: RuntimeContract };
+
+async function runRollout(evalId: string, input: EvalInput, task: EvalTask, rollout: number, setup: SetupOutcome | undefined): Promise<RolloutOutcome> {
   const sessionId = `${evalId}.${task.id}.${rollout + 1}`;
   const empty = { usage: { inputTokens: 0, outputTokens: 0 }, wallMs: 0, steps: 0, toolCalls: 0 };
   if (setup?.error) return { taskId: task.id, rollout, sessionId, status: 'setup_failed', passed: false, ...empty, error: setup.error };
@@ -135,7 +150,7 @@ async function runRollout(evalId: string, input: EvalInput, task: EvalTask, roll
   try {
     result = await executeChild(agentSession, { workflowId: sessionId, args: [spec] });
   } catch (err) {
-    result = { sessionId, status: 'failed', steps: 0, toolCalls: 0, usage: { inputTokens: 0, outputTokens: 0 }, error: (err as Error).message };
+    result = { sessionId, status: 'failed', steps: 0, toolCalls: 0, usage: { inputTokens: 0, outputTokens: 0 }, error: (err as Error).message.slice(0, 500) };
   }
   const facts = await rolloutFacts({ sessionId, model: spec.model });
   const files = facts.lastSnapshot ?? setup?.snapshot;

@@ -98,7 +98,7 @@ function record(taskId: string, rollout: number, passed: boolean, extra: Partial
 const contract = (model: string, executor = 'x1') => ({ model: { provider: 'scripted', model, maxOutputTokens: 4096 }, tools: [{ name: 'shell', schemaSha: 'aa' }], keelVersion: '0.2.0', sandbox: { image: 'img', imageId: 'sha256:1', imageDigests: [], executor, limits: { memoryMb: 1, cpus: 1, pidsLimit: 1 }, network: 'none' } });
 
 test('report: per task and overall, costs only when every rollout has one', () => {
-  const result: EvalResult = { evalId: 'e', model: 'scripted:x', rollouts: 2, records: [record('a', 0, true, { costUsd: 0.5 }), record('a', 1, false, { costUsd: 0.25 }), record('b', 0, true), record('b', 1, true)] };
+  const result: EvalResult = { evalId: 'e', model: 'scripted:x', rollouts: 2, records: [record('a', 0, true, { costUsd: 0.5 }), record('a', 1, false, { costUsd: 0.25 }), record('b', 0, true), record('b', 1, true)], contracts: [] };
   const r = report(result);
   assert.deepEqual(r.tasks.map((t) => [t.taskId, t.pass.passed, t.pass.total]), [['a', 1, 2], ['b', 2, 2]]);
   assert.equal(r.tasks[0]?.costUsd, 0.75);
@@ -109,9 +109,9 @@ test('report: per task and overall, costs only when every rollout has one', () =
 });
 
 test('compare: rates, significance, tasks on one side only, and contract fields that changed', () => {
-  const many = (taskId: string, n: number, passes: number, c: ReturnType<typeof contract>) => Array.from({ length: n }, (_, i) => record(taskId, i, i < passes, { contract: c }));
-  const a = report({ evalId: 'a', model: 'm', rollouts: 20, records: [...many('x', 20, 2, contract('m1')), ...many('y', 20, 10, contract('m1')), ...many('gone', 20, 20, contract('m1'))] });
-  const b = report({ evalId: 'b', model: 'm', rollouts: 20, records: [...many('x', 20, 19, contract('m2', 'x2')), ...many('y', 20, 11, contract('m2', 'x2')), ...many('new', 20, 0, contract('m2', 'x2'))] });
+  const many = (taskId: string, n: number, passes: number) => Array.from({ length: n }, (_, i) => record(taskId, i, i < passes, { contract: 0 }));
+  const a = report({ evalId: 'a', model: 'm', rollouts: 20, records: [...many('x', 20, 2), ...many('y', 20, 10), ...many('gone', 20, 20)], contracts: [contract('m1')] });
+  const b = report({ evalId: 'b', model: 'm', rollouts: 20, records: [...many('x', 20, 19), ...many('y', 20, 11), ...many('new', 20, 0)], contracts: [contract('m2', 'x2')] });
   const c = compare(a, b);
   const x = c.tasks.find((t) => t.taskId === 'x');
   assert.ok(x?.significant, '2/20 -> 19/20 is no noise');
