@@ -127,6 +127,7 @@ export interface EvalInput {
   rollouts: number;
   /** Rollouts (sessions) running at once. */
   concurrency: number;
+  /** Deliberate tool faults for every rollout; rollout k (0-based) runs with `seed + k`. */
   inject?: FaultInjection;
   maxSteps?: number;
   sandbox?: SandboxSpec;

@@ -141,7 +141,8 @@ async function runRollout(evalId: string, input: EvalInput, task: EvalTask, roll
     task: task.prompt,
     model: input.model.provider === 'scripted' ? { ...input.model, script: task.script ?? [] } : input.model,
     ...(input.maxSteps !== undefined ? { maxSteps: input.maxSteps } : {}),
-    ...(input.inject ? { inject: input.inject } : {}),
+    // Rollout k runs with seed + k: a fixed seed would fault the same calls in every rollout of a task.
+    ...(input.inject ? { inject: { ...input.inject, seed: input.inject.seed + rollout } } : {}),
     ...(input.sandbox ? { sandbox: input.sandbox } : {}),
     // Forked from the setup's snapshot: the files, not a transcript (throughSeq 0 copies none).
     ...(setup?.snapshot ? { fork: { from: setup.setupId, atStep: 0, throughSeq: 0, snapshot: setup.snapshot } } : {}),

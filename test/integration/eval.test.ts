@@ -5,7 +5,7 @@
  */
 import '../helpers/quiet';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Docker from 'dockerode';
@@ -14,9 +14,12 @@ import type { Sql } from 'postgres';
 import { KeelClient } from '../../client';
 import { evalInput, loadSuite, runEval } from '../../cli/eval';
 import type { EvalReport } from '../../common/eval';
+import { faultFor } from '../../common/inject';
+import type { FaultInjection } from '../../common/types';
 import { getEvents } from '../../store';
 import { connectDatabase } from '../../workers/services';
 import { runCli } from '../helpers/cli';
+import { recordHistory } from '../helpers/history';
 import { ensureSandboxImage, testConfig, uniqueId } from '../helpers/env';
 import { spawnWorker, type WorkerProcess } from '../helpers/processes';
 import { TestTemporal } from '../helpers/temporal';
@@ -67,6 +70,10 @@ function assertExpected(r: EvalReport, rollouts: number): void {
     assert.equal(t.pass.passed, EXPECTED[t.taskId] ? rollouts : 0, `${t.taskId}: ${JSON.stringify(r.records.filter((x) => x.taskId === t.taskId))}`);
   }
   assert.equal(r.overall.pass.passed, 3 * rollouts);
+  for (const x of r.records) {
+    assert.equal(x.status, 'completed', `${x.sessionId}: ${x.error}`);
+    assert.equal(x.check?.exitCode, EXPECTED[x.taskId] ? 0 : 1, `${x.sessionId}: the check ran (${x.error})`);
+  }
 }
 
 test('the example suite, through the CLI: expected pass counts, one setup snapshot forked by the tasks sharing it', async () => {
@@ -95,6 +102,9 @@ test('the example suite, through the CLI: expected pass counts, one setup snapsh
     forks.add(snapshot);
   }
   assert.equal(forks.size, 1);
+  // With KEEL_RECORD_HISTORY=1: the histories test/unit/replay.test.ts replays.
+  await recordHistory(client.temporal, id, 'eval-suite.json');
+  await recordHistory(client.temporal, `${id}.setup-1`, 'eval-sandbox.json');
 
   const same = await runCli(['eval', 'compare', out, out]);
   assert.equal(same.code, 0, same.stderr);
@@ -102,9 +112,25 @@ test('the example suite, through the CLI: expected pass counts, one setup snapsh
   assert.match(same.stdout, /overall\s+6\/10 .*6\/10 .*\+0 pts/);
 });
 
+test('--inject: each rollout gets its own seed, and exactly the rollouts whose command was faulted fail', async () => {
+  const suite = join(dir, 'count.jsonl');
+  writeFileSync(suite, readFileSync(SUITE, 'utf8').split('\n').filter((l) => l.includes('"count-lines"')).join('\n'));
+  const inject: FaultInjection = { seed: 11, rules: [{ tool: 'shell', rate: 0.5, fault: 'nonzero' }] };
+  const injectFile = join(dir, 'inject.json');
+  writeFileSync(injectFile, JSON.stringify(inject));
+  const out = join(dir, 'inject-result.json');
+  const rollouts = 8;
+  const run = await runCli(['eval', suite, '--model', 'scripted', '--rollouts', String(rollouts), '--concurrency', '4', '--inject', injectFile, '--out', out], env);
+  assert.equal(run.code, 0, run.stderr + run.stdout);
+  const r = JSON.parse(readFileSync(out, 'utf8')) as EvalReport;
+  // The script's one shell call is the session's first tool call; it is faulted when the rollout's seed says so.
+  const expected = Array.from({ length: rollouts }, (_, k) => faultFor({ ...inject, seed: inject.seed + k }, 'shell', 1) === undefined);
+  assert.ok(expected.includes(true) && expected.includes(false), 'the seeds chosen give both outcomes');
+  assert.deepEqual([...r.records].sort((a, b) => a.rollout - b.rollout).map((x) => x.passed), expected);
+});
+
 test('a bad suite line is refused before anything starts, naming the line and field', async () => {
   const bad = join(dir, 'bad.jsonl');
-  const { writeFileSync } = await import('node:fs');
   writeFileSync(bad, '{"id":"a","prompt":"p","check":"true","script":[{"text":"x"}]}\n{"id":"b","prompt":"p"}\n');
   const run = await runCli(['eval', bad, '--model', 'scripted', '--no-worker'], env);
   assert.equal(run.code, 2);
