@@ -106,6 +106,13 @@ test('the example suite, through the CLI: expected pass counts, one setup snapsh
   await recordHistory(client.temporal, id, 'eval-suite.json');
   await recordHistory(client.temporal, `${id}.setup-1`, 'eval-sandbox.json');
 
+  // The same id again: the finished eval is followed, not run again (no worker needed).
+  const again = await runCli(['eval', SUITE, '--model', 'scripted', '--rollouts', '2', '--id', id, '--no-worker', '--json'], env);
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stderr, /was already started: following it/);
+  assert.deepEqual((JSON.parse(again.stdout) as EvalReport).records, r.records);
+  assert.equal((await childStarts(id)).size, starts.size, 'no child started again');
+
   const same = await runCli(['eval', 'compare', out, out]);
   assert.equal(same.code, 0, same.stderr);
   assert.match(same.stdout, /runtime contract: same/);
@@ -127,6 +134,27 @@ test('--inject: each rollout gets its own seed, and exactly the rollouts whose c
   const expected = Array.from({ length: rollouts }, (_, k) => faultFor({ ...inject, seed: inject.seed + k }, 'shell', 1) === undefined);
   assert.ok(expected.includes(true) && expected.includes(false), 'the seeds chosen give both outcomes');
   assert.deepEqual([...r.records].sort((a, b) => a.rollout - b.rollout).map((x) => x.passed), expected);
+});
+
+test('a setup that fails: its rollouts are setup_failed with the reason, and no session is started for them', async () => {
+  const suite = join(dir, 'setup-fails.jsonl');
+  const script = [{ text: 'nothing to do' }];
+  writeFileSync(suite, [
+    JSON.stringify({ id: 'broken', prompt: 'p', setup: { files: { 'a.txt': 'a' }, commands: ['echo going wrong; exit 3'] }, check: 'true', script }),
+    JSON.stringify({ id: 'fine', prompt: 'p', check: 'true', script }),
+  ].join('\n'));
+  const id = uniqueId('eval-setup');
+  const out = join(dir, 'setup-fails.json');
+  const run = await runCli(['eval', suite, '--model', 'scripted', '--rollouts', '2', '--id', id, '--out', out], env);
+  assert.equal(run.code, 0, run.stderr + run.stdout);
+  const r = JSON.parse(readFileSync(out, 'utf8')) as EvalReport;
+  const broken = r.records.filter((x) => x.taskId === 'broken');
+  assert.deepEqual(broken.map((x) => [x.status, x.passed]), [['setup_failed', false], ['setup_failed', false]]);
+  assert.match(broken[0]?.error ?? '', /setup step 2 \(shell\) failed with exit 3: going wrong/);
+  assert.deepEqual(r.records.filter((x) => x.taskId === 'fine').map((x) => x.passed), [true, true]);
+  const started = [...(await childStarts(id)).keys()];
+  assert.ok(!started.some((k) => k.startsWith(`${id}.broken.`)), started.join(' '));
+  assert.match(run.stdout, /failed: .*broken\.1 \(setup_failed: setup step 2/);
 });
 
 test('a bad suite line is refused before anything starts, naming the line and field', async () => {
