@@ -13,10 +13,12 @@
 import { randomBytes } from 'node:crypto';
 import { Client, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, WorkflowUpdateFailedError, type Connection } from '@temporalio/client';
 import { APPROVAL_UPDATE, BUDGET_UPDATE, CANCEL_SIGNAL, CLOSE_SIGNAL, MESSAGE_SIGNAL, SESSION_QUEUE, STATUS_QUERY } from '../common/constants';
+import { DEFAULT_TENANT } from '../common/defaults';
 import { SessionError } from '../common/errors';
 import { injectionProblems } from '../common/inject';
 import { policyProblems } from '../common/policy';
 import { sandboxSpecProblems } from '../common/sandbox-spec';
+import { SEARCH_ATTRIBUTES, startAttributes, startMemo } from '../common/search-attributes';
 import { toolNames } from '../common/tools';
 import type { Budgets, ModelSpec, SessionResult, SessionSpec, SessionState } from '../common/types';
 import type { ApprovalAnswer, BudgetAddition } from '../workflows/operator';
@@ -61,6 +63,8 @@ export class KeelClient {
     private readonly connection: Connection,
   ) {}
 
+  private searchableAnswer?: Promise<boolean>;
+
   /** Connect to Temporal (options, else `TEMPORAL_ADDRESS` / `TEMPORAL_NAMESPACE`, else localhost:7233 / default). */
   static async connect(opts: ConnectionOptions = {}): Promise<KeelClient> {
     const o = resolveConnectionOptions(opts);
@@ -79,14 +83,29 @@ export class KeelClient {
         args: [spec],
         // A session id is used once, even after the session ended.
         workflowIdReusePolicy: 'REJECT_DUPLICATE',
+        // Whose session it is and what it was asked, readable (describe, the Temporal UI) before its first event.
+        memo: startMemo(spec, spec.tenant ?? DEFAULT_TENANT),
+        ...((await this.searchable()) ? { typedSearchAttributes: startAttributes(spec, spec.tenant ?? DEFAULT_TENANT) } : {}),
       });
     } catch (err) {
       if (err instanceof WorkflowExecutionAlreadyStartedError) {
-        throw new SessionError(`session ${sessionId} already exists; pick another id`);
+        throw new SessionError(`session ${sessionId} already exists; pick another id`, 'conflict');
       }
       throw err;
     }
     return sessionId;
+  }
+
+  /**
+   * Whether the namespace has Keel's search attributes registered (asked once per client). Starting a
+   * workflow with an unregistered attribute is refused, so sessions carry them only where they exist.
+   */
+  private searchable(): Promise<boolean> {
+    this.searchableAnswer ??= this.connection.operatorService
+      .listSearchAttributes({ namespace: this.temporal.options.namespace })
+      .then((r) => SEARCH_ATTRIBUTES.every((k) => r.customAttributes?.[k.name] !== undefined))
+      .catch(() => false);
+    return this.searchableAnswer;
   }
 
   /** Add a user message; the model sees it on its next turn (a sleeping session wakes). */
@@ -196,7 +215,7 @@ export class KeelClient {
     try {
       await this.guard(sessionId, () => this.handle(sessionId).executeUpdate<void, [unknown]>(name, { args: [arg] }));
     } catch (err) {
-      if (err instanceof WorkflowUpdateFailedError) throw new SessionError(`${sessionId}: ${(err.cause as Error | undefined)?.message ?? err.message}`);
+      if (err instanceof WorkflowUpdateFailedError) throw new SessionError(`${sessionId}: ${(err.cause as Error | undefined)?.message ?? err.message}`, 'conflict');
       throw err;
     }
   }
@@ -212,7 +231,8 @@ export class KeelClient {
       if (err instanceof WorkflowNotFoundError) {
         // Signals and updates to a session that has ended are "not found" too: say which it is.
         const ended = await this.handle(sessionId).describe().then((d) => d.status.name, () => undefined);
-        throw new SessionError(ended && ended !== 'RUNNING' ? `session ${sessionId} has ended (${ended.toLowerCase()})` : `no session ${sessionId}`);
+        if (ended && ended !== 'RUNNING') throw new SessionError(`session ${sessionId} has ended (${ended.toLowerCase()})`, 'ended');
+        throw new SessionError(`no session ${sessionId}`, 'not_found');
       }
       throw err;
     }

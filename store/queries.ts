@@ -48,9 +48,11 @@ function toSession(r: RawSession): SessionRow {
   };
 }
 
-/** Most recent sessions first. @param opts.limit @default 20 */
-export async function listSessions(sql: Sql, opts: { limit?: number } = {}): Promise<SessionRow[]> {
-  const rows = await sql<RawSession[]>`select * from sessions order by created_at desc, id limit ${opts.limit ?? 20}`;
+/** Most recent sessions first; with `tenant`, only that tenant's. @param opts.limit @default 20 */
+export async function listSessions(sql: Sql, opts: { limit?: number; tenant?: string } = {}): Promise<SessionRow[]> {
+  const rows = await sql<RawSession[]>`
+    select * from sessions ${opts.tenant !== undefined ? sql`where tenant = ${opts.tenant}` : sql``}
+    order by created_at desc, id limit ${opts.limit ?? 20}`;
   return rows.map(toSession);
 }
 
@@ -67,18 +69,18 @@ const toEvent = (r: RawEvent): EventRow => ({ sessionId: r.session_id, seq: r.se
 
 /**
  * A session's events in `seq` order; with `afterSeq`, only those after it (for tailing), with
- * `throughSeq` none after that one, with `types` only those types.
+ * `throughSeq` none after that one, with `types` only those types, with `limit` the first that many.
  */
 export async function getEvents(
   sql: Sql,
   id: string,
-  opts: { afterSeq?: number; throughSeq?: number; types?: readonly EventType[] } = {},
+  opts: { afterSeq?: number; throughSeq?: number; types?: readonly EventType[]; limit?: number } = {},
 ): Promise<EventRow[]> {
   const rows = await sql<RawEvent[]>`
     select session_id, seq, type, at, data from events
     where session_id = ${id} and seq > ${opts.afterSeq ?? -2147483648} and seq <= ${opts.throughSeq ?? 2147483647}
       ${opts.types ? sql`and type in ${sql(opts.types)}` : sql``}
-    order by seq`;
+    order by seq ${opts.limit !== undefined ? sql`limit ${opts.limit}` : sql``}`;
   return rows.map(toEvent);
 }
 
@@ -115,4 +117,32 @@ export async function forksOf(sql: Sql, id: string): Promise<Array<{ sessionId: 
     where type = 'session.started' and data->'spec'->'fork'->>'from' = ${id}
     order by at`;
   return rows.map((r) => ({ sessionId: r.session_id, atStep: Number(r.at_step) }));
+}
+
+/** What a session has done so far, summed from its events (forked copies not counted as spent). */
+export interface SessionTotals {
+  /** Tool results recorded. */
+  steps: number;
+  inputTokens: number;
+  outputTokens: number;
+  /** The model spec `session.started` recorded (for its price), when it recorded one. */
+  model?: { model: string; price?: { inputPerMTok: number; outputPerMTok: number } };
+}
+
+/** Totals of each session in `ids`, in one read; sessions without events are absent. */
+export async function sessionTotals(sql: Sql, ids: readonly string[]): Promise<Map<string, SessionTotals>> {
+  const out = new Map<string, SessionTotals>();
+  if (ids.length === 0) return out;
+  const rows = await sql<{ session_id: string; steps: string; input: string; output: string; model: SessionTotals['model'] | null }[]>`
+    select session_id,
+      count(*) filter (where type = 'tool.result') as steps,
+      coalesce(sum((data->'usage'->>'inputTokens')::bigint) filter (where type = 'model.call' and data->'copiedFrom' is null), 0) as input,
+      coalesce(sum((data->'usage'->>'outputTokens')::bigint) filter (where type = 'model.call' and data->'copiedFrom' is null), 0) as output,
+      (array_agg(data->'spec'->'model') filter (where type = 'session.started'))[1] as model
+    from events where session_id in ${sql(ids)} and type in ('tool.result', 'model.call', 'session.started')
+    group by session_id`;
+  for (const r of rows) {
+    out.set(r.session_id, { steps: Number(r.steps), inputTokens: Number(r.input), outputTokens: Number(r.output), ...(r.model ? { model: r.model } : {}) });
+  }
+  return out;
 }
