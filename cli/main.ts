@@ -25,6 +25,7 @@ import { stopTracing } from '../telemetry/tracing';
 import { registerAudit } from './audit';
 import { registerServe } from './serve';
 import { runDiff } from './diff';
+import { registerEval } from './eval';
 import { printChecks, runDoctor } from './doctor';
 import { addOperatorRunOptions, operatorLines, operatorSpec, operatorView, registerOperator, type OperatorRunOptions } from './operator';
 import { connectClient, demoSpec, exitCodeFor, runSession, runSpec, withClient } from './sessions';
@@ -493,6 +494,7 @@ program
 
 registerAudit(program, config);
 registerOperator(program, config);
+registerEval(program, config);
 registerServe(program, config);
 
 export async function main(argv = process.argv): Promise<void> {

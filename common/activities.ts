@@ -97,3 +97,19 @@ export interface WebhookActivities {
   /** POST one signed webhook (common/webhooks.ts); retried with backoff on 5xx, 408, 429 and network errors. */
   deliverWebhook(input: WebhookDelivery): Promise<WebhookReceipt>;
 }
+
+/** What the eval workflow (workflows/eval.ts) reads about a rollout's session once it has ended. */
+export interface RolloutFacts {
+  /** The snapshot of its files after the last step that changed them (none: it changed nothing). */
+  lastSnapshot?: string;
+  contract?: RuntimeContract;
+  /** From its first recorded event to its last. */
+  wallMs: number;
+  /** Dollars for its model calls, when the model's price is known. */
+  costUsd?: number;
+}
+
+export interface EvalActivities {
+  /** Read an ended session's last snapshot, runtime contract, wall time and cost from the event log. */
+  rolloutFacts(input: { sessionId: string; model: ModelSpec }): Promise<RolloutFacts>;
+}

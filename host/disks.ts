@@ -11,7 +11,7 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, readFile, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -59,10 +59,13 @@ async function sh(cmd: string, args: string[]): Promise<void> {
  */
 export async function ensureDisk(dir: string, volume: string, sizeMb: number): Promise<string> {
   const { mount, image } = diskPaths(dir, volume);
-  if (await mounted(mount)) return mount;
+  if (await mounted(mount)) {
+    // A worker killed between the mount and the removal below left lost+found: remove it now.
+    await dropLostFound(mount);
+    return mount;
+  }
   try {
     await mkdir(mount, { recursive: true, mode: 0o700 });
-    let fresh = false;
     if (!existsSync(image)) {
       const tmp = `${image}.tmp`;
       const f = await open(tmp, 'w', 0o600);
@@ -71,11 +74,10 @@ export async function ensureDisk(dir: string, volume: string, sizeMb: number): P
       // No reserved blocks (-m 0): the sandbox user may fill all of it.
       await sh('mkfs.ext4', ['-q', '-F', '-m', '0', '-E', `root_owner=${OWNER}`, tmp]);
       await rename(tmp, image);
-      fresh = true;
     }
     await sh('mount', ['-o', 'loop,nosuid,nodev', image, mount]);
-    // Docker copies the image's /workspace only into an empty volume, and snapshots must not see it.
-    if (fresh) await rmdir(join(mount, 'lost+found')).catch(() => undefined);
+    // Also when the image was made by an earlier attempt: a worker killed between its rename and here left it.
+    await dropLostFound(mount);
   } catch (err) {
     const why = err instanceof Error ? err.message : String(err);
     throw new DiskError(
@@ -84,6 +86,17 @@ export async function ensureDisk(dir: string, volume: string, sizeMb: number): P
     );
   }
   return mount;
+}
+
+/**
+ * mkfs.ext4 makes lost+found, root's, mode 0700. Docker copies the image's /workspace only into an empty
+ * volume, snapshots must not see it, and the executor cannot empty /workspace for a restore while it is
+ * there. Only root's (mkfs's), and only empty: a lost+found the sandbox user made is theirs.
+ */
+async function dropLostFound(mount: string): Promise<void> {
+  const path = join(mount, 'lost+found');
+  const st = await lstat(path).catch(() => undefined);
+  if (st?.isDirectory() && st.uid === 0) await rmdir(path).catch(() => undefined);
 }
 
 /** Unmount and delete a disk (its loop device detaches itself). Idempotent. `mount` must be a disk of `dir`. */

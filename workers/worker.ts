@@ -7,6 +7,7 @@ import { Client } from '@temporalio/client';
 import { createHash } from 'node:crypto';
 import { bundleWorkflowCode, Worker, type NativeConnection, type WorkerInterceptors } from '@temporalio/worker';
 import type Docker from 'dockerode';
+import { createEvalActivities } from '../activities/eval';
 import { createModelActivities, resolveModelConfig } from '../activities/model';
 import { createSandboxActivities, HEARTBEAT_THROTTLE_MS } from '../activities/sandbox';
 import { createStoreActivities } from '../activities/store';
@@ -110,6 +111,7 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
       ...createModelActivities({ config: resolveModelConfig(config.env), sql, blobs: store.blobs }),
       ...createStoreActivities({ sql }),
       ...createWebhookActivities({ secret: config.webhookSecret }),
+      ...createEvalActivities({ sql }),
     };
     workers.push(
       await Worker.create({

@@ -112,8 +112,11 @@ export class SessionSandbox {
     return handle;
   }
 
-  /** Run a validated tool call, restoring the sandbox first if it was lost. */
-  async run(call: ToolCall, timeoutSec: number): Promise<ToolResult> {
+  /**
+   * Run a validated tool call, restoring the sandbox first if it was lost. `snapshot: false`
+   * (an eval's check) leaves the files unsnapshotted whatever the tool.
+   */
+  async run(call: ToolCall, timeoutSec: number, opts: { snapshot?: boolean } = {}): Promise<ToolResult> {
     for (let restores = 0; ; restores++) {
       const handle = this.handle ?? (await this.provision('resume'));
       try {
@@ -122,7 +125,7 @@ export class SessionSandbox {
           sessionId: this.sessionId,
           handle: { containerId: handle.containerId },
           call,
-          snapshot: SNAPSHOT_TOOLS.has(call.name) ? { parent: this.lastSnapshot } : undefined,
+          snapshot: opts.snapshot !== false && SNAPSHOT_TOOLS.has(call.name) ? { parent: this.lastSnapshot } : undefined,
         });
         if (result.snapshot) this.lastSnapshot = result.snapshot.id;
         return result;

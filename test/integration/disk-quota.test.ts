@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -13,7 +13,7 @@ import Docker from 'dockerode';
 import { createSandboxActivities } from '../../activities/sandbox';
 import type { SandboxActivities } from '../../common/activities';
 import type { SandboxHandle } from '../../common/types';
-import { defaultImageTag, diskPaths, ensureDisk, ensureImage, LABEL_DISK, listDisks, reapDisks, reapOrphans, SandboxRuntime, volumeName } from '../../host';
+import { defaultImageTag, diskPaths, ensureDisk, ensureImage, LABEL_DISK, listDisks, reapDisks, reapOrphans, removeDisk, SandboxRuntime, volumeName } from '../../host';
 import { scratchBlobs, testRuntime, uniqueId } from '../helpers/env';
 
 const docker = new Docker();
@@ -128,6 +128,27 @@ describe('/workspace disk quota', () => {
     // An ended session's sandbox goes with its disk through reapOrphans.
     await reapOrphans(docker, async (id) => id !== sessionId, { hostId: 'test-disk', diskDir });
     assert.ok(!(await listDisks(diskDir)).some((d) => d.volume === volumeName(sessionId)));
+  });
+
+  it("mkfs's lost+found is removed even when a killed worker left it behind; the sandbox user's own is kept", async (t) => {
+    const volume = `keel-ws-lostfound-${uniqueId('x')}`;
+    const mount = await ensureDisk(diskDir, volume, 64);
+    t.after(() => removeDisk(mount));
+    assert.ok(!existsSync(join(mount, 'lost+found')), 'a fresh disk has none');
+    // As a worker killed after the mount, before the removal, leaves it (root's, 0700).
+    mkdirSync(join(mount, 'lost+found'), { mode: 0o700 });
+    assert.equal(await ensureDisk(diskDir, volume, 64), mount);
+    assert.ok(!existsSync(join(mount, 'lost+found')), 'removed on the retry');
+    // And after an unmount (an image made by an earlier attempt is not fresh): still removed.
+    mkdirSync(join(mount, 'lost+found'), { mode: 0o700 });
+    execFileSync('umount', [mount]);
+    await ensureDisk(diskDir, volume, 64);
+    assert.ok(!existsSync(join(mount, 'lost+found')));
+    // One the sandbox user made (uid 1000) is theirs.
+    mkdirSync(join(mount, 'lost+found'));
+    chownSync(join(mount, 'lost+found'), 1000, 1000);
+    await ensureDisk(diskDir, volume, 64);
+    assert.ok(existsSync(join(mount, 'lost+found')));
   });
 
   it('refuses a size outside its bounds', async () => {

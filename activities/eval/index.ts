@@ -1,0 +1,2 @@
+/** The eval workflow's activities (workflows/eval.ts). */
+export { createEvalActivities, type EvalActivityDeps } from './activities';
