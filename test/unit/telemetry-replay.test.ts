@@ -35,6 +35,8 @@ for (const file of files) {
     const exporter = new InMemorySpanExporter();
     const processor = new SimpleSpanProcessor(exporter);
     const tracing = { processor, resource: new Resource({ 'service.name': 'replay' }), shutdown: async () => {} };
-    await Worker.runReplayHistory({ workflowBundle: await tracedBundle(), sinks: tracingSinks(tracing)! }, history, file);
+    // The recorded workflow id: an eval names its children after its own id.
+    const workflowId = history.events?.[0]?.workflowExecutionStartedEventAttributes?.workflowId || file;
+    await Worker.runReplayHistory({ workflowBundle: await tracedBundle(), sinks: tracingSinks(tracing)! }, history, workflowId);
   });
 }
