@@ -22,6 +22,7 @@ import { reapOnce } from '../workers/reaper';
 import { createWorkers } from '../workers/worker';
 import { registerAudit } from './audit';
 import { runDiff } from './diff';
+import { registerFiles, seedWorkspace } from './files';
 import { printChecks, runDoctor } from './doctor';
 import { addOperatorRunOptions, operatorLines, operatorSpec, operatorView, registerOperator, type OperatorRunOptions } from './operator';
 import { connectClient, demoSpec, exitCodeFor, runSession, runSpec, withClient } from './sessions';
@@ -56,10 +57,13 @@ addOperatorRunOptions(program
   .option('--idle-timeout <sec>', 'with --keep-alive: end after this many seconds without a message (default 7 days)')
   .option('--context-tokens <n>', "the model's context window in tokens (default: from the table in the README)")
   .option('--id <sessionId>', 'session id (default: generated)')
+  .option('--workspace <path>', "what /workspace starts with: a directory, a .tar/.tar.gz file, or a git repository (its tree at --ref, history included)")
+  .option('--ref <ref>', 'with a git repository as --workspace: the branch, tag or commit to check out (default HEAD)')
   .option('--detach', 'print the session id and return at once (needs a running `keel worker`)')
   .option('--json', 'print one JSON object instead of progress')
   .option('--no-worker', 'do not run a worker in this process (a `keel worker` must be running)'))
   .action(async (task: string, o: Record<string, string | boolean | undefined>) => {
+    if (o.ref !== undefined && o.workspace === undefined) throw new SessionError('--ref picks a commit of the --workspace git repository; give --workspace too');
     const { price, ...operator } = operatorSpec(o as OperatorRunOptions);
     const base = runSpec(task, {
       model: o.model as string | undefined,
@@ -71,6 +75,11 @@ addOperatorRunOptions(program
       contextTokens: o.contextTokens as string | undefined,
     });
     const spec: SessionSpec = { ...base, ...operator, model: { ...base.model, ...(price ? { price } : {}) } };
+    if (typeof o.workspace === 'string') {
+      const workspace = await seedWorkspace(config(), o.workspace, o.ref as string | undefined);
+      spec.workspace = workspace;
+      if (!o.json) print(`workspace: ${workspace.source} stored as snapshot ${workspace.snapshot.slice(0, 12)} (${workspace.files} files, ${workspace.bytes} bytes)`);
+    }
     process.exitCode = await runSession(config(), spec, {
       json: Boolean(o.json),
       worker: Boolean(o.worker),
@@ -119,6 +128,7 @@ program
         ...(o.message ? { messages: [o.message as string] } : {}),
       } as SessionSpec;
       delete spec.keepAlive;
+      delete spec.workspace; // the fork's files are the original's at the fork point (seed included)
     } finally {
       await sql.end({ timeout: 2 });
     }
@@ -303,6 +313,8 @@ program
       await sql.end({ timeout: 2 });
     }
   });
+
+registerFiles(program, config);
 
 program
   .command('wait')

@@ -247,6 +247,14 @@ export function validateSpec(spec: SessionSpec): void {
       if (!(Number.isInteger(f[field]) && f[field] > 0)) throw new SessionError(`fork.${field} must be a positive integer`);
     }
   }
+  if (spec.workspace !== undefined) {
+    const w = spec.workspace;
+    if (typeof w?.snapshot !== 'string' || !/^[0-9a-f]{64}$/.test(w.snapshot)) throw new SessionError('workspace.snapshot must be a snapshot id (64 lowercase hex digits) stored with prepareWorkspace');
+    for (const field of ['files', 'bytes'] as const) {
+      if (!(Number.isInteger(w[field]) && w[field] >= 0)) throw new SessionError(`workspace.${field} must be a whole number`);
+    }
+    if (spec.fork !== undefined) throw new SessionError('a fork starts from the files of the session it forks: give workspace or fork, not both');
+  }
   const operator = [...policyProblems(spec.policy, toolNames), ...budgetProblems(spec.budgets, 'budgets'), ...injectionProblems(spec.inject, toolNames)];
   if (spec.model.price !== undefined) {
     const p = spec.model.price;
