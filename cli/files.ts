@@ -5,20 +5,15 @@ import type { WorkspaceSeed } from '../common/types';
 import { getEvents } from '../store';
 import type { KeelConfig } from '../workers/config';
 import { connectDatabase, openBlobStore } from '../workers/services';
-import { prepareWorkspace, workspaceAt, workspaceGitDiff, writeWorkspaceDir, writeWorkspaceTar, type SeedSource } from '../workspace';
+import { uploadWorkspace } from '../client/workspace';
+import { workspaceAt, workspaceGitDiff, writeWorkspaceDir, writeWorkspaceTar } from '../workspace';
 import { print, printJson } from './terminal';
-
-function describeSource(s: SeedSource): string {
-  if (s.kind === 'git') return `git ${s.path} ${s.ref ?? 'HEAD'} (${s.commit?.slice(0, 12)}${s.branch ? ` on ${s.branch}` : ', detached'})`;
-  return `${s.kind} ${s.path}`;
-}
 
 /** Store `path` in the blob store the sandbox hosts read, as the seed of a session. */
 export async function seedWorkspace(cfg: KeelConfig, path: string, ref?: string): Promise<WorkspaceSeed & { source: string }> {
   const store = openBlobStore(cfg);
   try {
-    const seed = await prepareWorkspace(path, store.blobs, ref === undefined ? {} : { ref });
-    return { snapshot: seed.snapshot, files: seed.files, bytes: seed.bytes, uploadedBytes: seed.uploadedBytes, source: describeSource(seed.source) };
+    return await uploadWorkspace(path, store.blobs, ref === undefined ? {} : { ref });
   } finally {
     store.close();
   }

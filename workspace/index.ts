@@ -4,6 +4,6 @@
  * it back from the snapshots after any step. Node-side code (fs, git); used by the
  * CLI and `keel/client/workspace`.
  */
-export { prepareWorkspace, extractTar, type PrepareOptions, type SeedSource } from './sources';
+export { describeSource, prepareWorkspace, extractTar, type PrepareOptions, type SeedSource } from './sources';
 export { storeDirectory, WorkspaceError, type SeedSnapshot } from './tree';
 export { workspaceAt, workspaceGitDiff, writeWorkspaceDir, writeWorkspaceTar, type WorkspacePoint } from './export';

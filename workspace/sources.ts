@@ -27,6 +27,12 @@ export interface SeedSource {
   branch?: string;
 }
 
+/** A short description of a seed's source, for people (`WorkspaceSeed.source`). */
+export function describeSource(s: SeedSource): string {
+  if (s.kind === 'git') return `git ${s.path} ${s.ref ?? 'HEAD'} (${s.commit?.slice(0, 12)}${s.branch ? ` on ${s.branch}` : ', detached'})`;
+  return `${s.kind} ${s.path}`;
+}
+
 export interface PrepareOptions {
   /** For a git repository: the commit to take. @default HEAD */
   ref?: string;

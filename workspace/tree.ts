@@ -85,6 +85,7 @@ export async function storeDirectory(dir: string, blobs: BlobStore, label = dir)
   let bytes = 0;
   let uploadedBytes = 0;
   const objects = new Map<string, string>();
+  const shas = new Set<string>();
 
   const walk = async (abs: string, rel: string): Promise<string> => {
     const kids: Kid[] = [];
@@ -118,6 +119,7 @@ export async function storeDirectory(dir: string, blobs: BlobStore, label = dir)
           sha = h.digest('hex');
           uploadedBytes += await blobs.put(sha, createReadStream(path) as AsyncIterable<Buffer>);
         }
+        shas.add(sha);
         files++;
         bytes += size;
         kids.push({ name, type: 'file', mode, size, sha });
@@ -141,6 +143,10 @@ export async function storeDirectory(dir: string, blobs: BlobStore, label = dir)
     { path: '/home/keel', mode: 0o755, tree: sha256(home) },
   ]);
   const snapshot = sha256(root);
+  // Blobs the store had already are marked in use: garbage collection must not take them before the
+  // session's first event names the seed (its grace period covers the time in between).
+  await blobs.keep([...shas, ...objects.keys()]);
   await blobs.putManifest(snapshot, root);
+  await blobs.keep([snapshot]);
   return { snapshot, files, bytes, uploadedBytes };
 }
