@@ -16,7 +16,7 @@ import { APPROVAL_UPDATE, BUDGET_UPDATE, CANCEL_SIGNAL, CLOSE_SIGNAL, MESSAGE_SI
 import { SessionError } from '../common/errors';
 import { injectionProblems } from '../common/inject';
 import { policyProblems } from '../common/policy';
-import { sandboxSpecProblems } from '../common/sandbox-spec';
+import { sandboxLimits, sandboxSpecProblems } from '../common/sandbox-spec';
 import { toolNames } from '../common/tools';
 import type { Budgets, ModelSpec, SessionResult, SessionSpec, SessionState } from '../common/types';
 import type { ApprovalAnswer, BudgetAddition } from '../workflows/operator';
@@ -254,6 +254,8 @@ export function validateSpec(spec: SessionSpec): void {
       if (!(Number.isInteger(w[field]) && w[field] >= 0)) throw new SessionError(`workspace.${field} must be a whole number`);
     }
     if (spec.fork !== undefined) throw new SessionError('a fork starts from the files of the session it forks: give workspace or fork, not both');
+    const diskMb = sandboxLimits(spec.sandbox).diskMb;
+    if (w.bytes > diskMb * 1024 * 1024) throw new SessionError(`the workspace holds ${w.bytes} bytes, more than the sandbox's ${diskMb} MiB /workspace; raise sandbox.diskMb`);
   }
   const operator = [...policyProblems(spec.policy, toolNames), ...budgetProblems(spec.budgets, 'budgets'), ...injectionProblems(spec.inject, toolNames)];
   if (spec.model.price !== undefined) {
