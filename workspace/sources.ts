@@ -143,7 +143,12 @@ export async function extractTar(file: string, dir: string, label: string): Prom
       }
       const target = join(dir, ...parts);
       await noSymlinkOnTheWay(dir, parts.slice(0, -1), label, raw);
-      if (await lstat(target).then(() => true, () => false)) throw new WorkspaceError(`${label}: tar entry ${JSON.stringify(raw)} appears twice`);
+      const existing = await lstat(target).catch(() => undefined);
+      if (existing?.isDirectory() && header.type === 'directory') {
+        dirModes.push([target, mode | 0o700]); // made earlier as the parent of an entry listed before it
+        return;
+      }
+      if (existing) throw new WorkspaceError(`${label}: tar entry ${JSON.stringify(raw)} appears twice`);
       switch (header.type) {
         case 'directory':
           await mkdir(target, { recursive: false, mode: 0o700 }).catch(async (e: NodeJS.ErrnoException) => {
