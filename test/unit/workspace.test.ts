@@ -14,6 +14,7 @@ import { pack } from 'tar-stream';
 import { DirBlobStore } from '../../blobs';
 import type { EventRow } from '../../common/events';
 import { readManifest } from '../../common/manifest';
+import { planFork } from '../../inspect';
 import { prepareWorkspace, workspaceAt, workspaceGitDiff, writeWorkspaceDir, writeWorkspaceTar, WorkspaceError } from '../../workspace';
 import { rootText, treeText } from '../../workspace/tree';
 
@@ -146,4 +147,7 @@ test('the snapshot after a step: seed at 0, the last before the next model call,
   assert.equal(workspaceAt('s', events).snapshot, 'one');
   assert.throws(() => workspaceAt('s', events, 4), /session s has 3 steps; --step takes 0 \(the seed\) to 3/);
   assert.throws(() => workspaceAt('s', events, -1), /--step takes 0/);
+  // A fork of a seeded session at a step before any change starts from the seed.
+  const early = [...events.slice(0, 3), ev(4, 'tool.result', { step: 1, callId: 'a', name: 'shell', ok: true, output: '' })];
+  assert.equal(planFork('s', early, 1).snapshot, 'seed');
 });
