@@ -14,4 +14,5 @@ export { rerunSession, runRecordedCall, type RerunOptions, type RerunReport, typ
 export { NORMALISATION, type Difference, type RerunClass } from './rerun-compare';
 export { recordedCalls, type RecordedCall } from './rerun-plan';
 export { replayScript, replaySessionModel, type ReplayOptions, type ReplayReport, type ReplayStep } from './rerun-replay';
+export { replayLive, verifyLive, type LiveServices } from './live';
 export { liveEvidence, verifySession, type Evidence, type Finding, type VerifyReport } from './verify';

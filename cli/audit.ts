@@ -3,9 +3,9 @@
  * from the live services or from an offline bundle.
  */
 import type { Command } from 'commander';
-import { liveEvidence, loadHistories, readBundle, replaySession, verifySession, writeBundle, type VerifyReport } from '../audit';
+import { loadHistories, readBundle, replayLive, verifyLive, verifySession, writeBundle, type VerifyReport } from '../audit';
 import { SessionError } from '../common/errors';
-import { getChainedEvents, getSession, type Sql } from '../store';
+import { getChainedEvents, type Sql } from '../store';
 import type { KeelConfig } from '../workers/config';
 import { connectDatabase, openBlobStore } from '../workers/services';
 import { runRerun, type RerunCliOptions } from './rerun';
@@ -72,11 +72,7 @@ export function registerAudit(program: Command, config: () => KeelConfig): void 
         });
       } else {
         if (!id) throw new SessionError('say which session to verify, or give --bundle <file>');
-        report = await withLive(config(), async ({ sql, client, blobs }) => {
-          if (!(await getSession(sql, id)) && (await getChainedEvents(sql, id)).length === 0) throw new SessionError(`no session ${id} in the event log`);
-          const histories = await loadHistories(sql, client?.temporal, blobs, id);
-          return verifySession(liveEvidence({ sessionId: id, events: await getChainedEvents(sql, id), ...(histories ? { histories: histories.runs } : {}), blobs }));
-        });
+        report = await withLive(config(), ({ sql, client, blobs }) => verifyLive({ sql, blobs, ...(client ? { temporal: client.temporal } : {}) }, id));
       }
       if (o.json) printJson(report);
       else printReport(report);
@@ -97,12 +93,7 @@ export function registerAudit(program: Command, config: () => KeelConfig): void 
         const ids = id ? [id] : await sessionsSince(sql, o.since, Boolean(o.running));
         const outcomes = [];
         for (const sid of ids) {
-          const histories = await loadHistories(sql, client?.temporal, blobs, sid);
-          if (!histories) {
-            outcomes.push({ sessionId: sid, runs: 0, ok: false, failure: { runId: '', message: 'no history: Temporal and the archive both lack it' } });
-          } else {
-            outcomes.push(await replaySession(sid, histories.runs));
-          }
+          outcomes.push(await replayLive({ sql, blobs, ...(client ? { temporal: client.temporal } : {}) }, sid));
           const last = outcomes[outcomes.length - 1];
           if (!o.json && last) print(last.ok ? `OK   ${sid} (${last.runs} run${last.runs === 1 ? '' : 's'})` : `FAIL ${sid}: ${last.failure?.message}`);
         }

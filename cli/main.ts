@@ -10,7 +10,7 @@ import type { KeelClient } from '../client';
 import { ServiceError, SessionError } from '../common/errors';
 import type { SessionSpec, SessionState, SessionStatus } from '../common/types';
 import { bundleBlobs, collectGarbage, readBundle } from '../audit';
-import { planFork, reconcileLive, reconcileSession } from '../inspect';
+import { forkSpec, reconcileLive, reconcileSession } from '../inspect';
 import { defaultImageTag, ensureImage } from '../host/image';
 import { stepsOf } from '../inspect';
 import { connect, forksOf, getEvents, getSession, listSessions, migrate, toolResultOf } from '../store';
@@ -19,8 +19,10 @@ import { devServerFiles, resolveTemporalCli, startDevServer, waitForPort } from 
 import { connectDatabase, connectDocker, openBlobStore, redactUrl } from '../workers/services';
 import { installLogger } from '../workers/logging';
 import { reapOnce } from '../workers/reaper';
+import { exitGracefully } from '../workers/signals';
 import { createWorkers } from '../workers/worker';
 import { registerAudit } from './audit';
+import { registerServe } from './serve';
 import { runDiff } from './diff';
 import { registerFiles, seedWorkspace } from './files';
 import { printChecks, runDoctor } from './doctor';
@@ -56,6 +58,7 @@ addOperatorRunOptions(program
   .option('--keep-alive', 'when the model is done, wait for the next message instead of ending (until `keel close`)')
   .option('--idle-timeout <sec>', 'with --keep-alive: end after this many seconds without a message (default 7 days)')
   .option('--context-tokens <n>', "the model's context window in tokens (default: from the table in the README)")
+  .option('--allow-net <host[:ports]>', 'let the sandbox reach this host (example.com, *.example.com; ports 443 unless given: host:80,443) through the egress proxy; repeat for more', (v: string, all: string[]) => [...all, v], [] as string[])
   .option('--id <sessionId>', 'session id (default: generated)')
   .option('--workspace <path>', "what /workspace starts with: a directory, a .tar/.tar.gz file, or a git repository (its tree at --ref, history included)")
   .option('--ref <ref>', 'with a git repository as --workspace: the branch, tag or commit to check out (default HEAD)')
@@ -73,6 +76,7 @@ addOperatorRunOptions(program
       keepAlive: Boolean(o.keepAlive),
       idleTimeout: o.idleTimeout as string | undefined,
       contextTokens: o.contextTokens as string | undefined,
+      allowNet: o.allowNet as unknown as string[],
     });
     const spec: SessionSpec = { ...base, ...operator, model: { ...base.model, ...(price ? { price } : {}) } };
     if (typeof o.workspace === 'string') {
@@ -108,27 +112,9 @@ program
     try {
       const events = await getEvents(sql, from);
       const started = events.find((e) => e.type === 'session.started');
-      if (!started || started.type !== 'session.started') throw new SessionError(`no session ${from} in the event log`);
-      let fork;
-      try {
-        fork = planFork(from, events, Number(o.at));
-      } catch (err) {
-        throw new SessionError((err as Error).message);
-      }
-      const original = started.data.spec;
-      const overridden = Boolean(o.model || o.script);
-      if (!original && !overridden) throw new SessionError(`session ${from} recorded no spec (it predates forks): give --model or --script`);
-      const model = overridden
-        ? runSpec(original?.task ?? started.data.task, { model: o.model as string | undefined, script: o.script as string | undefined, baseUrl: o.baseUrl as string | undefined }).model
-        : (original as SessionSpec).model;
-      spec = {
-        ...(original ?? { task: started.data.task }),
-        model,
-        fork: { ...fork, ...(overridden ? { modelTurnOffset: fork.atStep } : {}) },
-        ...(o.message ? { messages: [o.message as string] } : {}),
-      } as SessionSpec;
-      delete spec.keepAlive;
-      delete spec.workspace; // the fork's files are the original's at the fork point (seed included)
+      const task = started?.type === 'session.started' ? (started.data.spec?.task ?? started.data.task) : '';
+      const model = o.model || o.script ? runSpec(task, { model: o.model as string | undefined, script: o.script as string | undefined, baseUrl: o.baseUrl as string | undefined }).model : undefined;
+      spec = forkSpec(from, events, { atStep: Number(o.at), ...(o.message ? { message: o.message as string } : {}), ...(model ? { model } : {}) });
     } finally {
       await sql.end({ timeout: 2 });
     }
@@ -142,7 +128,7 @@ program
   .action(async (o: { role?: string }) => {
     const cfg = loadConfig({ ...process.env, ...(o.role ? { KEEL_WORKER_ROLE: o.role } : {}) });
     const workers = await createWorkers(cfg);
-    for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void workers.shutdown());
+    exitGracefully(workers, cfg.shutdownGraceSec);
     print(`keel worker (${cfg.workerRole}) polling ${cfg.temporalAddress}${workers.hostQueue ? `; host queue ${workers.hostQueue}` : ''}`);
     await workers.run();
   });
@@ -513,6 +499,7 @@ program
 
 registerAudit(program, config);
 registerOperator(program, config);
+registerServe(program, config);
 
 export async function main(argv = process.argv): Promise<void> {
   // The SDK's own logs would drown the progress output (a retried activity logs a warning with its

@@ -9,7 +9,7 @@ import { languageModelFor } from '../activities/model/providers';
 import { KeelClient, parseModel } from '../client';
 import { SessionError } from '../common/errors';
 import type { EventRow } from '../common/events';
-import type { ScriptTurn, SessionResult, SessionSpec, SessionStatus } from '../common/types';
+import type { EgressRule, ScriptTurn, SessionResult, SessionSpec, SessionStatus } from '../common/types';
 import { follow, stepsOf } from '../inspect';
 import { getEvents, type Sql } from '../store';
 import type { KeelConfig } from '../workers/config';
@@ -35,7 +35,16 @@ export function demoSpec(): SessionSpec {
 
 export function runSpec(
   task: string,
-  opts: { model?: string; script?: string; baseUrl?: string; maxSteps?: string; keepAlive?: boolean; idleTimeout?: string; contextTokens?: string },
+  opts: {
+    model?: string;
+    script?: string;
+    baseUrl?: string;
+    maxSteps?: string;
+    keepAlive?: boolean;
+    idleTimeout?: string;
+    contextTokens?: string;
+    allowNet?: string[];
+  },
 ): SessionSpec {
   let model: SessionSpec['model'];
   if (opts.script) {
@@ -62,7 +71,18 @@ export function runSpec(
     ...(maxSteps !== undefined ? { maxSteps } : {}),
     ...(opts.keepAlive ? { keepAlive: true } : {}),
     ...(idleTimeoutSec !== undefined ? { idleTimeoutSec } : {}),
+    ...(opts.allowNet?.length ? { sandbox: { network: { allow: opts.allowNet.map(egressRule) } } } : {}),
   };
+}
+
+/**
+ * `--allow-net host[:port[,port…]]` as an allow entry. Only the shape is read here: the client checks the
+ * spec (common/sandbox-spec.ts) and says what is wrong with a name or a port.
+ */
+export function egressRule(text: string): EgressRule {
+  const colon = text.lastIndexOf(':');
+  if (colon < 0) return { host: text };
+  return { host: text.slice(0, colon), ports: text.slice(colon + 1).split(',').map((p) => (/^\d+$/.test(p) ? Number(p) : Number.NaN)) };
 }
 
 /** Start a session and, unless detached, follow it to the end. Returns the process exit code. */
@@ -204,7 +224,7 @@ export async function withClient<T>(config: KeelConfig, fn: (client: KeelClient)
 }
 
 /** Prints each tool step as its result is recorded, with the arguments of its call. */
-function progressPrinter(json: boolean): (e: EventRow) => void {
+export function progressPrinter(json: boolean): (e: EventRow) => void {
   const calls = new Map<string, EventRow>();
   return (e) => {
     // A fork's copy of its original's transcript was shown when the original ran.

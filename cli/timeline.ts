@@ -63,6 +63,11 @@ function detail(e: EventRow): string {
       return `generation ${e.data.generation} on ${e.data.hostId} from snapshot ${(e.data.snapshot ?? 'none').slice(0, 12)}`;
     case 'message.user':
       return oneLine(e.data.text, 80);
+    case 'network.refused': {
+      const d = e.data;
+      const where = d.address ? ` (resolves to ${d.address})` : '';
+      return `${oneLine(d.host, 80)}:${d.port} ${d.reason}${where}${d.count > 1 ? ` ×${d.count}` : ''} ${d.callId ? `after call ${d.callId}` : 'when the sandbox was released'}${d.dropped ? `; ${d.dropped} more not listed` : ''}`;
+    }
     case 'session.status':
       return `${e.data.status}${e.data.reason ? `: ${e.data.reason}` : ''}`;
     case 'session.error':

@@ -13,6 +13,7 @@
 import { randomBytes } from 'node:crypto';
 import { Client, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, WorkflowUpdateFailedError, type Connection } from '@temporalio/client';
 import { APPROVAL_UPDATE, BUDGET_UPDATE, CANCEL_SIGNAL, CLOSE_SIGNAL, MESSAGE_SIGNAL, SESSION_QUEUE, STATUS_QUERY } from '../common/constants';
+import { DEFAULT_TENANT } from '../common/defaults';
 import { SessionError } from '../common/errors';
 import { injectionProblems } from '../common/inject';
 import { policyProblems } from '../common/policy';
@@ -79,10 +80,12 @@ export class KeelClient {
         args: [spec],
         // A session id is used once, even after the session ended.
         workflowIdReusePolicy: 'REJECT_DUPLICATE',
+        // Whose session it is, readable (describe) before the session has recorded its first event.
+        memo: { tenant: spec.tenant ?? DEFAULT_TENANT },
       });
     } catch (err) {
       if (err instanceof WorkflowExecutionAlreadyStartedError) {
-        throw new SessionError(`session ${sessionId} already exists; pick another id`);
+        throw new SessionError(`session ${sessionId} already exists; pick another id`, 'conflict');
       }
       throw err;
     }
@@ -196,7 +199,7 @@ export class KeelClient {
     try {
       await this.guard(sessionId, () => this.handle(sessionId).executeUpdate<void, [unknown]>(name, { args: [arg] }));
     } catch (err) {
-      if (err instanceof WorkflowUpdateFailedError) throw new SessionError(`${sessionId}: ${(err.cause as Error | undefined)?.message ?? err.message}`);
+      if (err instanceof WorkflowUpdateFailedError) throw new SessionError(`${sessionId}: ${(err.cause as Error | undefined)?.message ?? err.message}`, 'conflict');
       throw err;
     }
   }
@@ -212,7 +215,8 @@ export class KeelClient {
       if (err instanceof WorkflowNotFoundError) {
         // Signals and updates to a session that has ended are "not found" too: say which it is.
         const ended = await this.handle(sessionId).describe().then((d) => d.status.name, () => undefined);
-        throw new SessionError(ended && ended !== 'RUNNING' ? `session ${sessionId} has ended (${ended.toLowerCase()})` : `no session ${sessionId}`);
+        if (ended && ended !== 'RUNNING') throw new SessionError(`session ${sessionId} has ended (${ended.toLowerCase()})`, 'ended');
+        throw new SessionError(`no session ${sessionId}`, 'not_found');
       }
       throw err;
     }

@@ -4,7 +4,7 @@
  * depend on types only, never on activity code, and a factory cannot drift from it.
  */
 import type { ChainHead, SessionEvent } from './events';
-import type { ContextWindow, Message, ModelSpec, ModelTurn, RuntimeContract, SandboxHandle, SandboxSpec, SnapshotInfo, ToolCall, ToolResult } from './types';
+import type { ContextWindow, Message, ModelSpec, ModelTurn, NetworkReport, RuntimeContract, SandboxHandle, SandboxSpec, SnapshotInfo, ToolCall, ToolResult } from './types';
 
 /** Which container a call goes to: all a host needs once the call is on its queue (history carries it per call). */
 export type ContainerRef = Pick<SandboxHandle, 'containerId'>;
@@ -23,8 +23,11 @@ export interface SandboxActivities {
   runTool(input: { sessionId: string; handle: ContainerRef; call: ToolCall; snapshot?: { parent?: string } }): Promise<ToolResult>;
   /** Snapshot the sandbox now; null when nothing changed since `parent`. */
   snapshotSandbox(input: { sessionId: string; handle: ContainerRef; parent?: string }): Promise<SnapshotInfo | null>;
-  /** Remove the session's containers and volumes (only generations below `belowGeneration` when given). Idempotent. */
-  destroySandbox(input: { sessionId: string; belowGeneration?: number }): Promise<{ removed: boolean }>;
+  /**
+   * Remove the session's containers and volumes (only generations below `belowGeneration` when given). Idempotent.
+   * Removing them all also removes a networked session's proxy, after collecting what it refused since the last call.
+   */
+  destroySandbox(input: { sessionId: string; belowGeneration?: number }): Promise<{ removed: boolean; network?: NetworkReport }>;
 }
 
 /** One model call. Sessions built from the event log send `window` and `turn`; older ones send `system` and `messages`. */

@@ -42,6 +42,8 @@ export const DEFAULT_SANDBOX_RUNTIME = 'runc';
 /** Where clients and workers find Temporal when nothing else is said. */
 export const DEFAULT_TEMPORAL_ADDRESS = 'localhost:7233';
 export const DEFAULT_TEMPORAL_NAMESPACE = 'default';
+/** The tenant of a session whose spec names none. */
+export const DEFAULT_TENANT = 'default';
 
 /** Content up to this many bytes (tool output, model text, tool arguments) stays inline in workflow history and events. */
 export const INLINE_CONTENT_BYTES = 1024;

@@ -17,9 +17,22 @@ export class ServiceError extends Error {
   }
 }
 
+/**
+ * Why a request was refused, for callers that answer differently (the HTTP API's status codes):
+ * `invalid` bad input, `not_found` no such session (or call), `conflict` the session exists or is
+ * not in a state that allows it, `ended` the session has ended.
+ */
+export type SessionErrorCode = 'invalid' | 'not_found' | 'conflict' | 'ended';
+
 /** A request Keel refuses: unknown session, duplicate id, bad spec. */
 export class SessionError extends Error {
   override name = 'SessionError';
+  constructor(
+    message: string,
+    readonly code: SessionErrorCode = 'invalid',
+  ) {
+    super(message);
+  }
 }
 
 /** The first line of an error's reason, with its code, for one-line messages. */

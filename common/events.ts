@@ -10,6 +10,7 @@ import type {
   Budgets,
   ContentRef,
   ModelTurn,
+  NetworkRefusal,
   RuntimeContract,
   SandboxRuntimeInfo,
   SessionResult,
@@ -57,6 +58,12 @@ export interface EventPayloads {
   'tool.call': Copied & { step: number; callId: string; name: string; input: unknown; inputRef?: ContentRef };
   'tool.result': Copied & { step: number } & ToolResult;
   'message.user': Copied & { text: string };
+  /**
+   * Connections the session's egress proxy refused, reported after tool call `callId` (made by it, or by
+   * something still running from before), or, without `callId`, when the sandbox was released (suspend,
+   * teardown). `dropped` (on the last of a report): more refusals, only counted.
+   */
+  'network.refused': { step: number; callId?: string; dropped?: number } & NetworkRefusal;
   'session.error': { message: string; type?: string };
   /** A call the policy says a person must approve; the session waits for `approval.decided`. */
   'approval.requested': { step: number; callId: string; tool: string; input: unknown; rule?: PolicyRule; reason?: string; timeoutSec: number };

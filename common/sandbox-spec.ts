@@ -5,7 +5,15 @@
  * creates a container. Pure code: safe for workflows.
  */
 import { SANDBOX_DEFAULTS } from './defaults';
-import type { SandboxSpec } from './types';
+import type { EgressRule, NetworkSpec, SandboxSpec } from './types';
+
+/** Ports an allow entry gets when it names none. */
+export const DEFAULT_EGRESS_PORTS: readonly number[] = [443];
+/** Most allow entries, and ports per entry, a session may ask for. */
+const MAX_ALLOW = 64;
+const MAX_PORTS = 16;
+/** A DNS name of letters, digits and hyphens, optionally `*.` in front (every name under it). */
+const HOST_NAME = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 const BOUNDS = {
   memoryMb: [64, 65536],
@@ -36,7 +44,41 @@ export function sandboxSpecProblems(spec: SandboxSpec | undefined): string[] {
   if (spec.runtime !== undefined && (typeof spec.runtime !== 'string' || !RUNTIME_NAME.test(spec.runtime))) {
     problems.push(`sandbox.runtime must be a Docker runtime name such as runc or runsc, not ${JSON.stringify(spec.runtime)}`);
   }
+  if (spec.network !== undefined) problems.push(...networkProblems(spec.network));
   return problems;
+}
+
+function networkProblems(network: unknown): string[] {
+  const allow = (network as Partial<NetworkSpec> | null)?.allow;
+  if (!Array.isArray(allow) || allow.length === 0 || allow.length > MAX_ALLOW) {
+    return [`sandbox.network.allow must list 1 to ${MAX_ALLOW} destinations ({ host, ports? }); leave sandbox.network out for no network`];
+  }
+  const problems: string[] = [];
+  allow.forEach((rule: unknown, i) => {
+    const where = `sandbox.network.allow[${i}]`;
+    const { host, ports } = (rule ?? {}) as Partial<Record<keyof EgressRule, unknown>>;
+    if (typeof host !== 'string' || host.length > 253 || !HOST_NAME.test(host.toLowerCase())) {
+      problems.push(`${where}.host must be a host name such as example.com or *.example.com, not ${JSON.stringify(host)}`);
+    } else if (/^(\*\.)?[\d.]+$/.test(host)) {
+      problems.push(`${where}.host must be a name, not an IP address (${host}): the proxy checks names and refuses address literals`);
+    }
+    if (ports === undefined) return;
+    if (!Array.isArray(ports) || ports.length === 0 || ports.length > MAX_PORTS || !ports.every((p) => Number.isInteger(p) && p >= 1 && p <= 65535)) {
+      problems.push(`${where}.ports must list 1 to ${MAX_PORTS} port numbers from 1 to 65535, not ${JSON.stringify(ports)}`);
+    }
+  });
+  return problems;
+}
+
+/** A valid spec's allowlist as the proxy applies it (lower-case names, default ports); empty when it has no network. */
+export function egressRules(spec: SandboxSpec | undefined): Array<Required<EgressRule>> {
+  return (spec?.network?.allow ?? []).map((r) => ({ host: r.host.toLowerCase(), ports: [...(r.ports ?? DEFAULT_EGRESS_PORTS)] }));
+}
+
+/** The network policy in one line, for the runtime contract: `none`, or `egress proxy: example.com:443, …`. */
+export function networkPolicy(spec: SandboxSpec | undefined): string {
+  const rules = egressRules(spec);
+  return rules.length ? `egress proxy: ${rules.map((r) => `${r.host}:${r.ports.join(',')}`).join(' ')}` : 'none';
 }
 
 /** A spec's resource limits and timings, each field given or its default. */

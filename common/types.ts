@@ -64,6 +64,42 @@ export interface SandboxSpec {
   runtime?: string;
   /** Size of /workspace, a filesystem of its own (MiB): a command that fills it gets ENOSPC, the host's disk is untouched. @default 2048 */
   diskMb?: number;
+  /**
+   * Let the sandbox reach these hosts, and nothing else, through Keel's egress proxy (common/sandbox-spec.ts
+   * checks it). Such a session gets a Docker network of its own and never a warm-pool container.
+   * @default no network at all
+   */
+  network?: NetworkSpec;
+}
+
+/** A session's egress allowlist. */
+export interface NetworkSpec {
+  allow: EgressRule[];
+}
+
+/** One allowed destination: a host name (`example.com`, or `*.example.com` for every name under it) and its ports. */
+export interface EgressRule {
+  host: string;
+  /** @default [443] */
+  ports?: number[];
+}
+
+/** A connection the egress proxy refused: counted per host, port and reason since the last report. */
+export interface NetworkRefusal {
+  /** The name (or address) asked for, reduced to host-name characters. */
+  host: string;
+  port: number;
+  /**
+   * `not-allowed` (not on the allowlist), `address-literal` (an IP address, not a name),
+   * `private-address` (the name resolves to a private, loopback, link-local or other non-public address),
+   * `dns-failed`, `bad-request` (not a proxy request).
+   */
+  reason: string;
+  /** The address that made a `private-address` refusal. */
+  address?: string;
+  count: number;
+  /** When the first of them was refused (ISO 8601). */
+  at: string;
 }
 
 /** Everything needed to start a session. The workflow id is the session id. */
@@ -165,6 +201,18 @@ export interface ToolResult {
   snapshot?: SnapshotInfo;
   /** A deliberate fault (`SessionSpec.inject`) made this result; the call did not run. */
   injected?: FaultInjection['rules'][number]['fault'];
+  /**
+   * Connections the egress proxy refused since the previous report (networked sessions). The workflow records
+   * them as `network.refused` events, not in the result.
+   */
+  network?: NetworkReport;
+}
+
+/** What an egress proxy refused since its last report. */
+export interface NetworkReport {
+  refused: NetworkRefusal[];
+  /** Refusals past the report's limit, only counted. */
+  dropped: number;
 }
 
 /**

@@ -6,11 +6,12 @@
  */
 export { claimContainer, NameTakenError, startAttached, waitReady, type Ping } from './bring-up';
 export { ignore404, isDockerUnreachable, statusOf } from './docker-errors';
+export { Egress, EGRESS_NETWORK, egressSessions, ensureEgressNetwork, removeEgress, type EgressSettings } from './egress';
 export { ExecutorClient, ExecutorGoneError, ExecutorTimeoutError, type ExecutorResponse, type RequestOptions } from './executor-client';
 export { defaultImageTag, ensureImage, imageExists, recipeFiles, recipeHash } from './image';
 export { listManagedContainers, removeSession, sessionContainers, type ManagedContainer } from './inventory';
-export { claimVolumeName, containerName, LABEL_CLAIM, LABEL_POOL, safeName, volumeName } from './labels';
-export { createOptions, EXECUTOR_COMMAND, poolOptions, SHM_BYTES } from './lockdown';
+export { claimVolumeName, containerName, egressNames, LABEL_CLAIM, LABEL_POOL, safeName, volumeName } from './labels';
+export { createOptions, EGRESS_PROXY_HOST, EGRESS_PROXY_PORT, EXECUTOR_COMMAND, poolOptions, proxyOptions, SHM_BYTES, type EgressAttachment } from './lockdown';
 export { DEFAULT_DISK_DIR, diskPaths, DiskError, ensureDisk, LABEL_DISK, listDisks, removeDisk } from './disks';
 export { keelRoot, sandboxDir } from './paths';
 export { LEASE_SEC, WarmPool, type WarmPoolOptions } from './pool';

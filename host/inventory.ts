@@ -8,6 +8,7 @@ import { basename, dirname } from 'node:path';
 import { SANDBOX_DEFAULTS } from '../common/defaults';
 import { ensureDisk, LABEL_DISK, removeDisk } from './disks';
 import { ignore404, statusOf } from './docker-errors';
+import { removeEgress } from './egress';
 import {
   claimVolumeName,
   generationOf,
@@ -202,7 +203,8 @@ export async function removeContainer(docker: Docker, c: Pick<ManagedContainer, 
 
 /**
  * Remove a session's containers and workspace volumes: all generations, or with
- * `belowGeneration` only the older ones. Idempotent; true when anything was removed.
+ * `belowGeneration` only the older ones. Removing them all also removes a networked
+ * session's egress proxy and network. Idempotent; true when anything was removed.
  */
 export async function removeSession(
   docker: Docker,
@@ -223,6 +225,7 @@ export async function removeSession(
   for (const v of Volumes ?? []) if (doomed(generationOf(v.Labels))) names.set(v.Name, v.Labels ?? {});
   if (doomed(1) && !names.has(volumeName(sessionId))) names.set(volumeName(sessionId), undefined);
   for (const [name, labels] of names) removed = (await removeVolume(docker, name, labels)) || removed;
+  if (belowGeneration === undefined) removed = (await removeEgress(docker, sessionId, onContainer)) || removed;
   return removed;
 }
 

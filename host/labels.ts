@@ -24,6 +24,12 @@ export const LABEL_VOLUME = 'keel.volume';
  */
 export const LABEL_CLAIM = 'keel.claim';
 
+/**
+ * On a networked session's own network and egress proxy container: the session id. Not `keel.managed`: these
+ * are no sandbox containers, and every sandbox lookup would otherwise have to skip them.
+ */
+export const LABEL_EGRESS = 'keel.egress';
+
 /** Docker names allow `[a-zA-Z0-9][a-zA-Z0-9_.-]*`; anything else is replaced, and a hash keeps altered ids distinct. */
 export function safeName(sessionId: string): string {
   const cleaned = sessionId.replace(/[^a-zA-Z0-9_.-]/g, '-').replace(/^[^a-zA-Z0-9]+/, '').slice(0, 100);
@@ -68,4 +74,14 @@ export function poolLabels(hostId: string, volume?: string): Record<string, stri
 /** The name of the claim record of a pool container. */
 export function claimVolumeName(containerId: string): string {
   return `keel-claim-${containerId.slice(0, 12)}`;
+}
+
+/** A networked session's own internal network and its egress proxy container (one of each per session). */
+export function egressNames(sessionId: string): { network: string; proxy: string } {
+  return { network: `keel-net-${safeName(sessionId)}`, proxy: `keel-egress-${safeName(sessionId)}` };
+}
+
+/** Labels of a session's network and egress proxy. */
+export function egressLabels(sessionId: string, hostId: string): Record<string, string> {
+  return { [LABEL_EGRESS]: sessionId, [LABEL_HOST]: hostId };
 }

@@ -11,6 +11,10 @@
  * CAP_SETGID (sandbox/keel_executor/privileges.py). Every command runs as uid/gid
  * 1000 with no groups and no capabilities, so it cannot signal, trace or read the
  * executor, and the executor's state lives in a root-only tmpfs ({@link EXECUTOR_STATE_DIR}).
+ *
+ * Network: none, unless the session lists destinations. Then the container is on an internal network of
+ * its own whose only other member is the session's egress proxy ({@link proxyOptions}): HTTP_PROXY and
+ * HTTPS_PROXY name it (the only name the sandbox can resolve), and there is no route anywhere else (not even to the Docker host: see `egress.ts`).
  */
 import type Docker from 'dockerode';
 import { DEFAULT_SANDBOX_RUNTIME, SANDBOX_DEFAULTS } from '../common/defaults';
@@ -45,9 +49,22 @@ export function gvisorHostPids(pidsLimit: number): number {
 /** How the executor (the container's PID 1) is started; the warm pool adds `--pool-lease <sec>`. */
 export const EXECUTOR_COMMAND = ['python3', '-u', '/opt/keel/executor.py'] as const;
 
+/** The port the egress proxy listens on, on the session's network. */
+export const EGRESS_PROXY_PORT = 3128;
 /**
- * Create options for generation `generation` of a session's container. Its Docker runtime is the spec's,
- * else `runtime` (the worker's `KEEL_SANDBOX_RUNTIME`), else runc.
+ * The proxy's name on the session's network (a Docker alias). The sandbox's environment names it rather than
+ * its address: the shell saves exported variables with the snapshot, and a restored sandbox gets a new network.
+ */
+export const EGRESS_PROXY_HOST = 'egress-proxy';
+
+/** Where a networked sandbox goes out: its own network, where the proxy answers as {@link EGRESS_PROXY_HOST}. */
+export interface EgressAttachment {
+  network: string;
+}
+
+/**
+ * Create options for generation `generation` of a session's container; `egress` for a networked session.
+ * Its Docker runtime is the spec's, else `runtime` (the worker's `KEEL_SANDBOX_RUNTIME`), else runc.
  */
 export function createOptions(args: {
   sessionId: string;
@@ -56,10 +73,11 @@ export function createOptions(args: {
   spec?: SandboxSpec;
   generation?: number;
   runtime?: string;
+  egress?: EgressAttachment;
 }): Docker.ContainerCreateOptions {
-  const { sessionId, hostId, image, spec } = args;
+  const { sessionId, hostId, image, spec, egress } = args;
   const generation = args.generation ?? 1;
-  return lockedDown({
+  const options = lockedDown({
     name: containerName(sessionId, generation),
     labels: sessionLabels(sessionId, hostId, generation),
     volume: volumeName(sessionId, generation),
@@ -68,6 +86,51 @@ export function createOptions(args: {
     runtime: spec?.runtime ?? args.runtime ?? DEFAULT_SANDBOX_RUNTIME,
     command: [...EXECUTOR_COMMAND],
   });
+  if (!egress) return options;
+  const proxy = `http://${EGRESS_PROXY_HOST}:${EGRESS_PROXY_PORT}`;
+  return {
+    ...options,
+    NetworkDisabled: false,
+    // Curl, pip, git, npm and Python's urllib read one spelling or the other.
+    Env: ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy'].map((name) => `${name}=${proxy}`),
+    HostConfig: { ...options.HostConfig, NetworkMode: egress.network },
+  };
+}
+
+/**
+ * A session's egress proxy (sandbox/egress_proxy.py, from the sandbox image): Keel's code, but it parses
+ * what hostile commands send, so it is locked down too: nobody's uid, no capabilities, read-only root, small
+ * limits. It starts on the shared egress network; `egress.ts` connects it to the session's network.
+ */
+export function proxyOptions(args: { name: string; labels: Record<string, string>; image: string; network: string }): Docker.ContainerCreateOptions {
+  return {
+    name: args.name,
+    Image: args.image,
+    Cmd: ['python3', '-u', '/opt/keel/egress_proxy.py'],
+    Labels: args.labels,
+    User: '65534:65534',
+    WorkingDir: '/',
+    // Driven like the executor: JSON lines on stdin/stdout (its configuration, with credentials, comes
+    // this way, never through Env or Cmd, which `docker inspect` shows).
+    OpenStdin: true,
+    StdinOnce: false,
+    AttachStdin: true,
+    AttachStdout: true,
+    AttachStderr: true,
+    Tty: false,
+    HostConfig: {
+      NetworkMode: args.network,
+      CapDrop: ['ALL'],
+      SecurityOpt: ['no-new-privileges'],
+      ReadonlyRootfs: true,
+      Memory: 128 * 1024 * 1024,
+      MemorySwap: 128 * 1024 * 1024,
+      NanoCpus: 0.5e9,
+      PidsLimit: 64,
+      LogConfig: { Type: 'json-file', Config: { 'max-size': '1m', 'max-file': '1' } },
+      RestartPolicy: { Name: 'no' },
+    },
+  };
 }
 
 /**

@@ -5,7 +5,8 @@
  */
 import type Docker from 'dockerode';
 import { listDisks, removeDisk } from './disks';
-import { statusOf } from './docker-errors';
+import { ignore404, statusOf } from './docker-errors';
+import { egressSessions } from './egress';
 import { claims, listManagedContainers, removeContainer, removeSession, removeVolume, toManaged } from './inventory';
 import { LABEL_HOST, LABEL_MANAGED, LABEL_POOL, LABEL_SESSION } from './labels';
 
@@ -21,8 +22,8 @@ export interface ReapOptions {
 }
 
 /**
- * Remove containers and workspace volumes of sessions that are no longer live
- * (e.g. a worker died between provisioning and teardown). Returns the session ids reaped.
+ * Remove containers, workspace volumes, egress proxies and networks of sessions that are
+ * no longer live (e.g. a worker died between provisioning and teardown). Returns the session ids reaped.
  */
 export async function reapOrphans(
   docker: Docker,
@@ -43,6 +44,9 @@ export async function reapOrphans(
     const id = v.Labels?.[LABEL_SESSION];
     const created = Date.parse((v as { CreatedAt?: string }).CreatedAt ?? '') / 1000;
     if (id && (Number.isNaN(created) || old(created))) sessions.add(id);
+  }
+  for (const n of await egressSessions(docker, opts.hostId)) {
+    if (Number.isNaN(n.created) || old(n.created)) sessions.add(n.sessionId);
   }
   const reaped: string[] = [];
   for (const sessionId of sessions) {

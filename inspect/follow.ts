@@ -1,30 +1,40 @@
 /** Following a session's event log as it is written, from any machine that reaches Postgres. */
 import type { EventRow } from '../common/events';
-import { getEvents, type Sql } from '../store';
+import { EventHub, type Sql, type Subscription } from '../store';
 
 /**
- * Call `onEvent` for each event as it is recorded, until `session.ended` (or `stop` resolves
- * and nothing more is pending). Polls every `intervalMs`.
+ * Call `onEvent` for each event as it is recorded (LISTEN/NOTIFY, store/subscribe.ts), until
+ * `session.ended`, or until `stop` resolves and every event recorded by then has been handed over.
+ * `afterSeq` skips the events up to it.
  */
 export async function follow(
   sql: Sql,
   sessionId: string,
   onEvent: (e: EventRow) => void,
-  opts: { intervalMs?: number; stop?: Promise<unknown> } = {},
+  opts: { stop?: Promise<unknown>; afterSeq?: number } = {},
 ): Promise<void> {
-  let after = 0;
-  let stopped = false;
-  const stop = () => (stopped = true);
-  // The caller awaits `stop` itself; here it only ends the polling, whatever its outcome.
-  opts.stop?.then(stop, stop);
-  for (;;) {
-    const rows = await getEvents(sql, sessionId, { afterSeq: after });
-    for (const e of rows) {
-      after = e.seq;
-      onEvent(e);
-      if (e.type === 'session.ended') return;
-    }
-    if (stopped && rows.length === 0) return;
-    await new Promise((r) => setTimeout(r, opts.intervalMs ?? 150));
+  const hub = new EventHub(sql);
+  let sub: Subscription | undefined;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      hub
+        .subscribe(sessionId, {
+          afterSeq: opts.afterSeq ?? 0,
+          onEvent: (e) => {
+            onEvent(e);
+            if (e.type === 'session.ended') resolve();
+          },
+          onError: reject,
+        })
+        .then((s) => {
+          sub = s;
+          // The caller awaits `stop` itself; here it only ends the following, whatever its outcome.
+          const settle = () => s.flush().then(resolve, reject);
+          opts.stop?.then(settle, settle);
+        }, reject);
+    });
+  } finally {
+    sub?.close();
+    await hub.close();
   }
 }

@@ -8,4 +8,4 @@ export { stepsOf, type StepSummary } from './steps';
 export { asText, TEXT_DIFF_LIMIT, unifiedDiff } from './text-diff';
 export { eventBytes, historyBytes, sessionHistories, type RunHistory } from './histories';
 export { reconcileLive, reconcileSession } from './reconcile';
-export { planFork } from './fork';
+export { forkSpec, planFork } from './fork';

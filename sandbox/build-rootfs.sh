@@ -62,6 +62,8 @@ chmod 0755 "$root/home/keel" "$root/workspace"
 install -m 0755 -o 0 -g 0 "$here/executor.py" "$root/opt/keel/executor.py"
 install -d -m 0755 -o 0 -g 0 "$root/opt/keel/keel_executor"
 install -m 0644 -o 0 -g 0 -t "$root/opt/keel/keel_executor" "$here"/keel_executor/*.py
+# The egress proxy a networked session's proxy container runs (host/egress.ts).
+install -m 0644 -o 0 -g 0 "$here/egress_proxy.py" "$root/opt/keel/egress_proxy.py"
 
 recipe=${tag##*:}  # the recipe hash (see recipeHash in the TypeScript image module)
 echo "build-rootfs: importing $tag" >&2

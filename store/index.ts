@@ -5,3 +5,5 @@ export { appendEvents, EVENTS_CHANNEL, storable } from './events';
 export { firstEvent, forksOf, getChainedEvents, getEvents, getSession, listSessions, toolResultOf, type ChainedEventRow, type SessionRow } from './queries';
 export { canonicalEvent, chainHash } from './chain';
 export { admitSession, chargeTenant, setTenantLimits, tenantLimits, tenantUsage, type TenantLimits } from './tenants';
+export { authenticateApiKey, createApiKey, listApiKeys, revokeApiKey, type ApiKeyInfo, type ApiPrincipal } from './apikeys';
+export { EventHub, type Subscription } from './subscribe';

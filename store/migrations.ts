@@ -118,4 +118,27 @@ export const migrations: readonly Migration[] = [
       $$;
     `,
   },
+  {
+    version: 4,
+    name: 'API keys, each bound to a tenant, stored hashed',
+    sql: `
+      -- A key is keel_<id>_<secret>: the id finds the row, the secret is kept only as its sha256.
+      create table api_keys (
+        id text primary key,
+        tenant text not null,
+        secret_sha256 bytea not null,
+        created_at timestamptz not null default now(),
+        revoked_at timestamptz
+      );
+      create index api_keys_tenant_idx on api_keys (tenant);
+      -- The API server (keel_app) may only check keys; creating and revoking them is the owner's.
+      do $$
+      begin
+        if exists (select 1 from pg_roles where rolname = 'keel_app') then
+          grant select on api_keys to keel_app;
+        end if;
+      end
+      $$;
+    `,
+  },
 ];

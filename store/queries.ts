@@ -48,9 +48,11 @@ function toSession(r: RawSession): SessionRow {
   };
 }
 
-/** Most recent sessions first. @param opts.limit @default 20 */
-export async function listSessions(sql: Sql, opts: { limit?: number } = {}): Promise<SessionRow[]> {
-  const rows = await sql<RawSession[]>`select * from sessions order by created_at desc, id limit ${opts.limit ?? 20}`;
+/** Most recent sessions first; with `tenant`, only that tenant's. @param opts.limit @default 20 */
+export async function listSessions(sql: Sql, opts: { limit?: number; tenant?: string } = {}): Promise<SessionRow[]> {
+  const rows = await sql<RawSession[]>`
+    select * from sessions ${opts.tenant !== undefined ? sql`where tenant = ${opts.tenant}` : sql``}
+    order by created_at desc, id limit ${opts.limit ?? 20}`;
   return rows.map(toSession);
 }
 
@@ -67,18 +69,18 @@ const toEvent = (r: RawEvent): EventRow => ({ sessionId: r.session_id, seq: r.se
 
 /**
  * A session's events in `seq` order; with `afterSeq`, only those after it (for tailing), with
- * `throughSeq` none after that one, with `types` only those types.
+ * `throughSeq` none after that one, with `types` only those types, with `limit` the first that many.
  */
 export async function getEvents(
   sql: Sql,
   id: string,
-  opts: { afterSeq?: number; throughSeq?: number; types?: readonly EventType[] } = {},
+  opts: { afterSeq?: number; throughSeq?: number; types?: readonly EventType[]; limit?: number } = {},
 ): Promise<EventRow[]> {
   const rows = await sql<RawEvent[]>`
     select session_id, seq, type, at, data from events
     where session_id = ${id} and seq > ${opts.afterSeq ?? -2147483648} and seq <= ${opts.throughSeq ?? 2147483647}
       ${opts.types ? sql`and type in ${sql(opts.types)}` : sql``}
-    order by seq`;
+    order by seq ${opts.limit !== undefined ? sql`limit ${opts.limit}` : sql``}`;
   return rows.map(toEvent);
 }
 

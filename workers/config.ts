@@ -2,6 +2,8 @@
  * The one place Keel reads its environment. Every option, its variable and its default.
  * Activities never read process.env: workers build them from this config.
  */
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import type { S3BlobStoreOptions } from '../blobs';
@@ -9,6 +11,7 @@ import { resolveConnectionOptions } from '../client/connection';
 import { DEFAULT_SANDBOX_RUNTIME } from '../common/defaults';
 import { sandboxSpecProblems } from '../common/sandbox-spec';
 import { DEFAULT_DISK_DIR } from '../host/disks';
+import type { EgressSettings } from '../host/egress';
 import { keelRoot } from '../host/paths';
 
 export interface KeelConfig {
@@ -107,6 +110,30 @@ export interface KeelConfig {
    * history on its next task). Env `KEEL_MAX_CACHED_WORKFLOWS`. @default the SDK's, sized from the heap limit
    */
   maxCachedWorkflows?: number;
+  /**
+   * What a sandbox host's egress proxies add for networked sessions (never part of a session's spec).
+   * Env `KEEL_EGRESS_HEADERS`: JSON `{"api.example.com": {"Authorization": "Bearer …"}}`, headers the proxy
+   * adds to plain-HTTP requests for that host (the sandbox never sees them), sent upstream over TLS. Env
+   * `KEEL_EGRESS_CA_FILE`: more CA certificates (PEM) the proxy trusts for that TLS. Env `KEEL_EGRESS_RESOLVE`
+   * (tests only): `name=address,…`, names the proxy connects to at that address, even a private one.
+   * @default none
+   */
+  egress: EgressSettings;
+  /**
+   * The Temporal Worker Deployment the workers announce, with the workflow bundle's hash as build id
+   * (`temporal worker deployment describe --name keel`). Env `KEEL_DEPLOYMENT_NAME`. @default 'keel'
+   */
+  deploymentName: string;
+  /**
+   * On SIGTERM a worker stops polling and gives running tool calls this long to finish before it cancels them and
+   * exits; a second SIGTERM exits at once. Keep it under the orchestrator's kill timeout (Kubernetes: 30 s by
+   * default, `terminationGracePeriodSeconds`). Env `KEEL_SHUTDOWN_GRACE_SEC`. @default 25
+   */
+  shutdownGraceSec: number;
+  /** Address `keel serve` listens on. Env `KEEL_API_HOST`. @default '127.0.0.1' (this machine only) */
+  apiHost: string;
+  /** Port `keel serve` listens on. Env `KEEL_API_PORT`. @default 8080 */
+  apiPort: number;
   /** The raw environment, for model credentials (resolved by `resolveModelConfig`). */
   env: Record<string, string | undefined>;
 }
@@ -146,7 +173,16 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     stickyTimeoutMs: numberFrom(env.KEEL_STICKY_TIMEOUT_MS, 1000, 'KEEL_STICKY_TIMEOUT_MS', 100),
     maxLocalActivities: numberFrom(env.KEEL_MAX_LOCAL_ACTIVITIES, 100, 'KEEL_MAX_LOCAL_ACTIVITIES', 1),
     maxSandboxActivities: numberFrom(env.KEEL_MAX_SANDBOX_ACTIVITIES, 500, 'KEEL_MAX_SANDBOX_ACTIVITIES', 1),
+    deploymentName: env.KEEL_DEPLOYMENT_NAME || 'keel',
+    shutdownGraceSec: numberFrom(env.KEEL_SHUTDOWN_GRACE_SEC, 25, 'KEEL_SHUTDOWN_GRACE_SEC', 0, true),
+    apiHost: env.KEEL_API_HOST || '127.0.0.1',
+    apiPort: numberFrom(env.KEEL_API_PORT, 8080, 'KEEL_API_PORT', 0),
     maxCachedWorkflows: env.KEEL_MAX_CACHED_WORKFLOWS ? numberFrom(env.KEEL_MAX_CACHED_WORKFLOWS, 0, 'KEEL_MAX_CACHED_WORKFLOWS', 0) : undefined,
+    egress: {
+      headers: egressHeaders(env.KEEL_EGRESS_HEADERS),
+      resolve: egressResolve(env.KEEL_EGRESS_RESOLVE),
+      ...(env.KEEL_EGRESS_CA_FILE ? { ca: caFile(env.KEEL_EGRESS_CA_FILE) } : {}),
+    },
     env,
   };
 }
@@ -183,6 +219,65 @@ function runtimeFrom(value: string | undefined): string {
   const problems = sandboxSpecProblems({ runtime: value });
   if (problems.length) throw new Error(`KEEL_SANDBOX_RUNTIME: ${problems.join('; ')}`);
   return value;
+}
+
+const HOST_NAME = /^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+/** An HTTP header name (RFC 9110 token). */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/** `KEEL_EGRESS_HEADERS`. Errors name the host and header, never a value: values are credentials. */
+function egressHeaders(value: string | undefined): EgressSettings['headers'] {
+  if (!value) return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    throw new Error('KEEL_EGRESS_HEADERS must be JSON: {"api.example.com": {"Authorization": "…"}}');
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new Error('KEEL_EGRESS_HEADERS must be a JSON object of host names to objects of headers');
+  }
+  const out: EgressSettings['headers'] = {};
+  for (const [host, headers] of Object.entries(parsed)) {
+    if (!HOST_NAME.test(host)) throw new Error(`KEEL_EGRESS_HEADERS: "${host}" is not a lower-case host name`);
+    if (typeof headers !== 'object' || headers === null || Array.isArray(headers)) {
+      throw new Error(`KEEL_EGRESS_HEADERS: the headers for ${host} must be an object of header names to values`);
+    }
+    out[host] = {};
+    for (const [name, v] of Object.entries(headers as Record<string, unknown>)) {
+      // Latin-1 without control characters: anything else could end the header and start another.
+      if (!HEADER_NAME.test(name) || typeof v !== 'string' || !/^[\x20-\x7e\x80-\xff\t]*$/.test(v)) {
+        throw new Error(`KEEL_EGRESS_HEADERS: header "${name}" for ${host} must be a header name with a one-line text value`);
+      }
+      out[host][name] = v;
+    }
+  }
+  return out;
+}
+
+/** `KEEL_EGRESS_CA_FILE`: the PEM text of the file. */
+function caFile(path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new Error(`KEEL_EGRESS_CA_FILE: cannot read ${path}: ${(err as Error).message}`);
+  }
+  if (!text.includes('-----BEGIN CERTIFICATE-----')) throw new Error(`KEEL_EGRESS_CA_FILE: ${path} holds no PEM certificate`);
+  return text;
+}
+
+/** `KEEL_EGRESS_RESOLVE`: `name=address,…`. */
+function egressResolve(value: string | undefined): EgressSettings['resolve'] {
+  const out: EgressSettings['resolve'] = {};
+  for (const pair of (value ?? '').split(',').map((p) => p.trim()).filter(Boolean)) {
+    const [name = '', address = ''] = pair.split('=', 2);
+    if (!HOST_NAME.test(name) || !isIP(address)) {
+      throw new Error(`KEEL_EGRESS_RESOLVE must be name=address pairs separated by commas, such as api.test=172.17.0.1, not "${pair}"`);
+    }
+    out[name] = address;
+  }
+  return out;
 }
 
 /** A number from the environment: `fallback` when unset, else at least `min` (and whole, unless `fraction`). */

@@ -55,7 +55,13 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
   let runtime: SandboxRuntime | undefined;
   let hostQueue: string | undefined;
   const stops: Array<() => Promise<void> | void> = [];
-  const base = { connection, namespace: config.temporalNamespace };
+  // Shutdown lets running tasks finish for the grace period, cancels them, then gives up after a few more seconds.
+  const base = {
+    connection,
+    namespace: config.temporalNamespace,
+    shutdownGraceTime: config.shutdownGraceSec * 1000,
+    shutdownForceTime: config.shutdownGraceSec * 1000 + 5_000,
+  };
   // Session workers read stored outputs and transcripts; sandbox hosts write them and snapshots: one store.
   const store = openBlobStore(config);
   stops.push(store.close);
@@ -63,6 +69,10 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
   // The build id names the exact workflow code a session worker runs (short: it is in every workflow task's history).
   const bundle = role === 'sandbox' ? undefined : (opts.workflowBundle ?? (await bundleWorkflowCode({ workflowsPath: require.resolve('../workflows'), logger: quietBundler })));
   const buildId = bundle ? `keel-${createHash('sha256').update(bundle.code).digest('hex').slice(0, 12)}` : 'keel-sandbox-host';
+  // Workers announce their Worker Deployment Version (Temporal's successor to the deprecated `buildId` option) but
+  // do not opt into versioned routing: sessions outlive deployments, so pinning would keep old workers for as long
+  // as any session lives, and auto-upgrade needs replay-safe changes anyway: those are `patched()` (README).
+  const workerDeploymentOptions = { version: { deploymentName: config.deploymentName, buildId }, useWorkerVersioning: false } as const;
 
   if (role === 'all' || role === 'session') {
     sql = await connectDatabase(config);
@@ -75,7 +85,7 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
         ...base,
         taskQueue: SESSION_QUEUE,
         workflowBundle: bundle,
-        buildId,
+        workerDeploymentOptions,
         activities,
         interceptors: opts.sessionInterceptors,
         maxConcurrentWorkflowTaskExecutions: config.maxWorkflowTasks,
@@ -118,7 +128,7 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
     const activities = createSandboxActivities({
       runtime,
       blobs: store.blobs,
-      config: { hostId: config.hostId, hostQueue, defaultImage, defaultRuntime: config.sandboxRuntime, diskDir: config.diskDir },
+      config: { hostId: config.hostId, hostQueue, defaultImage, defaultRuntime: config.sandboxRuntime, diskDir: config.diskDir, egress: config.egress },
       ...(pool ? { pool } : {}),
     });
     // The shared queue takes provisioning; the host's own queue takes everything after (host affinity).
@@ -128,7 +138,7 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
           ...base,
           taskQueue,
           activities,
-          buildId,
+          workerDeploymentOptions,
           interceptors: opts.sandboxInterceptors,
           maxConcurrentActivityTaskExecutions: config.maxSandboxActivities,
           // The SDK would hold beats back for 0.8 of the heartbeat timeout; a 2 s timeout needs them sooner.

@@ -13,7 +13,7 @@ import type { EventData, EventType } from '../common/events';
 import { SandboxFailure } from '../common/failures';
 import { sandboxLimits } from '../common/sandbox-spec';
 import { SNAPSHOT_TOOLS } from '../common/tools';
-import type { SandboxHandle, SandboxSpec, ToolCall, ToolResult } from '../common/types';
+import type { NetworkReport, SandboxHandle, SandboxSpec, ToolCall, ToolResult } from '../common/types';
 
 export type Emit = <T extends EventType>(type: T, data: EventData<T>) => void;
 
@@ -72,6 +72,8 @@ export class SessionSandbox {
   generation = 0;
   /** Id of the snapshot of the sandbox's files after the last step that changed them. */
   lastSnapshot?: string;
+  /** Gets what a networked session's proxy refused since the last call, reported when the container is released. */
+  onRefused?: (report: NetworkReport) => void;
   private readonly hostTimeoutSec: number;
 
   constructor(
@@ -160,7 +162,8 @@ export class SessionSandbox {
         this.lastSnapshot = snapshot.id;
         this.emit('sandbox.snapshot', { ...snapshot, reason: 'suspend' });
       }
-      await host.destroySandbox({ sessionId: this.sessionId });
+      const destroyed = await host.destroySandbox({ sessionId: this.sessionId });
+      if (destroyed.network) this.onRefused?.(destroyed.network);
     } catch (err) {
       const loss = sandboxLoss(err);
       if (!loss) throw err;
@@ -178,6 +181,7 @@ export class SessionSandbox {
     this.handle = undefined;
     try {
       const removed = await onHost(handle, 60, this.hostTimeoutSec).destroySandbox({ sessionId: this.sessionId });
+      if (removed.network) this.onRefused?.(removed.network);
       this.emit('sandbox.removed', { containerId: handle.containerId, removed: removed.removed, snapshot: this.lastSnapshot });
     } catch (err) {
       // The reaper removes what a dead host left behind; the session still ends.

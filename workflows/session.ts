@@ -48,6 +48,7 @@ import type {
   ContextWindow,
   Message,
   ModelTurn,
+  NetworkReport,
   SessionResult,
   SessionSpec,
   SessionState,
@@ -67,6 +68,8 @@ export const PATCH_CONTEXT_FROM_LOG = 'keel-context-from-event-log';
 export const PATCH_CONTRACT = 'keel-runtime-contract';
 /** Marks runs with operator control: tenant admission, budgets, approval policies, fault injection (workflows/operator.ts). */
 export const PATCH_OPERATOR = 'keel-operator-control';
+/** Marks runs that record what the egress proxy refused as `network.refused` events (networked sessions). */
+export const PATCH_NETWORK_EVENTS = 'keel-network-refused-events';
 
 /** What one workflow run hands the next when it continues as new. */
 export interface SessionCarry {
@@ -148,6 +151,7 @@ export async function agentSession(spec: SessionSpec, carry?: SessionCarry): Pro
   };
 
   const sandbox = new SessionSandbox(sessionId, spec.sandbox, emit, carry?.sandbox);
+  sandbox.onRefused = (report) => recordRefused(report);
   const operator = operated ? new Operator({ spec, state, usage, emit, flush, sandbox, store: { chargeTenant } }, carry?.operator) : undefined;
   if (operator && carry?.admission) operator.admission = carry.admission;
   const maxOutputTokens = spec.model.maxOutputTokens ?? DEFAULT_MAX_OUTPUT_TOKENS;
@@ -457,10 +461,21 @@ export async function agentSession(spec: SessionSpec, carry?: SessionCarry): Pro
       const made = turn.toolCalls.length + turn.droppedCalls;
       result = { ...result, output: `${result.output}\n[Keel: this turn made ${made} tool calls; only the first ${turn.toolCalls.length} ran, the other ${turn.droppedCalls} were dropped]` };
     }
-    emit('tool.result', { step: state.step, ...result });
-    // The snapshot is for the audit trail, not for the model.
-    const { snapshot: _snapshot, ...forModel } = result;
+    const { network, ...recorded } = result;
+    emit('tool.result', { step: state.step, ...recorded });
+    if (network) recordRefused(network, call.id);
+    // The snapshot is for the audit trail, the refusals are events: neither is for the model.
+    const { snapshot: _snapshot, ...forModel } = recorded;
     return forModel;
+  }
+
+  /** What the egress proxy refused, one event per host, port and reason; after call `callId`, or at a release. */
+  function recordRefused(report: NetworkReport, callId?: string): void {
+    if (!patched(PATCH_NETWORK_EVENTS)) return;
+    report.refused.forEach((refusal, i) => {
+      const last = i === report.refused.length - 1;
+      emit('network.refused', { step: state.step, ...(callId ? { callId } : {}), ...refusal, ...(last && report.dropped ? { dropped: report.dropped } : {}) });
+    });
   }
 
   /** The `sleep` tool: a durable timer. A long one releases the container until the next tool call. */

@@ -10,11 +10,12 @@ import { fitsInline, preview, putContent, readBlob, type BlobStore } from '../..
 import type { ContainerRef, SandboxActivities } from '../../common/activities';
 import { SANDBOX_DEFAULTS } from '../../common/defaults';
 import { failure, SandboxFailure } from '../../common/failures';
-import { sandboxLimits, sandboxSpecProblems } from '../../common/sandbox-spec';
+import { egressRules, networkPolicy, sandboxLimits, sandboxSpecProblems } from '../../common/sandbox-spec';
 import { runsInSandbox, validateToolCall } from '../../common/tools';
-import type { ContentRef, SandboxHandle, SandboxRuntimeInfo, SandboxSpec, SnapshotInfo, ToolCall, ToolResult } from '../../common/types';
+import type { ContentRef, NetworkReport, SandboxHandle, SandboxRuntimeInfo, SandboxSpec, SnapshotInfo, ToolCall, ToolResult } from '../../common/types';
 import { claimContainer, NameTakenError, startAttached, waitReady, type Ping } from '../../host/bring-up';
 import { statusOf } from '../../host/docker-errors';
+import { Egress } from '../../host/egress';
 import { ExecutorGoneError, type ExecutorResponse } from '../../host/executor-client';
 import { imageExists } from '../../host/image';
 import { ensureVolume, ownerOf, remountWorkspace, removeSession, sessionContainers, type DiskOptions } from '../../host/inventory';
@@ -46,7 +47,7 @@ export interface SandboxActivityDeps {
   blobs: BlobStore;
   /** Resolved with {@link resolveSandboxConfig}; unset fields take their defaults. */
   config?: Partial<SandboxConfig>;
-  /** Pre-started containers to claim for sessions with the default image and limits. @default none */
+  /** Pre-started containers to claim for sessions with the default image and limits, and no network. @default none */
   pool?: WarmPool;
 }
 
@@ -73,14 +74,16 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
   const { runtime, blobs, pool } = deps;
   const { docker } = runtime;
   const config = resolveSandboxConfig(deps.config);
+  const egress = new Egress(runtime, config.egress);
 
   const runtimes = new RuntimeCheck(docker);
   /** The Docker runtime a session's container runs under. */
   const runtimeOf = (spec: SandboxSpec | undefined): string => spec?.runtime ?? config.defaultRuntime;
 
-  /** The pool serves sessions whose spec is the pool's: its image, runtime and disks, and the default limits. */
+  /** The pool serves sessions whose spec is the pool's: its image, runtime and disks, the default limits, and no network. */
   const poolFits = (spec: SandboxSpec | undefined): boolean =>
     pool !== undefined &&
+    spec?.network === undefined &&
     (spec?.image ?? config.defaultImage) === pool.options.image &&
     runtimeOf(spec) === pool.ociRuntime &&
     (pool.options.diskDir ?? null) === config.diskDir &&
@@ -116,7 +119,7 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
       runtime: {
         ...(await imageInfo(image)),
         limits: { memoryMb, cpus, pidsLimit, ...(config.diskDir !== null ? { diskMb } : {}) },
-        network: 'none',
+        network: networkPolicy(spec),
         ociRuntime: runtimeOf(spec),
       },
       toolHeartbeatMs: TOOL_HEARTBEAT_MS,
@@ -163,7 +166,10 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
     const known = await runtimes.missing(ociRuntime);
     if (known) throw runtimeMissing(ociRuntime, known, config.hostId);
     await ensureVolume(docker, sessionId, config.hostId, generation, diskOf(spec));
-    const options = createOptions({ sessionId, hostId: config.hostId, image, spec, generation, runtime: ociRuntime });
+    const allow = egressRules(spec);
+    // The proxy runs from this host's own image, which has it (a session's image need not).
+    const attachment = allow.length ? await egress.ensure({ sessionId, hostId: config.hostId, image: config.defaultImage, allow }) : undefined;
+    const options = createOptions({ sessionId, hostId: config.hostId, image, spec, generation, runtime: ociRuntime, ...(attachment ? { egress: attachment } : {}) });
     let id: string;
     try {
       id = (await docker.createContainer(options)).id;
@@ -230,6 +236,7 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
       try {
         const up = await upContainer(sessionId, generation, spec);
         containerId = up.id;
+        if (!spec?.network) egress.none(sessionId);
         if (restoreFrom && up.ping.restoredFrom !== restoreFrom) {
           await restoreSnapshot(runtime.client(up.id), blobs, restoreFrom);
         }
@@ -288,6 +295,8 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
       try {
         const response = ctx ? await Promise.race([answer, ctx.cancelled]) : await answer;
         const result = await storeOutput(toToolResult(call, valid.name, response, config.outputLimit, Date.now() - started), response);
+        const network = await egress.drain(sessionId);
+        if (network) result.network = network;
         if (snapshot) {
           const { info } = await takeSnapshot(client, blobs, snapshot.parent);
           if (info) result.snapshot = info;
@@ -321,12 +330,15 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
      * Remove the session's containers and workspace volumes, all generations or only those
      * below `belowGeneration`. Idempotent. Snapshots stay in the blob store.
      */
-    async destroySandbox({ sessionId, belowGeneration }: { sessionId: string; belowGeneration?: number }): Promise<{ removed: boolean }> {
+    async destroySandbox({ sessionId, belowGeneration }: { sessionId: string; belowGeneration?: number }): Promise<{ removed: boolean; network?: NetworkReport }> {
       // Removing a container can take a while on a loaded host: keep the heartbeat timeout at bay.
       const stop = keepBeating(activityContext());
       try {
+        // What the proxy refused since the last call (a background job, say) goes before the proxy does.
+        const network = belowGeneration === undefined ? await egress.drain(sessionId) : undefined;
         const removed = await removeSession(docker, sessionId, (id) => runtime.forget(id), belowGeneration);
-        return { removed };
+        if (belowGeneration === undefined) egress.forget(sessionId);
+        return { removed, ...(network ? { network } : {}) };
       } catch (err) {
         throw classifyDockerError(err);
       } finally {

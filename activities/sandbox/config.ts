@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { hostQueueFor } from '../../common/constants';
 import { DEFAULT_OUTPUT_LIMIT, DEFAULT_SANDBOX_RUNTIME } from '../../common/defaults';
 import { DEFAULT_DISK_DIR } from '../../host/disks';
+import type { EgressSettings } from '../../host/egress';
 import { defaultImageTag } from '../../host/image';
 
 /** How a sandbox-host worker runs sandboxes. Built by {@link resolveSandboxConfig}; activities never read `process.env`. */
@@ -36,6 +37,12 @@ export interface SandboxConfig {
    * @default DEFAULT_OUTPUT_LIMIT (16000)
    */
   outputLimit: number;
+  /**
+   * What this host's egress proxies add for networked sessions: credentials per host, and (tests only)
+   * names pinned to addresses. See `host/egress.ts`.
+   * @default no headers, no pinned names
+   */
+  egress: EgressSettings;
 }
 
 /** Fill every unset field of a {@link SandboxConfig} with its default. */
@@ -48,5 +55,6 @@ export function resolveSandboxConfig(partial: Partial<SandboxConfig> = {}): Sand
     defaultRuntime: partial.defaultRuntime ?? DEFAULT_SANDBOX_RUNTIME,
     diskDir: partial.diskDir === undefined ? DEFAULT_DISK_DIR : partial.diskDir,
     outputLimit: partial.outputLimit ?? DEFAULT_OUTPUT_LIMIT,
+    egress: partial.egress ?? { headers: {}, resolve: {} },
   };
 }

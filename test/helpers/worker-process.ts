@@ -13,6 +13,7 @@ import './quiet';
 import { Context } from '@temporalio/activity';
 import type { WorkerInterceptors } from '@temporalio/worker';
 import { loadConfig } from '../../workers/config';
+import { exitGracefully } from '../../workers/signals';
 import { createWorkers } from '../../workers/worker';
 import { workflowBundle } from './env';
 
@@ -60,12 +61,13 @@ function killAtNewRun(): WorkerInterceptors {
 
 async function main() {
   const marker = process.env.KEEL_TEST_KILL_AFTER_TOOL;
-  const workers = await createWorkers(loadConfig(), {
+  const config = loadConfig();
+  const workers = await createWorkers(config, {
     workflowBundle: await workflowBundle(),
     sandboxInterceptors: marker ? killAfterTool(marker) : undefined,
     sessionInterceptors: process.env.KEEL_TEST_KILL_AT_NEW_RUN ? killAtNewRun() : undefined,
   });
-  process.once('SIGTERM', () => void workers.shutdown());
+  exitGracefully(workers, config.shutdownGraceSec, (msg) => console.log(msg));
   const running = workers.run();
   console.log('ready');
   await running;

@@ -18,6 +18,7 @@ describe('resolveSandboxConfig', () => {
       defaultRuntime: 'runc',
       diskDir: '/var/lib/keel/disks',
       outputLimit: 16000,
+      egress: { headers: {}, resolve: {} },
     });
   });
 
