@@ -101,10 +101,11 @@ async function blobsStream(blobs: BlobReader, sha: string): Promise<NodeJS.Reada
 
 /** Write the workspace of `snapshot` as a tar file (gzip when it ends in .gz or .tgz). Returns files written. */
 export async function writeWorkspaceTar(blobs: BlobReader, snapshot: string | undefined, file: string): Promise<number> {
+  if (await stat(file).then(() => true, () => false)) throw new WorkspaceError(`--out ${file} exists; give a new file name`);
   const p = pack();
   const entries = await workspaceEntries(blobs, snapshot);
   let files = 0;
-  const out = /\.(gz|tgz)$/i.test(file) ? pipeline(p, createGzip(), createWriteStream(file)) : pipeline(p, createWriteStream(file));
+  const out = /\.(gz|tgz)$/i.test(file) ? pipeline(p, createGzip(), createWriteStream(file, { flags: 'wx' })) : pipeline(p, createWriteStream(file, { flags: 'wx' }));
   const add = (header: Parameters<typeof p.entry>[0], body?: Buffer): Promise<void> =>
     new Promise((resolve, reject) => p.entry(header, body ?? Buffer.alloc(0), (err) => (err ? reject(err) : resolve())));
   try {

@@ -6,8 +6,8 @@
  * agent can commit on top of it.
  */
 import { execFile } from 'node:child_process';
-import { createReadStream, existsSync } from 'node:fs';
-import { lstat, mkdir, mkdtemp, rm, stat, symlink, writeFile, chmod } from 'node:fs/promises';
+import { createReadStream, createWriteStream, existsSync } from 'node:fs';
+import { chmod, lstat, mkdir, mkdtemp, rm, stat, symlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, posix, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -163,9 +163,7 @@ export async function extractTar(file: string, dir: string, label: string): Prom
         case 'file':
         case 'contiguous-file': {
           await mkdir(join(dir, ...parts.slice(0, -1)), { recursive: true, mode: 0o700 });
-          const chunks: Buffer[] = [];
-          for await (const c of stream) chunks.push(c as Buffer);
-          await writeFile(target, Buffer.concat(chunks), { mode: 0o600, flag: 'wx' });
+          await pipeline(stream, createWriteStream(target, { flags: 'wx', mode: 0o600 }));
           await chmod(target, mode);
           return;
         }

@@ -125,6 +125,7 @@ test('bad sources are refused naming the problem', async () => {
   const listed = execFileSync('tar', ['-tvf', outTar], { encoding: 'utf8' });
   assert.match(listed, /d\/f\.txt/);
   assert.match(listed, /d\/l -> f\.txt/);
+  await assert.rejects(writeWorkspaceTar(store, seed.snapshot, outTar), /exists; give a new file name/);
   await assert.rejects(writeWorkspaceDir(store, seed.snapshot, out), /is not empty/);
 });
 
