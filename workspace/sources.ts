@@ -96,7 +96,10 @@ async function isGitRepo(dir: string): Promise<boolean> {
  * one stays, so `git log` and `git commit` work in the sandbox.
  */
 async function fromGit(repo: string, blobs: BlobStore, ref: string): Promise<SeedSnapshot & { source: SeedSource }> {
-  const commit = await git(['-C', repo, 'rev-parse', '--verify', '--quiet', '--end-of-options', `${ref}^{commit}`]).catch(() => '');
+  const commit = await git(['-C', repo, 'rev-parse', '--verify', '--quiet', '--end-of-options', `${ref}^{commit}`]).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') throw new WorkspaceError(`workspace ${repo} is a git repository and git is not installed here; install git, or pass a tar of it`);
+    return '';
+  });
   if (!commit) throw new WorkspaceError(`workspace ${repo}: unknown ref ${JSON.stringify(ref)} (no commit by that name; try a branch, tag or commit sha)`);
   let branch: string | undefined;
   if (ref === 'HEAD') branch = (await git(['-C', repo, 'symbolic-ref', '--quiet', '--short', 'HEAD']).catch(() => '')) || undefined;
