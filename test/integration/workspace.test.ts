@@ -126,6 +126,24 @@ test('seeded from a git repo, the session edits and commits; keel files exports 
   writeFileSync(patch, d.stdout);
   git(repo, 'apply', '--check', patch);
 
+  // `keel diff` compares the agent's step with the seed, not with an empty sandbox; `keel show` names the seed.
+  // (Step 1 may have its own snapshot: the shell's state in /home/keel changed with its `cd`.)
+  type Diff = { before?: string; after?: string; modified: Array<{ after: { path: string } }>; added: Array<{ path: string }> };
+  const diffOf = async (step: number): Promise<Diff> => {
+    const r = await runCli(['diff', id, '--step', String(step), '--json'], env);
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout) as Diff;
+  };
+  const first = await diffOf(1);
+  const second = await diffOf(2);
+  if (first.after) assert.equal(first.before, seed.data.id, 'step 1 is compared with the seed');
+  assert.equal(second.before, first.after ?? seed.data.id);
+  const seedFiles = ['/workspace/hello.txt', '/workspace/notes.md', '/workspace/.git/HEAD', '/workspace/.git/config'];
+  for (const d of [first, second]) assert.ok(!d.added.some((a) => seedFiles.includes(a.path)), `seed files are not reported as added: ${JSON.stringify(d.added)}`);
+  assert.ok(second.modified.some((m) => m.after.path === '/workspace/hello.txt'), JSON.stringify(second));
+  const show = await runCli(['show', id], env);
+  assert.match(show.stdout, new RegExp(`seed: snapshot ${seed.data.id.slice(0, 12)}`));
+
   const s = await runCli(['files', id, '--step', '9', '--out', join(tmp('out'), 'x')], env);
   assert.equal(s.code, 2);
   assert.match(s.stderr, new RegExp(`keel: session ${id} has 3 steps; --step takes 0 \\(the seed\\) to 3`));
