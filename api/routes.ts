@@ -4,9 +4,10 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { validateSpec } from '../client';
 import { replayLive, verifyLive } from '../audit';
 import type { SessionSpec } from '../common/types';
-import { forkSpec, stepsOf } from '../inspect';
+import { costOf, priceOf } from '../common/prices';
+import { forkSpec, stepDiff, stepsOf } from '../inspect';
 import { operatorView } from '../inspect/operator';
-import { getEvents, listSessions } from '../store';
+import { getEvents, listSessions, sessionTotals } from '../store';
 import * as s from './schemas';
 import type { ApiDeps } from './server';
 import { eventJson, ownedSession, sessionJson } from './sessions';
@@ -32,8 +33,17 @@ export function registerSessionRoutes(root: FastifyInstance, deps: ApiDeps): voi
   });
 
   app.get('/sessions', {
-    schema: { summary: "the key's tenant's sessions, newest first", querystring: s.ListQuery, response: { 200: s.Session.array(), ...errors } },
-    handler: async (req) => (await listSessions(sql, { tenant: req.principal.tenant, limit: req.query.limit })).map(sessionJson),
+    schema: { summary: "the key's tenant's sessions, newest first, with steps, tokens and cost so far", querystring: s.ListQuery, response: { 200: s.SessionListItem.array(), ...errors } },
+    handler: async (req) => {
+      const rows = await listSessions(sql, { tenant: req.principal.tenant, limit: req.query.limit });
+      const totals = await sessionTotals(sql, rows.map((r) => r.id));
+      return rows.map((r) => {
+        const t = totals.get(r.id) ?? { steps: 0, inputTokens: 0, outputTokens: 0 };
+        const price = t.model ? priceOf(t.model) : undefined;
+        const usd = price ? Math.round(costOf(t, price) * 1e6) / 1e6 : null;
+        return { ...sessionJson(r), steps: t.steps, inputTokens: t.inputTokens, outputTokens: t.outputTokens, usd };
+      });
+    },
   });
 
   app.get('/sessions/:id', {
@@ -64,6 +74,14 @@ export function registerSessionRoutes(root: FastifyInstance, deps: ApiDeps): voi
     handler: async (req) => {
       await owned(req.principal.tenant, req.params.id);
       return (await getEvents(sql, req.params.id, { afterSeq: req.query.after, limit: req.query.limit })).map(eventJson);
+    },
+  });
+
+  app.get('/sessions/:id/steps/:step/diff', {
+    schema: { summary: 'what a step changed in the sandbox\'s files (`keel diff --json`): added, removed, modified, text diffs', params: s.StepParams, response: { 200: s.StepDiff, ...errors } },
+    handler: async (req) => {
+      await owned(req.principal.tenant, req.params.id);
+      return stepDiff({ sessionId: req.params.id, step: req.params.step, events: await getEvents(sql, req.params.id), blobs: deps.blobs });
     },
   });
 

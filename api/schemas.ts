@@ -112,6 +112,14 @@ export const Session = z.object({
   result: z.record(z.string(), z.unknown()).nullable(),
 });
 
+/** A session in a list: its row and what it has done so far. */
+export const SessionListItem = Session.extend({
+  steps: z.number().describe('tool results recorded'),
+  inputTokens: z.number(),
+  outputTokens: z.number(),
+  usd: z.number().nullable().describe("cost at the model's price; null when the price is unknown"),
+});
+
 export const Step = z.object({
   seq: z.number(),
   step: z.number(),
@@ -148,6 +156,20 @@ export const Event = z.object({
 });
 
 export const SessionParams = z.strictObject({ id: z.string().min(1) });
+export const StepParams = z.strictObject({ id: z.string().min(1), step: z.coerce.number().int().positive() });
+
+const ManifestEntry = z.object({ path: z.string(), type: z.string() }).passthrough();
+/** What `keel diff <id> --step N --json` prints (inspect/step-diff.ts). */
+export const StepDiff = z.object({
+  sessionId: z.string(),
+  step: z.number(),
+  before: z.string().optional().describe('the snapshot before the step (absent: the empty sandbox)'),
+  after: z.string().optional().describe('the snapshot the step ended with (absent: the step changed no files)'),
+  added: z.array(ManifestEntry),
+  removed: z.array(ManifestEntry),
+  modified: z.array(z.object({ before: ManifestEntry, after: ManifestEntry })),
+  textDiffs: z.record(z.string(), z.string()).describe('unified diffs of changed text files under 64 KB, by path'),
+});
 export const CallParams = z.strictObject({ id: z.string().min(1), callId: z.string().min(1) });
 
 export const ListQuery = z.strictObject({ limit: z.coerce.number().int().min(1).max(500).default(20) });

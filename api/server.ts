@@ -1,7 +1,7 @@
 /**
  * The HTTP API (`keel serve`): Fastify with zod schemas (api/schemas.ts) for validation,
  * serialisation and the OpenAPI document at `/openapi.json`. Every other route needs an API key
- * (api/auth.ts) and sees only its tenant's sessions.
+ * (api/auth.ts) and sees only its tenant's sessions. The web console is at `/console/` (api/console.ts).
  */
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -11,6 +11,7 @@ import type { KeelClient } from '../client';
 import { KEEL_VERSION } from '../common/constants';
 import type { ApiPrincipal, EventHub, Sql } from '../store';
 import { authenticate } from './auth';
+import { registerConsole } from './console';
 import { toApiError } from './errors';
 import { registerSessionRoutes } from './routes';
 import { registerStreamRoute } from './stream';
@@ -65,5 +66,6 @@ export async function buildApi(deps: ApiDeps, opts: { logger?: boolean } = {}): 
   app.get('/openapi.json', { config: { public: true }, schema: { hide: true } }, async () => app.swagger());
   registerSessionRoutes(app, deps);
   registerStreamRoute(app, deps);
+  registerConsole(app);
   return app;
 }

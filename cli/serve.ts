@@ -24,7 +24,7 @@ export function registerServe(program: Command, config: () => KeelConfig): void 
       const hub = new EventHub(sql);
       const app = await buildApi({ sql, client, blobs: store.blobs, hub });
       const address = await app.listen({ host: o.host ?? cfg.apiHost, port: o.port !== undefined ? Number(o.port) : cfg.apiPort });
-      print(`keel API on ${address} (OpenAPI: ${address}/openapi.json)`);
+      print(`keel API on ${address} (OpenAPI: ${address}/openapi.json; web console: ${address}/console/)`);
       await new Promise<void>((resolve) => {
         for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => resolve());
       });

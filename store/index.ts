@@ -2,7 +2,7 @@
 export { connect, migrate, pendingMigrations, SchemaOutdatedError, type Sql, type ConnectOptions } from './db';
 export { migrations, type Migration } from './migrations';
 export { appendEvents, EVENTS_CHANNEL, storable } from './events';
-export { firstEvent, forksOf, getChainedEvents, getEvents, getSession, listSessions, toolResultOf, type ChainedEventRow, type SessionRow } from './queries';
+export { firstEvent, forksOf, getChainedEvents, getEvents, getSession, listSessions, sessionTotals, toolResultOf, type ChainedEventRow, type SessionRow, type SessionTotals } from './queries';
 export { canonicalEvent, chainHash } from './chain';
 export { admitSession, chargeTenant, setTenantLimits, tenantLimits, tenantUsage, type TenantLimits } from './tenants';
 export { authenticateApiKey, createApiKey, listApiKeys, revokeApiKey, type ApiKeyInfo, type ApiPrincipal } from './apikeys';

@@ -118,3 +118,31 @@ export async function forksOf(sql: Sql, id: string): Promise<Array<{ sessionId: 
     order by at`;
   return rows.map((r) => ({ sessionId: r.session_id, atStep: Number(r.at_step) }));
 }
+
+/** What a session has done so far, summed from its events (forked copies not counted as spent). */
+export interface SessionTotals {
+  /** Tool results recorded. */
+  steps: number;
+  inputTokens: number;
+  outputTokens: number;
+  /** The model spec `session.started` recorded (for its price), when it recorded one. */
+  model?: { model: string; price?: { inputPerMTok: number; outputPerMTok: number } };
+}
+
+/** Totals of each session in `ids`, in one read; sessions without events are absent. */
+export async function sessionTotals(sql: Sql, ids: readonly string[]): Promise<Map<string, SessionTotals>> {
+  const out = new Map<string, SessionTotals>();
+  if (ids.length === 0) return out;
+  const rows = await sql<{ session_id: string; steps: string; input: string; output: string; model: SessionTotals['model'] | null }[]>`
+    select session_id,
+      count(*) filter (where type = 'tool.result') as steps,
+      coalesce(sum((data->'usage'->>'inputTokens')::bigint) filter (where type = 'model.call' and data->'copiedFrom' is null), 0) as input,
+      coalesce(sum((data->'usage'->>'outputTokens')::bigint) filter (where type = 'model.call' and data->'copiedFrom' is null), 0) as output,
+      (array_agg(data->'spec'->'model') filter (where type = 'session.started'))[1] as model
+    from events where session_id in ${sql(ids)} and type in ('tool.result', 'model.call', 'session.started')
+    group by session_id`;
+  for (const r of rows) {
+    out.set(r.session_id, { steps: Number(r.steps), inputTokens: Number(r.input), outputTokens: Number(r.output), ...(r.model ? { model: r.model } : {}) });
+  }
+  return out;
+}

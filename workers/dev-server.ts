@@ -7,6 +7,7 @@ import { accessSync, constants, existsSync, mkdirSync, openSync } from 'node:fs'
 import { createConnection } from 'node:net';
 import { delimiter, join } from 'node:path';
 import { ServiceError } from '../common/errors';
+import { SEARCH_ATTRIBUTES } from '../common/search-attributes';
 import type { KeelConfig } from './config';
 
 /** Pinned in scripts/setup.sh; installed from PyPI where the SDK's own download cannot run. */
@@ -52,6 +53,9 @@ export const DEV_SERVER_TUNING = [
   '--sqlite-pragma', 'synchronous=normal',
 ];
 
+/** Keel's search attributes (common/search-attributes.ts), registered by every dev server Keel starts. */
+export const DEV_SERVER_SEARCH_ATTRIBUTES = SEARCH_ATTRIBUTES.flatMap((k) => ['--search-attribute', `${k.name}=Keyword`]);
+
 export interface DevServerOptions {
   cli: string;
   /** SQLite file holding the server's state. */
@@ -78,6 +82,7 @@ export function startDevServer(opts: DevServerOptions): ChildProcess {
     '--ui-port', String(opts.uiPort ?? port + 1000),
     '--log-level', 'warn',
     ...DEV_SERVER_TUNING,
+    ...DEV_SERVER_SEARCH_ATTRIBUTES,
     ...(opts.extraArgs ?? []),
   ];
   mkdirSync(join(opts.dbFile, '..'), { recursive: true });

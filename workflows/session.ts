@@ -27,6 +27,7 @@ import {
   proxyActivities,
   proxyLocalActivities,
   setHandler,
+  upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Admission, CallModelInput, ModelActivities, StoreActivities } from '../common/activities';
@@ -43,6 +44,7 @@ import type { SessionEvent } from '../common/events';
 import { failureTypeOf } from '../common/failures';
 import { faultFor, injectedResult } from '../common/inject';
 import { sandboxLimits } from '../common/sandbox-spec';
+import { STATUS_ATTRIBUTE } from '../common/search-attributes';
 import { SESSION_TOOLS, toolTimeoutSec, validateToolCall, type ToolInput } from '../common/tools';
 import type {
   ContextWindow,
@@ -70,6 +72,8 @@ export const PATCH_CONTRACT = 'keel-runtime-contract';
 export const PATCH_OPERATOR = 'keel-operator-control';
 /** Marks runs that record what the egress proxy refused as `network.refused` events (networked sessions). */
 export const PATCH_NETWORK_EVENTS = 'keel-network-refused-events';
+/** Marks runs that keep the `KeelStatus` search attribute current (sessions started with it: common/search-attributes.ts). */
+export const PATCH_SEARCH_ATTRIBUTES = 'keel-search-attributes';
 
 /** What one workflow run hands the next when it continues as new. */
 export interface SessionCarry {
@@ -143,7 +147,15 @@ export async function agentSession(spec: SessionSpec, carry?: SessionCarry): Pro
   const emit: Emit = (type, data) => {
     pending.push({ seq: ++seq, type, data } as SessionEvent);
   };
+  // KeelStatus follows state.status, where the session started with it (a namespace that has the attribute).
+  let shownStatus = workflowInfo().typedSearchAttributes.get(STATUS_ATTRIBUTE);
+  const showStatus = () => {
+    if (shownStatus === undefined || shownStatus === state.status || !patched(PATCH_SEARCH_ATTRIBUTES)) return;
+    shownStatus = state.status;
+    upsertSearchAttributes([{ key: STATUS_ATTRIBUTE, value: state.status }]);
+  };
   const flush = async () => {
+    showStatus();
     if (pending.length === 0) return;
     const events = pending;
     pending = [];

@@ -237,11 +237,33 @@ describe('a session driven over HTTP', () => {
     const list = await api.call(keyA, 'GET', '/sessions?limit=50');
     assert.equal(list.status, 200);
     assert.ok(list.body.some((s: { id: string; status: string }) => s.id === id && s.status === 'completed'));
+    // Totals from the events: 3 tool results, every model call's tokens; a scripted model has no price.
+    const row = list.body.find((s: { id: string }) => s.id === id);
+    const rowEvents = await getEvents(stack.sql, id);
+    const calls = rowEvents.filter((e) => e.type === 'model.call');
+    assert.deepEqual(
+      { steps: row.steps, inputTokens: row.inputTokens, outputTokens: row.outputTokens, usd: row.usd },
+      {
+        steps: 3,
+        inputTokens: calls.reduce((n, e) => n + (e.type === 'model.call' ? e.data.usage.inputTokens : 0), 0),
+        outputTokens: calls.reduce((n, e) => n + (e.type === 'model.call' ? e.data.usage.outputTokens : 0), 0),
+        usd: null,
+      },
+    );
+    assert.ok(row.inputTokens > 0);
     assert.ok(list.body.every((s: { tenant: string }) => s.tenant === tenantA));
     const events = await api.call(keyA, 'GET', `/sessions/${id}/events?after=2&limit=3`);
     assert.deepEqual(events.body.map((e: { seq: number }) => e.seq), all.slice(2, 5));
     const detail = await api.call(keyA, 'GET', `/sessions/${id}`);
     assert.deepEqual(detail.body.steps.map((s: { tool: string; ok: boolean }) => [s.tool, s.ok]), [['shell', true], ['shell', false], ['shell', true]]);
+    // The step diff is `keel diff --json`: step 1 wrote a.txt, step 3 (cat) changed nothing.
+    const diff1 = await api.call(keyA, 'GET', `/sessions/${id}/steps/1/diff`);
+    assert.equal(diff1.status, 200, JSON.stringify(diff1.body));
+    assert.ok(diff1.body.added.some((e: { path: string }) => e.path === '/workspace/a.txt'));
+    assert.match(diff1.body.textDiffs['/workspace/a.txt'], /\+needs-ok/);
+    const diff3 = await api.call(keyA, 'GET', `/sessions/${id}/steps/3/diff`);
+    assert.deepEqual([diff3.body.added, diff3.body.modified, diff3.body.removed, diff3.body.after], [[], [], [], undefined]);
+    assert.equal((await api.call(keyA, 'GET', `/sessions/${id}/steps/0/diff`)).status, 400);
   });
 
   test('audit verify and replay', async () => {
@@ -298,6 +320,7 @@ describe("another tenant's session is a 404 on every route", () => {
   const routes: Array<[method: string, path: string, body?: unknown]> = [
     ['GET', '/sessions/{id}'],
     ['GET', '/sessions/{id}/events'],
+    ['GET', '/sessions/{id}/steps/{step}/diff'],
     ['GET', '/sessions/{id}/stream'],
     ['POST', '/sessions/{id}/messages', { text: 'from tenant b' }],
     ['POST', '/sessions/{id}/cancel', { reason: 'tenant b' }],
@@ -330,7 +353,7 @@ describe("another tenant's session is a 404 on every route", () => {
     const before = await seqsOf(id);
     const missing = uniqueId('no-such-session');
     for (const [method, template, body] of routes) {
-      const path = (sid: string) => template.replace('{id}', sid).replace('{callId}', 'call_0_0');
+      const path = (sid: string) => template.replace('{id}', sid).replace('{callId}', 'call_0_0').replace('{step}', '1');
       const theirs = await api.call(keyB, method, path(id), body);
       const none = await api.call(keyB, method, path(missing), body);
       assert.equal(theirs.status, 404, `${method} ${template}: ${JSON.stringify(theirs.body)}`);
