@@ -78,6 +78,17 @@ export const FaultInjection = z.strictObject({
   rules: z.array(z.strictObject({ tool: z.string(), rate: z.number().min(0).max(1), fault: z.enum(['error', 'timeout', 'truncated', 'nonzero']) })),
 });
 
+/** A seed already in the blob store (`uploadWorkspace` from `keel/client/workspace`, `keel run --workspace`). */
+export const WorkspaceSeed = z
+  .strictObject({
+    snapshot: z.string().regex(/^[0-9a-f]{64}$/),
+    files: z.number().int().nonnegative(),
+    bytes: z.number().int().nonnegative(),
+    uploadedBytes: z.number().int().nonnegative().optional(),
+    source: z.string().max(2000).optional(),
+  })
+  .describe('what /workspace starts with: a snapshot stored in the blob store the sandbox hosts read');
+
 /** A session spec as `keel run` builds it; the tenant is the API key's. */
 export const StartSession = z.strictObject({
   id: z.string().regex(/^[A-Za-z0-9._:-]{1,200}$/).optional().describe('session id (default: generated)'),
@@ -95,6 +106,7 @@ export const StartSession = z.strictObject({
   webhook: WebhookSpec.optional(),
   queue: z.boolean().optional(),
   messages: z.array(z.string()).optional(),
+  workspace: WorkspaceSeed.optional(),
 });
 
 export const SessionStatus = z.enum(['running', 'waiting', 'budget_exhausted', 'completed', 'refused', 'step_limit', 'cancelled', 'failed', 'terminated', 'timed_out']);

@@ -26,6 +26,7 @@ import { registerAudit } from './audit';
 import { registerServe } from './serve';
 import { runDiff } from './diff';
 import { registerEval } from './eval';
+import { registerFiles, seedWorkspace } from './files';
 import { printChecks, runDoctor } from './doctor';
 import { addOperatorRunOptions, operatorLines, operatorSpec, operatorView, registerOperator, type OperatorRunOptions } from './operator';
 import { connectClient, demoSpec, exitCodeFor, runSession, runSpec, withClient } from './sessions';
@@ -61,10 +62,13 @@ addOperatorRunOptions(program
   .option('--context-tokens <n>', "the model's context window in tokens (default: from the table in the README)")
   .option('--allow-net <host[:ports]>', 'let the sandbox reach this host (example.com, *.example.com; ports 443 unless given: host:80,443) through the egress proxy; repeat for more', (v: string, all: string[]) => [...all, v], [] as string[])
   .option('--id <sessionId>', 'session id (default: generated)')
+  .option('--workspace <path>', "what /workspace starts with: a directory, a .tar/.tar.gz file, or a git repository (its tree at --ref, history included)")
+  .option('--ref <ref>', 'with a git repository as --workspace: the branch, tag or commit to check out (default HEAD)')
   .option('--detach', 'print the session id and return at once (needs a running `keel worker`)')
   .option('--json', 'print one JSON object instead of progress')
   .option('--no-worker', 'do not run a worker in this process (a `keel worker` must be running)'))
   .action(async (task: string, o: Record<string, string | boolean | undefined>) => {
+    if (o.ref !== undefined && o.workspace === undefined) throw new SessionError('--ref picks a commit of the --workspace git repository; give --workspace too');
     const { price, ...operator } = operatorSpec(o as OperatorRunOptions);
     const base = runSpec(task, {
       model: o.model as string | undefined,
@@ -77,6 +81,11 @@ addOperatorRunOptions(program
       allowNet: o.allowNet as unknown as string[],
     });
     const spec: SessionSpec = { ...base, ...operator, model: { ...base.model, ...(price ? { price } : {}) } };
+    if (typeof o.workspace === 'string') {
+      const workspace = await seedWorkspace(config(), o.workspace, o.ref as string | undefined);
+      spec.workspace = workspace;
+      if (!o.json) print(`workspace: ${workspace.source} stored as snapshot ${workspace.snapshot.slice(0, 12)} (${workspace.files} files, ${workspace.bytes} bytes)`);
+    }
     process.exitCode = await runSession(config(), spec, {
       json: Boolean(o.json),
       worker: Boolean(o.worker),
@@ -296,6 +305,8 @@ program
       await sql.end({ timeout: 2 });
     }
   });
+
+registerFiles(program, config);
 
 program
   .command('wait')

@@ -56,7 +56,7 @@ function detail(e: EventRow): string {
     case 'sandbox.restored':
       return `generation ${e.data.generation} on ${e.data.hostId} from snapshot ${(e.data.snapshot ?? 'none').slice(0, 12)}: ${e.data.reason}`;
     case 'sandbox.snapshot':
-      return `${snapshotLine(e.data)} before ${e.data.reason}`;
+      return e.data.reason === 'seed' ? `seed: ${snapshotLine(e.data)} (/workspace as the session started)` : `${snapshotLine(e.data)} before ${e.data.reason}`;
     case 'sandbox.suspended':
       return `container ${e.data.containerId.slice(0, 12)} released (${e.data.reason})`;
     case 'sandbox.resumed':

@@ -17,7 +17,7 @@ import { DEFAULT_TENANT } from '../common/defaults';
 import { SessionError } from '../common/errors';
 import { injectionProblems } from '../common/inject';
 import { policyProblems } from '../common/policy';
-import { sandboxSpecProblems } from '../common/sandbox-spec';
+import { sandboxLimits, sandboxSpecProblems } from '../common/sandbox-spec';
 import { SEARCH_ATTRIBUTES, startAttributes, startMemo } from '../common/search-attributes';
 import { toolNames } from '../common/tools';
 import { webhookProblems } from '../common/webhooks';
@@ -271,6 +271,16 @@ export function validateSpec(spec: SessionSpec): void {
     for (const field of ['atStep', 'throughSeq'] as const) {
       if (!(Number.isInteger(f[field]) && f[field] > 0)) throw new SessionError(`fork.${field} must be a positive integer`);
     }
+  }
+  if (spec.workspace !== undefined) {
+    const w = spec.workspace;
+    if (typeof w?.snapshot !== 'string' || !/^[0-9a-f]{64}$/.test(w.snapshot)) throw new SessionError('workspace.snapshot must be a snapshot id (64 lowercase hex digits) stored with prepareWorkspace');
+    for (const field of ['files', 'bytes'] as const) {
+      if (!(Number.isInteger(w[field]) && w[field] >= 0)) throw new SessionError(`workspace.${field} must be a whole number`);
+    }
+    if (spec.fork !== undefined) throw new SessionError('a fork starts from the files of the session it forks: give workspace or fork, not both');
+    const diskMb = sandboxLimits(spec.sandbox).diskMb;
+    if (w.bytes > diskMb * 1024 * 1024) throw new SessionError(`the workspace holds ${w.bytes} bytes, more than the sandbox's ${diskMb} MiB /workspace; raise sandbox.diskMb`);
   }
   const operator = [
     ...policyProblems(spec.policy, toolNames),

@@ -139,6 +139,11 @@ export interface SessionSpec {
   queue?: boolean;
   /** Start from another session's transcript and files at one of its steps (`keel fork`). */
   fork?: ForkSpec;
+  /**
+   * Files /workspace starts with: a snapshot already in the blob store (`keel run --workspace`, or
+   * `prepareWorkspace` from `keel/client/workspace`). It is the session's first snapshot; not with `fork`.
+   */
+  workspace?: WorkspaceSeed;
   /** Messages the model sees right after the task (a fork's new instruction). */
   messages?: string[];
   /**
@@ -333,6 +338,19 @@ export interface RuntimeContract {
   workerBuildId?: string;
   keelVersion: string;
   sandbox?: SandboxRuntimeInfo & { image: string };
+}
+
+/** A session's seed: a snapshot stored before the session starts, which its sandbox is restored from. */
+export interface WorkspaceSeed {
+  /** The snapshot id (sha256 of its root object), in the blob store the sandbox hosts read. */
+  snapshot: string;
+  /** Files and bytes it holds. */
+  files: number;
+  bytes: number;
+  /** Bytes the blob store did not have yet when it was stored. @default 0 */
+  uploadedBytes?: number;
+  /** What it was made from, for people: `git <path> <ref> (<commit>)`, `dir <path>`, `tar <path>`. */
+  source?: string;
 }
 
 /** Where a forked session starts: another session's transcript up to a step, and its files at that step. */

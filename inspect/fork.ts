@@ -39,7 +39,8 @@ export function forkSpec(from: string, events: readonly EventRow[], opts: { atSt
   }
   const original = started.data.spec;
   if (!original && !opts.model) throw new SessionError(`session ${from} recorded no spec (it predates forks): give a model`);
-  const { keepAlive: _keepAlive, ...base } = original ?? { task: started.data.task };
+  // The fork's files are the original's at the fork point (its seed included): no seed of its own.
+  const { keepAlive: _keepAlive, workspace: _workspace, ...base } = original ?? { task: started.data.task };
   return {
     ...base,
     model: opts.model ?? (original as SessionSpec).model,

@@ -9,17 +9,23 @@ import { diffManifests, readManifest, type Manifest, type ManifestEntry } from '
 import type { SnapshotInfo } from '../common/types';
 import { asText, TEXT_DIFF_LIMIT, unifiedDiff } from './text-diff';
 
-/** The snapshot step `step` ended with, and the one before it (undefined: the empty sandbox). */
+/** The snapshot step `step` ended with, and the one before it: a step's, the seed or a suspension's (undefined: the empty sandbox). */
 export function stepSnapshots(events: readonly EventRow[], step: number): { before?: SnapshotInfo; after?: SnapshotInfo } {
   const snaps: Array<{ seq: number; step: number; snapshot: SnapshotInfo }> = [];
+  // Snapshots outside a step (the seed, a suspension's) are what the next step started from.
+  const between: Array<{ seq: number; snapshot: SnapshotInfo }> = [];
   for (const e of events) {
     if (e.type === 'tool.result' && e.data.snapshot) snaps.push({ seq: e.seq, step: e.data.step, snapshot: e.data.snapshot });
+    if (e.type === 'sandbox.snapshot') {
+      const { reason: _reason, ...snapshot } = e.data;
+      between.push({ seq: e.seq, snapshot });
+    }
   }
   const atStep = snaps.filter((s) => s.step === step);
   const first = atStep[0];
   const last = atStep[atStep.length - 1];
   if (!first || !last) return {};
-  const before = snaps.filter((s) => s.seq < first.seq).at(-1)?.snapshot;
+  const before = [...snaps, ...between].filter((s) => s.seq < first.seq).sort((x, y) => x.seq - y.seq).at(-1)?.snapshot;
   return before ? { before, after: last.snapshot } : { after: last.snapshot };
 }
 

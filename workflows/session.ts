@@ -212,6 +212,7 @@ export async function agentSession(spec: SessionSpec, carry?: SessionCarry): Pro
     await loop.run(async () => {
       if (!carry && operator && !(await admit(operator))) return;
       if (!carry && spec.fork) await startFork(spec.fork);
+      if (!carry && spec.workspace && !spec.fork) seedWorkspace(spec.workspace);
       if (!carry) await sandbox.provision('start');
       if (!carry && fromLog && patched(PATCH_CONTRACT)) await recordContract();
 
@@ -361,6 +362,26 @@ export async function agentSession(spec: SessionSpec, carry?: SessionCarry): Pro
     state.step = copy.steps;
     state.toolCalls = copy.toolCalls;
     if (fork.snapshot) sandbox.lastSnapshot = fork.snapshot;
+  }
+
+  /**
+   * A seeded session: its seed is its first snapshot, so the first provision restores from it as any
+   * later restore would. No command of its own (the provision's input names the snapshot).
+   */
+  function seedWorkspace(seed: NonNullable<SessionSpec['workspace']>): void {
+    sandbox.lastSnapshot = seed.snapshot;
+    emit('sandbox.snapshot', {
+      id: seed.snapshot,
+      files: seed.files,
+      bytes: seed.bytes,
+      added: seed.files,
+      modified: 0,
+      removed: 0,
+      changedBytes: seed.bytes,
+      uploadedBytes: seed.uploadedBytes ?? 0,
+      durationMs: 0,
+      reason: 'seed', // what it was made from is in the spec (`session.started`)
+    });
   }
 
   /** What this session runs on, recorded once, so a later re-run can say what changed. */

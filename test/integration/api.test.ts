@@ -66,6 +66,7 @@ describe('keys', () => {
     const start = doc.body.paths['/sessions'].post.requestBody.content['application/json'].schema;
     assert.deepEqual(start.required.sort(), ['model', 'task']);
     assert.deepEqual(start.properties.model.properties.provider.enum, ['scripted', 'anthropic', 'openai', 'openai-compatible']);
+    assert.deepEqual(start.properties.workspace.required.sort(), ['bytes', 'files', 'snapshot'], 'a seed is named by its snapshot');
 
     const none = await api.call(undefined, 'GET', '/sessions');
     assert.equal(none.status, 401);

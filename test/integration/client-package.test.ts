@@ -60,7 +60,7 @@ test('require("keel/client") loads the client and nothing of the worker side', (
   assert.deepEqual(workerSide, [], 'no worker-side module in require.cache');
 });
 
-test('only keel/client is exported, and a bad spec is refused before any server is needed', () => {
+test('only keel/client (and keel/client/workspace) is exported, and a bad spec is refused before any server is needed', () => {
   const script = `
     let deep = 'loaded';
     try { require('keel/dist/workers/worker'); } catch (e) { deep = e.code; }
@@ -103,4 +103,39 @@ test('the type declarations check a caller: right arguments pass, wrong ones fai
     }`);
   assert.equal(bad.ok, false, 'an unknown provider is a type error');
   assert.match(bad.output, /'"gpt"' is not assignable/);
+});
+
+test('keel/client/workspace stores a seed a spec can name, and keel/client does not load it', () => {
+  const script = `
+    const { mkdtempSync, writeFileSync } = require('node:fs');
+    const { join } = require('node:path');
+    const { tmpdir } = require('node:os');
+    const before = Object.keys(require.cache).filter((p) => p.includes('/dist/workspace/')).length;
+    require('keel/client');
+    const afterClient = Object.keys(require.cache).filter((p) => p.includes('/dist/workspace/')).length;
+    const { uploadWorkspace, DirBlobStore, WorkspaceError } = require('keel/client/workspace');
+    const { validateSpec } = require('keel/client');
+    const dir = mkdtempSync(join(tmpdir(), 'seed-'));
+    writeFileSync(join(dir, 'a.txt'), 'a');
+    const blobs = new DirBlobStore(mkdtempSync(join(tmpdir(), 'blobs-')));
+    (async () => {
+      const workspace = await uploadWorkspace(dir, blobs);
+      validateSpec({ task: 't', model: { provider: 'scripted', model: 'x', script: [{}] }, workspace });
+      let missing = '';
+      try { await uploadWorkspace(join(dir, 'nope'), blobs); } catch (e) { missing = e instanceof WorkspaceError ? e.message : 'other'; }
+      process.stdout.write(JSON.stringify({ before, afterClient, workspace, missing, stored: (await blobs.getManifest(workspace.snapshot)) !== undefined }));
+    })();`;
+  const out = JSON.parse(execFileSync(process.execPath, ['-e', script], { cwd: app, encoding: 'utf8' })) as {
+    before: number;
+    afterClient: number;
+    workspace: { snapshot: string; files: number; source: string };
+    missing: string;
+    stored: boolean;
+  };
+  assert.equal(out.afterClient, 0, 'keel/client loads nothing of the workspace code');
+  assert.match(out.workspace.snapshot, /^[0-9a-f]{64}$/);
+  assert.equal(out.workspace.files, 1);
+  assert.match(out.workspace.source, /^dir /);
+  assert.equal(out.stored, true);
+  assert.match(out.missing, /no such file or directory/);
 });

@@ -58,6 +58,18 @@ describe('stepSnapshots', () => {
     assert.deepEqual(stepSnapshots(events, 1), { after: snap('s1') });
     assert.deepEqual(stepSnapshots(events, 2), {});
   });
+
+  it('a step after the seed (or a suspension) is compared with it, not with an empty sandbox', () => {
+    const seeded = [
+      ev(1, 'session.started', {}),
+      ev(2, 'sandbox.snapshot', { ...snap('seed'), reason: 'seed' }),
+      ev(3, 'tool.result', { step: 1, snapshot: snap('s1') }),
+      ev(4, 'sandbox.snapshot', { ...snap('susp'), reason: 'suspend' }),
+      ev(5, 'tool.result', { step: 2, snapshot: snap('s2') }),
+    ];
+    assert.deepEqual(stepSnapshots(seeded, 1), { before: snap('seed'), after: snap('s1') });
+    assert.deepEqual(stepSnapshots(seeded, 2), { before: snap('susp'), after: snap('s2') });
+  });
 });
 
 describe('unifiedDiff', () => {
