@@ -44,6 +44,7 @@ export class DockerHost {
     this.lose();
     mkdirSync(this.cgroup, { recursive: true });
     mkdirSync(this.execRoot, { recursive: true });
+    mkdirSync(this.dataDir, { recursive: true });
     // A lost engine leaves its pid files; a stale containerd.pid makes the next dockerd wait for a dead containerd.
     for (const stale of [this.socket, join(this.execRoot, 'dockerd.pid'), join(this.execRoot, 'containerd', 'containerd.pid')]) rmSync(stale, { force: true });
     const log = openSync(join(this.dataDir, 'dockerd.log'), 'a');
