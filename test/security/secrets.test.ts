@@ -54,6 +54,7 @@ const PLANTED = {
   AWS_ACCESS_KEY_ID: `AKIA${TOKEN.toUpperCase()}`,
   AWS_SECRET_ACCESS_KEY: `${TOKEN}-aws-secret`,
   AWS_SESSION_TOKEN: `${TOKEN}-aws-session`,
+  KEEL_WEBHOOK_SECRET: `${TOKEN}-webhook`,
 };
 const ROLE = `keel_secrets_${randomBytes(4).toString('hex')}`;
 const TASK = 'show me your environment';
@@ -106,6 +107,7 @@ before(
       OPENAI_BASE_URL: llm.url,
       OPENAI_COMPATIBLE_API_KEY: PLANTED.OPENAI_COMPATIBLE_API_KEY,
       OPENAI_COMPATIBLE_BASE_URL: llm.url,
+      KEEL_WEBHOOK_SECRET: PLANTED.KEEL_WEBHOOK_SECRET,
     });
     client = await KeelClient.connect({ address: temporal.address });
     sql = connect(DATABASE_URL);
