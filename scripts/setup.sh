@@ -85,6 +85,17 @@ if ! docker_up; then
   for _ in $(seq 1 60); do docker_up && break; sleep 0.5; done
   docker_up || die "dockerd did not come up; see $STATE/dockerd.log"
 fi
+# A dockerd started with `--bridge none` on the same machine (an older cluster suite did) deletes docker0,
+# and then every container on the default bridge (a `docker build` RUN step) fails. Put it back.
+if [ -z "${DOCKER_HOST:-}" ] && command -v ip >/dev/null && ! ip link show docker0 >/dev/null 2>&1; then
+  subnet=$(docker network inspect bridge -f '{{(index .IPAM.Config 0).Subnet}}' 2>/dev/null || true)
+  if [[ $subnet =~ ^([0-9]+\.[0-9]+\.[0-9]+)\.0/([0-9]+)$ ]]; then
+    log "docker0 is missing: recreating it (${BASH_REMATCH[1]}.1/${BASH_REMATCH[2]})"
+    $SUDO ip link add docker0 type bridge
+    $SUDO ip addr add "${BASH_REMATCH[1]}.1/${BASH_REMATCH[2]}" dev docker0
+    $SUDO ip link set docker0 up
+  fi
+fi
 
 # --- gVisor (runsc): asked for with KEEL_GVISOR=1; CI always has it ----------------------
 # dockerd re-reads the "runtimes" of daemon.json on SIGHUP, so registering needs no restart

@@ -1,6 +1,7 @@
 /**
  * A second Docker engine on this machine that stands in for a whole sandbox host: its own dockerd with its own
- * data root, exec root, pidfile and socket, no bridge network (sandboxes have none), and every process it starts
+ * data root, exec root, pidfile and socket, a bridge of its own (sandboxes use none; `--bridge none` would make
+ * dockerd delete the machine's docker0, which the main engine needs), and every process it starts
  * (containerd, shims, the containers themselves) in one cgroup, so that `lose()` kills the host outright: its
  * containers really die, as when a machine goes down. `up()` again is the machine coming back with its disk.
  *
@@ -8,6 +9,7 @@
  * (`docker save | docker load` from the main engine) and later runs find it there. Needs root (cgroups, dockerd).
  */
 import { execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -53,7 +55,7 @@ export class DockerHost {
       '--exec-root', this.execRoot,
       '--pidfile', join(this.execRoot, 'dockerd.pid'),
       '--host', this.dockerHost,
-      '--bridge', 'none', '--iptables=false', '--ip6tables=false',
+      '--bridge', this.ensureBridge(), '--iptables=false', '--ip6tables=false',
       '--cgroup-parent', `/keel-${this.name}`,
     ];
     // The engine joins the host's cgroup before it starts, so containerd and the shims are born in it.
@@ -66,6 +68,24 @@ export class DockerHost {
       await new Promise((r) => setTimeout(r, 200));
     }
     throw new Error(`dockerd for ${this.name} did not answer on ${this.socket}; see ${join(this.dataDir, 'dockerd.log')}`);
+  }
+
+  /**
+   * The host's own bridge, made once: `kb-<hash of the name>` (an interface name has at most 15 characters)
+   * with an address in 10.251.0.0/16. Docker uses it as this engine's default bridge and leaves docker0 alone.
+   */
+  private ensureBridge(): string {
+    const hash = createHash('sha256').update(this.name).digest();
+    const bridge = `kb-${hash.subarray(0, 4).toString('hex')}`;
+    const ip = (...args: string[]) => execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    try {
+      ip('link', 'show', bridge);
+    } catch {
+      ip('link', 'add', 'name', bridge, 'type', 'bridge');
+      ip('addr', 'add', `10.251.${hash[4]}.1/24`, 'dev', bridge);
+      ip('link', 'set', bridge, 'up');
+    }
+    return bridge;
   }
 
   /** Load the sandbox image from the main engine unless this engine has it already. */
