@@ -336,7 +336,10 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
       } catch (err) {
         if (err instanceof CancelledFailure) {
           answer.catch(() => undefined);
-          await client.cancel(id).catch(() => false);
+          // Only a cancel the session asked for kills the command. A heartbeat that timed out (the Temporal
+          // server was away for a moment), a worker shutting down or a task the server no longer knows leave
+          // it running: the retry comes with the same key and the executor hands it the same command's answer.
+          if (ctx?.cancellationDetails?.cancelRequested !== false) await client.cancel(id).catch(() => false);
           throw err;
         }
         throw classifySandboxError(err, handle.containerId, key);
