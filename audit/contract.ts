@@ -9,15 +9,18 @@ import { canonicalJson } from '../common/canonical-json';
 import { KEEL_VERSION } from '../common/constants';
 import { DEFAULT_MAX_OUTPUT_TOKENS } from '../common/defaults';
 import type { EventRow } from '../common/events';
+import type { McpTool } from '../common/mcp';
 import { toolJsonSchemas } from '../common/tools';
 import type { ModelSpec, RuntimeContract, SandboxRuntimeInfo } from '../common/types';
 
 /** The model side of the contract: settings and every tool offered, each with the sha256 of its JSON Schema. */
-export function modelContract(model: ModelSpec): Omit<RuntimeContract, 'sandbox' | 'workerBuildId'> {
-  const tools = Object.entries(toolJsonSchemas()).map(([name, t]) => ({
-    name,
-    schemaSha: createHash('sha256').update(canonicalJson({ description: t.description, parameters: t.parameters })).digest('hex'),
-  }));
+export function modelContract(model: ModelSpec, mcpTools: readonly McpTool[] = []): Omit<RuntimeContract, 'sandbox' | 'workerBuildId'> {
+  const sha = (description: string, parameters: unknown) => createHash('sha256').update(canonicalJson({ description, parameters })).digest('hex');
+  const tools = [
+    ...Object.entries(toolJsonSchemas()).map(([name, t]) => ({ name, schemaSha: sha(t.description, t.parameters) })),
+    // MCP tools as their servers listed them when the session started (`<server>__<tool>`).
+    ...mcpTools.map((t) => ({ name: t.name, schemaSha: sha(t.description, t.inputSchema) })),
+  ];
   return {
     model: {
       provider: model.provider,
