@@ -25,6 +25,8 @@ const STDERR_TAIL = 2000;
 interface Connection {
   client: Client;
   transport: StdioClientTransport;
+  /** The process exited or was stopped. */
+  closed: boolean;
 }
 
 /** The worker's MCP servers. */
@@ -49,11 +51,13 @@ export class McpPool {
     if (existing) return existing;
     const started = this.start(name, server);
     this.conns.set(name, started);
-    started.catch(() => this.conns.delete(name));
+    started.catch(() => {
+      if (this.conns.get(name) === started) this.conns.delete(name);
+    });
     return started;
   }
 
-  private async start(name: string, server: McpConfig['servers'][string]): Promise<Connection> {
+  private start(name: string, server: McpConfig['servers'][string]): Promise<Connection> {
     const transport = new StdioClientTransport({
       command: server.command,
       args: server.args,
@@ -67,9 +71,10 @@ export class McpPool {
       this.stderr.set(name, ((this.stderr.get(name) ?? '') + chunk.toString('utf8')).slice(-STDERR_TAIL));
     });
     const client = new Client({ name: 'keel', version: KEEL_VERSION });
-    const conn: Connection = { client, transport };
+    const conn: Connection = { client, transport, closed: false };
     client.onclose = () => {
-      // The process exited (or was closed): the next use starts a new one.
+      // The process exited (or was stopped): the next use starts a new one.
+      conn.closed = true;
       if (this.conns.get(name) === connecting) this.conns.delete(name);
     };
     const connecting: Promise<Connection> = (async () => {
@@ -126,7 +131,7 @@ function resultText(result: Record<string, unknown>): string {
 }
 
 function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
+  return (err instanceof Error ? err.message : String(err)).replace(/\s+/g, ' ').slice(0, 1000);
 }
 
 /** At most this many calls' outcomes are remembered per worker, so a retried activity does not call its server twice. */
