@@ -70,7 +70,8 @@ export async function prepareCalls(raw: readonly ToolCall[], blobs: BlobStore, m
     }
     // An MCP tool's arguments are checked against its server's schema where it runs (activities/mcp).
     const checked = mcp.has(c.name) ? ({ ok: true } as const) : validateToolCall(c.name, c.input);
-    const invalid = checked.ok ? undefined : { error: checked.error, message: checked.message };
+    const more = !checked.ok && checked.error === 'UnknownTool' && mcp.size ? ` MCP tools: ${[...mcp].join(', ')}.` : '';
+    const invalid = checked.ok ? undefined : { error: checked.error, message: checked.message + more };
     if (fitsInline(json)) {
       calls.push({ id: c.id, name: c.name, input: c.input, ...(invalid ? { invalid } : {}) });
       continue;

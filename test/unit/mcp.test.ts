@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { createMcpActivities, McpPool, parseMcpConfig, resolveMcpConfig } from '../../activities/mcp';
-import { modelContract } from '../../audit/contract';
+import { contractDifferences, modelContract } from '../../audit/contract';
 import { DirBlobStore } from '../../blobs';
 import { failureTypeOf } from '../../common/failures';
 import type { McpTool } from '../../common/mcp';
@@ -56,6 +56,13 @@ describe('the reference memory server', () => {
     const entry = contract.tools.find((t) => t.name === 'memory__create_entities');
     assert.match(entry?.schemaSha ?? '', /^[0-9a-f]{64}$/);
     assert.ok(contract.tools.some((t) => t.name === 'shell'));
+    // keel audit rerun does not start MCP servers: a recorded session's MCP tools are not reported removed...
+    const recorded = { ...contract, model: { ...contract.model } };
+    assert.deepEqual(contractDifferences(recorded, { model: modelContract({ provider: 'scripted', model: 'x' }) }), []);
+    // ...but when today's side lists them, a changed schema is drift.
+    const changed = tools.map((t) => (t.name === 'memory__read_graph' ? { ...t, description: 'changed' } : t));
+    const diff = contractDifferences(recorded, { model: modelContract({ provider: 'scripted', model: 'x' }, changed) });
+    assert.deepEqual(diff.map((d) => d.field), ['tool memory__read_graph']);
   });
 
   test('a call gets the real result, and the server really stored it', async () => {
