@@ -1,8 +1,9 @@
 /**
  * The operator's MCP servers: a JSON file named by KEEL_MCP_CONFIG, in the shape other MCP
- * clients use: `{"mcpServers": {"<name>": {"command": "...", "args": [...], "env": {...}, "cwd": "..."}}}`.
- * `env` may hold credentials: they go to that server's process only (never into a spec, an event,
- * workflow history or a sandbox).
+ * clients use: `{"mcpServers": {"<name>": {"command": "...", "args": [...], "env": {...}, "cwd": "..."}}}`
+ * for a server the worker starts (stdio), or `{"url": "https://...", "headers": {...}}` for one it
+ * reaches over streamable HTTP. `env` and `headers` may hold credentials: they go to that server only
+ * (never into a spec, an event, workflow history or a sandbox).
  */
 import { readFileSync } from 'node:fs';
 import { MCP_SERVER_NAME } from '../../common/mcp';
@@ -14,8 +15,15 @@ export interface McpStdioServer {
   cwd?: string;
 }
 
+export interface McpHttpServer {
+  url: string;
+  headers: Record<string, string>;
+}
+
+export type McpServerConfig = McpStdioServer | McpHttpServer;
+
 export interface McpConfig {
-  servers: Record<string, McpStdioServer>;
+  servers: Record<string, McpServerConfig>;
   /** The most a tool call may take before its server is deemed hung (the call gets an error result, the server is restarted). */
   callTimeoutMs: number;
   /** The most a server may take to start and answer initialize and tools/list. */
@@ -41,16 +49,29 @@ export function parseMcpConfig(text: string, source: string, timeouts: { callTim
   if (!root || typeof root !== 'object' || !root.mcpServers || typeof root.mcpServers !== 'object' || Array.isArray(root.mcpServers)) {
     throw new Error(`KEEL_MCP_CONFIG ${source}: expected {"mcpServers": {"<name>": {"command": "...", "args": [...]}}}`);
   }
-  const servers: Record<string, McpStdioServer> = {};
+  const servers: Record<string, McpServerConfig> = {};
+  const strings = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v) && Object.values(v).every((x) => typeof x === 'string');
   for (const [name, v] of Object.entries(root.mcpServers as Record<string, unknown>)) {
     const where = `KEEL_MCP_CONFIG ${source}: server "${name}"`;
     if (!MCP_SERVER_NAME.test(name)) throw new Error(`${where}: a name is 1-32 letters, digits or dashes, starting with a letter or digit (no "__": tools are offered as <server>__<tool>)`);
-    const s = v as { command?: unknown; args?: unknown; env?: unknown; cwd?: unknown; url?: unknown };
-    if (!s || typeof s !== 'object') throw new Error(`${where}: expected an object with "command"`);
-    if (s.url !== undefined) throw new Error(`${where}: "url" (streamable HTTP) servers are not supported yet; run the server over stdio with "command"`);
+    const s = v as { command?: unknown; args?: unknown; env?: unknown; cwd?: unknown; url?: unknown; headers?: unknown };
+    if (!s || typeof s !== 'object') throw new Error(`${where}: expected an object with "command" (stdio) or "url" (streamable HTTP)`);
+    if (s.url !== undefined) {
+      if (s.command !== undefined) throw new Error(`${where}: give "command" (stdio) or "url" (streamable HTTP), not both`);
+      let url: URL;
+      try {
+        url = new URL(String(s.url));
+      } catch {
+        throw new Error(`${where}: "url" is not a URL`);
+      }
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`${where}: "url" must be http:// or https://`);
+      if (s.headers !== undefined && !strings(s.headers)) throw new Error(`${where}: "headers" must be an object of string values`);
+      servers[name] = { url: url.href, headers: (s.headers as Record<string, string> | undefined) ?? {} };
+      continue;
+    }
     if (typeof s.command !== 'string' || !s.command) throw new Error(`${where}: "command" must be a non-empty string`);
     if (s.args !== undefined && (!Array.isArray(s.args) || s.args.some((a) => typeof a !== 'string'))) throw new Error(`${where}: "args" must be an array of strings`);
-    if (s.env !== undefined && (typeof s.env !== 'object' || s.env === null || Array.isArray(s.env) || Object.values(s.env).some((x) => typeof x !== 'string'))) {
+    if (s.env !== undefined && !strings(s.env)) {
       throw new Error(`${where}: "env" must be an object of string values`);
     }
     if (s.cwd !== undefined && typeof s.cwd !== 'string') throw new Error(`${where}: "cwd" must be a string`);

@@ -7,6 +7,7 @@
  */
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { getDefaultEnvironment, StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import Ajv, { type ValidateFunction } from 'ajv';
 import { classifyBlobError, ContentCache, fitsInline, preview, putContent, type BlobStore } from '../../blobs';
 import type { McpActivities } from '../../common/activities';
@@ -24,7 +25,8 @@ const STDERR_TAIL = 2000;
 
 interface Connection {
   client: Client;
-  transport: StdioClientTransport;
+  /** Reached over streamable HTTP (not a process of this worker's). */
+  http: boolean;
   /** The process exited or was stopped. */
   closed: boolean;
 }
@@ -58,20 +60,26 @@ export class McpPool {
   }
 
   private start(name: string, server: McpConfig['servers'][string]): Promise<Connection> {
-    const transport = new StdioClientTransport({
-      command: server.command,
-      args: server.args,
-      // Only the basic variables (PATH, HOME, ...) and the server's own: the worker's secrets stay with the worker.
-      env: { ...getDefaultEnvironment(), ...server.env },
-      ...(server.cwd ? { cwd: server.cwd } : {}),
-      stderr: 'pipe',
-    });
     this.stderr.set(name, '');
-    transport.stderr?.on('data', (chunk: Buffer) => {
-      this.stderr.set(name, ((this.stderr.get(name) ?? '') + chunk.toString('utf8')).slice(-STDERR_TAIL));
-    });
+    let transport: StdioClientTransport | StreamableHTTPClientTransport;
+    if ('url' in server) {
+      transport = new StreamableHTTPClientTransport(new URL(server.url), { requestInit: { headers: server.headers } });
+    } else {
+      const stdio = new StdioClientTransport({
+        command: server.command,
+        args: server.args,
+        // Only the basic variables (PATH, HOME, ...) and the server's own: the worker's secrets stay with the worker.
+        env: { ...getDefaultEnvironment(), ...server.env },
+        ...(server.cwd ? { cwd: server.cwd } : {}),
+        stderr: 'pipe',
+      });
+      stdio.stderr?.on('data', (chunk: Buffer) => {
+        this.stderr.set(name, ((this.stderr.get(name) ?? '') + chunk.toString('utf8')).slice(-STDERR_TAIL));
+      });
+      transport = stdio;
+    }
     const client = new Client({ name: 'keel', version: KEEL_VERSION });
-    const conn: Connection = { client, transport, closed: false };
+    const conn: Connection = { client, http: 'url' in server, closed: false };
     client.onclose = () => {
       // The process exited (or was stopped): the next use starts a new one.
       conn.closed = true;
@@ -83,12 +91,21 @@ export class McpPool {
         return conn;
       } catch (err) {
         await client.close().catch(() => undefined);
-        const cmd = [server.command, ...server.args].join(' ');
+        const where = this.config.source ? ` (${this.config.source})` : '';
+        if ('url' in server) {
+          // Origin and path only: a query string may carry a token.
+          const u = new URL(server.url);
+          throw failure(
+            McpFailure.Unavailable,
+            `MCP server "${name}" did not answer at ${u.origin}${u.pathname}: ${errorText(err)}. Check that it runs and its "url" and "headers" in KEEL_MCP_CONFIG${where}`,
+          );
+        }
+        // The command without its args (they may carry a token).
         const tail = this.stderrOf(name);
         throw failure(
           McpFailure.Unavailable,
-          `MCP server "${name}" did not start (${cmd}): ${errorText(err)}${tail ? `; its stderr: ${tail}` : ''}. ` +
-            `Check its "command" and "args" in KEEL_MCP_CONFIG${this.config.source ? ` (${this.config.source})` : ''} (run the command by hand to see it start)`,
+          `MCP server "${name}" did not start (${server.command}): ${errorText(err)}${tail ? `; its stderr: ${tail}` : ''}. ` +
+            `Check its "command" and "args" in KEEL_MCP_CONFIG${where} (run the command by hand to see it start)`,
         );
       }
     })();
@@ -189,8 +206,9 @@ export function createMcpActivities(deps: { pool: McpPool; blobs: BlobStore }) {
       if (blob) throw blob;
       const message = errorText(err);
       const timedOut = /timed out|timeout/i.test(message);
-      // A hung server is stopped (the next call starts it again); an exited one is already gone.
-      if (timedOut) await pool.restart(tool.server);
+      // A hung server is stopped (the next call starts it again); an exited one is already gone;
+      // an HTTP server's connection is made again (it may have restarted and forgotten its session).
+      if (timedOut || conn.http) await pool.restart(tool.server);
       const tail = pool.stderrOf(tool.server);
       const what = timedOut
         ? `did not answer within ${pool.config.callTimeoutMs / 1000} s; it was stopped and starts again on the next call`

@@ -5,13 +5,17 @@
  * each kind of server failure as an error result; configuration errors name the fix.
  */
 import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { createMcpActivities, McpPool, parseMcpConfig, resolveMcpConfig } from '../../activities/mcp';
 import { contractDifferences, modelContract } from '../../audit/contract';
+import { StartSession } from '../../api/schemas';
 import { DirBlobStore } from '../../blobs';
+import { runSpec } from '../../cli/sessions';
 import { failureTypeOf } from '../../common/failures';
 import type { McpTool } from '../../common/mcp';
 
@@ -29,6 +33,7 @@ const config = parseMcpConfig(
       garbled: { command: process.execPath, args: [faulty, 'malformed'] },
       broken: { command: process.execPath, args: [faulty, 'nostart'] },
       missing: { command: '/nonexistent/mcp-server' },
+      nohttp: { url: 'http://127.0.0.1:9/mcp?token=hush' },
     },
   }),
   'test',
@@ -132,6 +137,55 @@ describe('faulty servers give error results, and start again on the next call', 
   });
 });
 
+describe('a server reached over streamable HTTP: the reference "everything" server', () => {
+  let child: ChildProcess | undefined;
+  after(() => {
+    child?.kill();
+  });
+
+  test('lists its tools and answers a call; bad arguments never reach it', { timeout: 60_000 }, async () => {
+    const port = await freePort();
+    child = spawn(process.execPath, [require.resolve('@modelcontextprotocol/server-everything/dist/index.js'), 'streamableHttp'], {
+      env: { ...process.env, PORT: String(port) },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    await new Promise<void>((resolve, reject) => {
+      let err = '';
+      child!.stderr!.on('data', (c: Buffer) => {
+        err += c.toString();
+        if (/listening on port/.test(err)) resolve();
+      });
+      child!.on('exit', (code) => reject(new Error(`server-everything exited ${code}: ${err}`)));
+    });
+    const httpPool = new McpPool(parseMcpConfig(JSON.stringify({ mcpServers: { everything: { url: `http://127.0.0.1:${port}/mcp`, headers: { 'X-Test': 'yes' } } } }), 'test'));
+    const http = createMcpActivities({ pool: httpPool, blobs: new DirBlobStore(join(dir, 'blobs-http')) });
+    try {
+      const { tools } = await http.listMcpTools({ servers: ['everything'] });
+      const echo = tools.find((t) => t.name === 'everything__echo');
+      assert.ok(echo, tools.map((t) => t.name).join(', '));
+      const r = await http.callMcpTool({ sessionId: 's', call: { id: 'e1', name: echo.name, input: { message: 'over http' } }, tool: echo });
+      assert.equal(r.ok, true, r.output);
+      assert.match(r.output, /over http/);
+      const bad = await http.callMcpTool({ sessionId: 's', call: { id: 'e2', name: echo.name, input: { message: 42 } }, tool: echo });
+      assert.equal(bad.error, 'InvalidArguments');
+      assert.match(bad.output, /\/message must be string/);
+    } finally {
+      await httpPool.close();
+    }
+  });
+});
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as AddressInfo;
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
 describe('servers that cannot be used name themselves and the fix', () => {
   test('a server that exits at start: its name, command and stderr', async () => {
     await assert.rejects(mcp.listMcpTools({ servers: ['broken'] }), (err: Error) => {
@@ -147,6 +201,15 @@ describe('servers that cannot be used name themselves and the fix', () => {
     await assert.rejects(mcp.listMcpTools({ servers: ['missing'] }), /MCP server "missing" did not start \(\/nonexistent\/mcp-server\)/);
   });
 
+  test('an HTTP server that does not answer: its origin and path, never its query', async () => {
+    await assert.rejects(mcp.listMcpTools({ servers: ['nohttp'] }), (err: Error) => {
+      assert.equal(failureTypeOf(err), 'Mcp.Unavailable');
+      assert.match(err.message, /MCP server "nohttp" did not answer at http:\/\/127\.0\.0\.1:9\/mcp: .*Check that it runs and its "url" and "headers"/);
+      assert.doesNotMatch(err.message, /token=/);
+      return true;
+    });
+  });
+
   test('a server the worker does not configure', async () => {
     await assert.rejects(mcp.listMcpTools({ servers: ['nosuch'] }), (err: Error) => {
       assert.equal(failureTypeOf(err), 'Mcp.NotConfigured');
@@ -154,6 +217,14 @@ describe('servers that cannot be used name themselves and the fix', () => {
       return true;
     });
   });
+});
+
+test('keel run --mcp names servers in the spec (once each); the API schema takes them', () => {
+  const spec = runSpec('t', { model: 'openai:gpt-4o', mcp: ['memory', 'github', 'memory'] });
+  assert.deepEqual(spec.mcp, ['memory', 'github']);
+  assert.equal(runSpec('t', { model: 'openai:gpt-4o' }).mcp, undefined);
+  assert.ok(StartSession.safeParse({ task: 't', model: { provider: 'openai', model: 'm' }, mcp: ['memory'] }).success);
+  assert.ok(!StartSession.safeParse({ task: 't', model: { provider: 'openai', model: 'm' }, mcp: ['a__b'] }).success);
 });
 
 describe('KEEL_MCP_CONFIG', () => {
@@ -176,7 +247,9 @@ describe('KEEL_MCP_CONFIG', () => {
     bad('{"mcpServers": {"a__b": {"command": "x"}}}', /server "a__b": a name is/);
     bad('{"mcpServers": {"a": {"args": []}}}', /server "a": "command" must be a non-empty string/);
     bad('{"mcpServers": {"a": {"command": "x", "env": {"K": 1}}}}', /"env" must be an object of string values/);
-    bad('{"mcpServers": {"a": {"url": "http://x"}}}', /streamable HTTP\) servers are not supported yet/);
+    bad('{"mcpServers": {"a": {"url": "ftp://x"}}}', /server "a": "url" must be http:\/\/ or https:\/\//);
+    bad('{"mcpServers": {"a": {"url": "http://x", "command": "y"}}}', /not both/);
+    bad('{"mcpServers": {"a": {"url": "http://x", "headers": {"A": 1}}}}', /"headers" must be an object of string values/);
     assert.throws(() => resolveMcpConfig({ KEEL_MCP_CONFIG: join(dir, 'nope.json') }), /cannot read it \(ENOENT\)/);
     assert.throws(() => parseMcpConfig('{"mcpServers": {}}', 'f', { callTimeoutSec: 999 }), /KEEL_MCP_CALL_TIMEOUT_SEC must be between 1 and 240/);
   });
