@@ -27,8 +27,6 @@ interface Connection {
   client: Client;
   /** Reached over streamable HTTP (not a process of this worker's). */
   http: boolean;
-  /** The process exited or was stopped. */
-  closed: boolean;
 }
 
 /** The worker's MCP servers. */
@@ -79,10 +77,9 @@ export class McpPool {
       transport = stdio;
     }
     const client = new Client({ name: 'keel', version: KEEL_VERSION });
-    const conn: Connection = { client, http: 'url' in server, closed: false };
+    const conn: Connection = { client, http: 'url' in server };
     client.onclose = () => {
       // The process exited (or was stopped): the next use starts a new one.
-      conn.closed = true;
       if (this.conns.get(name) === connecting) this.conns.delete(name);
     };
     const connecting: Promise<Connection> = (async () => {
