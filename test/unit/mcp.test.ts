@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer, type AddressInfo } from 'node:net';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -31,6 +32,7 @@ const config = parseMcpConfig(
       crashy: { command: process.execPath, args: [faulty, 'crash'] },
       hangs: { command: process.execPath, args: [faulty, 'hang'] },
       garbled: { command: process.execPath, args: [faulty, 'malformed'] },
+      refuses: { command: process.execPath, args: [faulty, 'iserror'] },
       broken: { command: process.execPath, args: [faulty, 'nostart'] },
       missing: { command: '/nonexistent/mcp-server' },
       nohttp: { url: 'http://127.0.0.1:9/mcp?token=hush' },
@@ -137,6 +139,12 @@ describe('faulty servers give error results, and start again on the next call', 
   });
 });
 
+test('a tool that reports an error is a ToolError result with its text', async () => {
+  const [echo] = (await mcp.listMcpTools({ servers: ['refuses'] })).tools;
+  const r = await call(echo!, 'e1', { text: 'abc' });
+  assert.deepEqual({ ok: r.ok, error: r.error, output: r.output }, { ok: false, error: 'ToolError', output: 'no such text: abc' });
+});
+
 describe('a server reached over streamable HTTP: the reference "everything" server', () => {
   let child: ChildProcess | undefined;
   after(() => {
@@ -173,6 +181,28 @@ describe('a server reached over streamable HTTP: the reference "everything" serv
       await httpPool.close();
     }
   });
+});
+
+test('an HTTP server gets its configured headers (e.g. a token) on every request', async () => {
+  const seen: string[] = [];
+  const srv = createHttpServer((req, res) => {
+    seen.push(String(req.headers.authorization));
+    res.writeHead(503).end();
+  });
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const { port } = srv.address() as AddressInfo;
+  const p = new McpPool(parseMcpConfig(JSON.stringify({ mcpServers: { tok: { url: `http://127.0.0.1:${port}/mcp`, headers: { Authorization: 'Bearer hush' } } } }), 'test'));
+  try {
+    await assert.rejects(createMcpActivities({ pool: p, blobs: new DirBlobStore(join(dir, 'blobs-tok')) }).listMcpTools({ servers: ['tok'] }), (err: Error) => {
+      assert.match(err.message, /MCP server "tok" did not answer at http:\/\/127\.0\.0\.1:\d+\/mcp/);
+      assert.doesNotMatch(err.message, /hush/);
+      return true;
+    });
+    assert.ok(seen.length > 0 && seen.every((h) => h === 'Bearer hush'), seen.join(', '));
+  } finally {
+    await p.close();
+    srv.close();
+  }
 });
 
 function freePort(): Promise<number> {
