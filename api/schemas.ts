@@ -103,6 +103,11 @@ export const StartSession = z.strictObject({
   policy: ApprovalPolicy.optional(),
   budgets: Budgets.optional(),
   inject: FaultInjection.optional(),
+  mcp: z
+    .array(z.string().regex(/^[A-Za-z0-9][A-Za-z0-9-]{0,31}$/))
+    .max(16)
+    .optional()
+    .describe('MCP servers (by the names in the session workers\' KEEL_MCP_CONFIG) whose tools the session is offered as <server>__<tool>'),
   webhook: WebhookSpec.optional(),
   queue: z.boolean().optional(),
   messages: z.array(z.string()).optional(),

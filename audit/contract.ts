@@ -9,15 +9,18 @@ import { canonicalJson } from '../common/canonical-json';
 import { KEEL_VERSION } from '../common/constants';
 import { DEFAULT_MAX_OUTPUT_TOKENS } from '../common/defaults';
 import type { EventRow } from '../common/events';
+import { looksLikeMcpTool, type McpTool } from '../common/mcp';
 import { toolJsonSchemas } from '../common/tools';
 import type { ModelSpec, RuntimeContract, SandboxRuntimeInfo } from '../common/types';
 
 /** The model side of the contract: settings and every tool offered, each with the sha256 of its JSON Schema. */
-export function modelContract(model: ModelSpec): Omit<RuntimeContract, 'sandbox' | 'workerBuildId'> {
-  const tools = Object.entries(toolJsonSchemas()).map(([name, t]) => ({
-    name,
-    schemaSha: createHash('sha256').update(canonicalJson({ description: t.description, parameters: t.parameters })).digest('hex'),
-  }));
+export function modelContract(model: ModelSpec, mcpTools: readonly McpTool[] = []): Omit<RuntimeContract, 'sandbox' | 'workerBuildId'> {
+  const sha = (description: string, parameters: unknown) => createHash('sha256').update(canonicalJson({ description, parameters })).digest('hex');
+  const tools = [
+    ...Object.entries(toolJsonSchemas()).map(([name, t]) => ({ name, schemaSha: sha(t.description, t.parameters) })),
+    // MCP tools as their servers listed them when the session started (`<server>__<tool>`).
+    ...mcpTools.map((t) => ({ name: t.name, schemaSha: sha(t.description, t.inputSchema) })),
+  ];
   return {
     model: {
       provider: model.provider,
@@ -48,7 +51,7 @@ const show = (v: unknown): string => (v === undefined ? '(none)' : typeof v === 
 
 /**
  * What differs between a recorded contract and today's: model settings, tools (added, removed,
- * changed schema), Keel's version, and, when today's sandbox is known, image, executor, limits, network.
+ * changed schema; a session's MCP tools only when today's side lists MCP tools too), Keel's version, and, when today's sandbox is known, image, executor, limits, network.
  */
 export function contractDifferences(recorded: RuntimeContract, today: { model: Omit<RuntimeContract, 'sandbox' | 'workerBuildId'>; sandbox?: SandboxRuntimeInfo & { image: string } }): ContractDifference[] {
   const out: ContractDifference[] = [];
@@ -59,6 +62,8 @@ export function contractDifferences(recorded: RuntimeContract, today: { model: O
   const before = new Map(recorded.tools.map((t) => [t.name, t.schemaSha]));
   const now = new Map(today.model.tools.map((t) => [t.name, t.schemaSha]));
   for (const [name, sha] of before) {
+    // MCP tools (`<server>__<tool>`) come from servers beside a worker; today's side lists them only when it asked them.
+    if (!now.has(name) && looksLikeMcpTool(name) && !today.model.tools.some((t) => looksLikeMcpTool(t.name))) continue;
     if (!now.has(name)) out.push({ field: `tool ${name}`, recorded: `schema ${sha.slice(0, 12)}`, today: '(removed)' });
     else if (now.get(name) !== sha) out.push({ field: `tool ${name}`, recorded: `schema ${sha.slice(0, 12)}`, today: `schema ${now.get(name)!.slice(0, 12)}` });
   }

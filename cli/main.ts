@@ -61,6 +61,7 @@ addOperatorRunOptions(program
   .option('--idle-timeout <sec>', 'with --keep-alive: end after this many seconds without a message (default 7 days)')
   .option('--context-tokens <n>', "the model's context window in tokens (default: from the table in the README)")
   .option('--allow-net <host[:ports]>', 'let the sandbox reach this host (example.com, *.example.com; ports 443 unless given: host:80,443) through the egress proxy; repeat for more', (v: string, all: string[]) => [...all, v], [] as string[])
+  .option('--mcp <server>', "offer the tools of this MCP server (a name in the workers' KEEL_MCP_CONFIG) as <server>__<tool>; repeat for more", (v: string, all: string[]) => [...all, v], [] as string[])
   .option('--id <sessionId>', 'session id (default: generated)')
   .option('--workspace <path>', "what /workspace starts with: a directory, a .tar/.tar.gz file, or a git repository (its tree at --ref, history included)")
   .option('--ref <ref>', 'with a git repository as --workspace: the branch, tag or commit to check out (default HEAD)')
@@ -79,6 +80,7 @@ addOperatorRunOptions(program
       idleTimeout: o.idleTimeout as string | undefined,
       contextTokens: o.contextTokens as string | undefined,
       allowNet: o.allowNet as unknown as string[],
+      mcp: o.mcp as unknown as string[],
     });
     const spec: SessionSpec = { ...base, ...operator, model: { ...base.model, ...(price ? { price } : {}) } };
     if (typeof o.workspace === 'string') {

@@ -45,6 +45,7 @@ export function runSpec(
     idleTimeout?: string;
     contextTokens?: string;
     allowNet?: string[];
+    mcp?: string[];
   },
 ): SessionSpec {
   let model: SessionSpec['model'];
@@ -73,6 +74,7 @@ export function runSpec(
     ...(opts.keepAlive ? { keepAlive: true } : {}),
     ...(idleTimeoutSec !== undefined ? { idleTimeoutSec } : {}),
     ...(opts.allowNet?.length ? { sandbox: { network: { allow: opts.allowNet.map(egressRule) } } } : {}),
+    ...(opts.mcp?.length ? { mcp: [...new Set(opts.mcp)] } : {}),
   };
 }
 

@@ -4,6 +4,7 @@
  * depend on types only, never on activity code, and a factory cannot drift from it.
  */
 import type { ChainHead, SessionEvent } from './events';
+import type { McpTool } from './mcp';
 import type { WebhookDelivery, WebhookReceipt } from './webhooks';
 import type { ContextWindow, Message, ModelSpec, ModelTurn, NetworkReport, RuntimeContract, SandboxHandle, SandboxSpec, SnapshotInfo, ToolCall, ToolResult } from './types';
 
@@ -43,6 +44,8 @@ export interface CallModelInput {
   /** Before long-session support: the system prompt and the whole transcript, carried in history. */
   system?: string;
   messages?: Message[];
+  /** The session's MCP tools, offered to the model beside the built-in ones (as listed by `listMcpTools`). */
+  mcpTools?: McpTool[];
 }
 
 export interface ModelActivities {
@@ -50,7 +53,15 @@ export interface ModelActivities {
   /** The `read_output` tool: part of an earlier call's stored output, read from the event log and the blob store. */
   readOutput(input: { sessionId: string; call: ToolCall }): Promise<ToolResult>;
   /** The session worker's side of the runtime contract: the model's settings and the tools offered, with schema hashes. */
-  describeRuntime(input: { model: ModelSpec }): Promise<Omit<RuntimeContract, 'sandbox' | 'workerBuildId'>>;
+  describeRuntime(input: { model: ModelSpec; mcpTools?: McpTool[] }): Promise<Omit<RuntimeContract, 'sandbox' | 'workerBuildId'>>;
+}
+
+/** MCP servers beside the session worker (activities/mcp). */
+export interface McpActivities {
+  /** The tools of the named servers, named `<server>__<tool>`; `skipped` says which tools could not be offered, and why. */
+  listMcpTools(input: { servers: string[] }): Promise<{ tools: McpTool[]; skipped: string[] }>;
+  /** One call of an MCP tool; the server's failures are error results, never thrown. */
+  callMcpTool(input: { sessionId: string; call: ToolCall; tool: McpTool }): Promise<ToolResult>;
 }
 
 export interface StoreActivities {

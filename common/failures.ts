@@ -76,13 +76,21 @@ export const WebhookFailure = {
   NotConfigured: 'Webhook.NotConfigured',
 } as const;
 
+export const McpFailure = {
+  /** The session names an MCP server the worker's KEEL_MCP_CONFIG does not configure; not retried. */
+  NotConfigured: 'Mcp.NotConfigured',
+  /** A configured MCP server could not be started or did not list its tools; retried a few times. */
+  Unavailable: 'Mcp.Unavailable',
+} as const;
+
 type ValueOf<T> = T[keyof T];
 export type FailureType =
   | ValueOf<typeof SandboxFailure>
   | ValueOf<typeof BlobFailure>
   | ValueOf<typeof StoreFailure>
   | ValueOf<typeof ModelFailure>
-  | ValueOf<typeof WebhookFailure>;
+  | ValueOf<typeof WebhookFailure>
+  | ValueOf<typeof McpFailure>;
 
 /** Whether Temporal retries each failure type: the one place this is decided. */
 export const RETRYABLE: Readonly<Record<FailureType, boolean>> = {
@@ -102,6 +110,8 @@ export const RETRYABLE: Readonly<Record<FailureType, boolean>> = {
   'Store.BadData': false,
   'Model.RateLimit': true,
   'Model.Auth': false,
+  'Mcp.NotConfigured': false,
+  'Mcp.Unavailable': true,
   'Model.BadRequest': false,
   'Model.Unavailable': true,
   'Model.NotConfigured': false,

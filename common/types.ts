@@ -133,6 +133,11 @@ export interface SessionSpec {
   budgets?: Budgets;
   /** Deliberate tool faults, to see whether the agent copes (common/inject.ts). @default none */
   inject?: FaultInjection;
+  /**
+   * MCP servers whose tools this session is offered (`<server>__<tool>`), by the names the operator gave them
+   * in the session worker's KEEL_MCP_CONFIG. The servers run beside the worker, never in the sandbox.
+   */
+  mcp?: string[];
   /** A URL told, by a signed POST, when the session waits, runs out of budget or ends (common/webhooks.ts). @default the tenant's, else none */
   webhook?: WebhookSpec;
   /** With tenant caps: wait for a free slot instead of being refused when the tenant runs its maximum. @default false */

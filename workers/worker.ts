@@ -9,6 +9,7 @@ import { bundleWorkflowCode, Worker, type NativeConnection, type WorkerIntercept
 import type Docker from 'dockerode';
 import { createEvalActivities } from '../activities/eval';
 import { createModelActivities, resolveModelConfig } from '../activities/model';
+import { createMcpActivities, McpPool, resolveMcpConfig } from '../activities/mcp';
 import { createSandboxActivities, HEARTBEAT_THROTTLE_MS } from '../activities/sandbox';
 import { createStoreActivities } from '../activities/store';
 import { createWebhookActivities } from '../activities/webhooks';
@@ -107,11 +108,15 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
     sql = await connectDatabase(config);
     const db = sql;
     watchSessions(() => countSessionsByStatus(db));
+    // The operator's MCP servers (KEEL_MCP_CONFIG): started on a session's first use, stopped with the worker.
+    const mcpPool = new McpPool(resolveMcpConfig(config.env));
+    stops.push(() => mcpPool.close());
     const activities = {
       ...createModelActivities({ config: resolveModelConfig(config.env), sql, blobs: store.blobs }),
       ...createStoreActivities({ sql }),
       ...createWebhookActivities({ secret: config.webhookSecret }),
       ...createEvalActivities({ sql }),
+      ...createMcpActivities({ pool: mcpPool, blobs: store.blobs }),
     };
     workers.push(
       await Worker.create({

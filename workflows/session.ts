@@ -31,7 +31,7 @@ import {
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { Admission, CallModelInput, ModelActivities, StoreActivities } from '../common/activities';
+import type { Admission, CallModelInput, McpActivities, ModelActivities, StoreActivities } from '../common/activities';
 import { CANCEL_SIGNAL, CLOSE_SIGNAL, DEFAULT_SYSTEM_PROMPT, MESSAGE_SIGNAL, STATUS_QUERY } from '../common/constants';
 import {
   DEFAULT_IDLE_TIMEOUT_SEC,
@@ -44,6 +44,7 @@ import {
 import type { SessionEvent } from '../common/events';
 import { failureTypeOf } from '../common/failures';
 import { faultFor, injectedResult } from '../common/inject';
+import type { McpTool } from '../common/mcp';
 import { sandboxLimits } from '../common/sandbox-spec';
 import { STATUS_ATTRIBUTE } from '../common/search-attributes';
 import { SESSION_TOOLS, toolTimeoutSec, validateToolCall, type ToolInput } from '../common/tools';
@@ -75,6 +76,8 @@ export const PATCH_OPERATOR = 'keel-operator-control';
 export const PATCH_NETWORK_EVENTS = 'keel-network-refused-events';
 /** Marks runs that keep the `KeelStatus` search attribute current (sessions started with it: common/search-attributes.ts). */
 export const PATCH_SEARCH_ATTRIBUTES = 'keel-search-attributes';
+/** Marks runs that list their MCP servers' tools and offer them (sessions with `spec.mcp`; activities/mcp). */
+export const PATCH_MCP = 'keel-mcp-tools';
 
 /** What one workflow run hands the next when it continues as new. */
 export interface SessionCarry {
@@ -96,6 +99,8 @@ export interface SessionCarry {
   operator?: OperatorCarry;
   /** The tenant's admission, taken once per session. */
   admission?: Admission;
+  /** The session's MCP tools, as listed when it started. */
+  mcpTools?: McpTool[];
 }
 
 // Store work that belongs in history as plain activities: a fork's copy of another session's transcript
@@ -115,6 +120,17 @@ const { callModel, readOutput } = proxyActivities<ModelActivities>({
   // The activity beats every 5 s while the model works: a dead worker costs 30 s, not 5 minutes.
   heartbeatTimeout: '30s',
   retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 8 },
+});
+
+// MCP servers run beside the session worker. Listing retries a little (a server that cannot start says why);
+// a call's own timeout (KEEL_MCP_CALL_TIMEOUT_SEC, at most 240 s) is the worker's: its failures are error results.
+const { listMcpTools } = proxyActivities<McpActivities>({
+  startToCloseTimeout: '2 minutes',
+  retry: { initialInterval: '2s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 3 },
+});
+const { callMcpTool } = proxyActivities<McpActivities>({
+  startToCloseTimeout: '5 minutes',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s', maximumAttempts: 5 },
 });
 
 // Events are written by a local activity: no extra round trip through the server per step; so is the
@@ -142,6 +158,7 @@ export async function agentSession(spec: SessionSpec, carry?: SessionCarry): Pro
   const runFirstStep = state.step;
   let summary: string | undefined;
   let error: string | undefined;
+  let mcpTools: McpTool[] = carry?.mcpTools ?? [];
 
   let seq = carry?.seq ?? 0;
   let pending: SessionEvent[] = [];
@@ -214,6 +231,7 @@ export async function agentSession(spec: SessionSpec, carry?: SessionCarry): Pro
       if (!carry && spec.fork) await startFork(spec.fork);
       if (!carry && spec.workspace && !spec.fork) seedWorkspace(spec.workspace);
       if (!carry) await sandbox.provision('start');
+      if (!carry && fromLog && spec.mcp?.length && patched(PATCH_MCP)) mcpTools = (await listMcpTools({ servers: spec.mcp })).tools;
       if (!carry && fromLog && patched(PATCH_CONTRACT)) await recordContract();
 
       for (;;) {
@@ -296,6 +314,7 @@ export async function agentSession(spec: SessionSpec, carry?: SessionCarry): Pro
       closing,
       ...(state.cancelReason ? { cancelReason: state.cancelReason } : {}),
       ...(operator ? { operator: operator.carry(), ...(operator.admission ? { admission: operator.admission } : {}) } : {}),
+      ...(mcpTools.length ? { mcpTools } : {}),
     };
     return await continueAsNew<typeof agentSession>(withoutScript(spec), next);
   }
@@ -386,7 +405,7 @@ export async function agentSession(spec: SessionSpec, carry?: SessionCarry): Pro
 
   /** What this session runs on, recorded once, so a later re-run can say what changed. */
   async function recordContract(): Promise<void> {
-    const runtime = await describeRuntime({ model: withoutScript(spec).model });
+    const runtime = await describeRuntime({ model: withoutScript(spec).model, ...(mcpTools.length ? { mcpTools } : {}) });
     const handle = sandbox.handle;
     emit('session.contract', {
       ...runtime,
@@ -399,7 +418,7 @@ export async function agentSession(spec: SessionSpec, carry?: SessionCarry): Pro
   function modelInput(): CallModelInput {
     if (!fromLog) return { sessionId, model: spec.model, system: spec.systemPrompt ?? DEFAULT_SYSTEM_PROMPT, messages };
     const turn = state.step - 1 - (spec.fork?.modelTurnOffset ?? 0);
-    return { sessionId, model: withoutScript(spec).model, turn, window: { ...window, throughSeq: seq } };
+    return { sessionId, model: withoutScript(spec).model, turn, window: { ...window, throughSeq: seq }, ...(mcpTools.length ? { mcpTools } : {}) };
   }
 
   /** Whether this run's history has grown enough to hand over to a new run. */
@@ -451,9 +470,11 @@ export async function agentSession(spec: SessionSpec, carry?: SessionCarry): Pro
     emit('tool.call', { step: state.step, callId: call.id, name: call.name, input: call.input, ...(call.inputRef ? { inputRef: call.inputRef } : {}) });
     await flush();
     let result: ToolResult;
+    // An MCP tool's arguments are checked against its server's schema by the activity that runs it.
+    const mcpTool = call.invalid ? undefined : mcpTools.find((t) => t.name === call.name);
     const checked = call.invalid
       ? ({ ok: false, ...call.invalid } as const)
-      : call.inputRef
+      : call.inputRef || mcpTool
         ? ({ ok: true, name: call.name, input: call.input } as const) // validated whole by the model activity
         : validateToolCall(call.name, call.input);
     if (!checked.ok) {
@@ -466,7 +487,10 @@ export async function agentSession(spec: SessionSpec, carry?: SessionCarry): Pro
         const fault = refused || !operator ? undefined : faultFor(spec.inject, checked.name, state.toolCalls);
         if (refused) result = refused;
         else if (fault) result = injectedResult(call.id, checked.name, fault);
-        else if (checked.name === 'sleep') result = await sleep(call.id, checked.input as ToolInput<'sleep'>);
+        else if (mcpTool) {
+          const run = { id: call.id, name: call.name, input: call.input, ...(call.inputRef ? { inputRef: call.inputRef } : {}) };
+          result = await callMcpTool({ sessionId, call: run, tool: mcpTool });
+        } else if (checked.name === 'sleep') result = await sleep(call.id, checked.input as ToolInput<'sleep'>);
         else if (SESSION_TOOLS.has(checked.name)) result = await readOutput({ sessionId, call: { id: call.id, name: checked.name, input: checked.input } });
         else {
           const run = { id: call.id, name: checked.name, input: checked.input, ...(call.inputRef ? { inputRef: call.inputRef } : {}) };

@@ -5,6 +5,7 @@ import { generateText, stepCountIs, type ModelMessage } from 'ai';
 import { classifyBlobError, ContentCache, fitsInline, preview, putContent, type BlobStore } from '../../blobs';
 import type { CallModelInput, ModelActivities } from '../../common/activities';
 import { DEFAULT_SYSTEM_PROMPT } from '../../common/constants';
+import type { McpTool } from '../../common/mcp';
 import { DEFAULT_MAX_OUTPUT_TOKENS, DEFAULT_OUTPUT_LIMIT } from '../../common/defaults';
 import { failure, ModelFailure } from '../../common/failures';
 import { capOutput, validateToolCall } from '../../common/tools';
@@ -21,7 +22,7 @@ import { guardedFetch } from './response-guard';
 import { toModelMessages } from './messages';
 import { languageModelFor } from './providers';
 import { buildRequest, requestSha } from './request';
-import { modelTools } from './tools';
+import { sessionTools } from './tools';
 import { transcriptOf } from './transcript';
 
 /** Dependencies of the model activities. */
@@ -144,7 +145,7 @@ export function createModelActivities({ config, sql, blobs, outputLimit = DEFAUL
         const model: ModelSpec = spec && !input.model.script && spec.model.script ? { ...input.model, script: spec.model.script } : input.model;
         const maxOutputTokens = model.maxOutputTokens ?? DEFAULT_MAX_OUTPUT_TOKENS;
         const system = input.system ?? spec?.systemPrompt ?? DEFAULT_SYSTEM_PROMPT;
-        const tools = modelTools();
+        const tools = sessionTools(input.mcpTools);
 
         let messages: ModelMessage[];
         let built: ReturnType<typeof buildRequest> | undefined;
@@ -204,7 +205,7 @@ export function createModelActivities({ config, sql, blobs, outputLimit = DEFAUL
         if (!built) {
           return { ...(result.text ? { text: result.text } : {}), toolCalls: toToolCalls(result.toolCalls), finishReason: result.finishReason, usage, durationMs };
         }
-        const { calls, dropped } = await prepareCalls(toToolCalls(result.toolCalls), blobs);
+        const { calls, dropped } = await prepareCalls(toToolCalls(result.toolCalls), blobs, input.mcpTools);
         const w = built.window;
         const fromSeq = w.entries.length > 0 ? w.fromSeq : (input.window?.fromSeq ?? 0);
         return {
@@ -257,8 +258,8 @@ export function createModelActivities({ config, sql, blobs, outputLimit = DEFAUL
     },
 
     /** The model's settings and every tool offered to it, each with the sha256 of its JSON Schema. */
-    async describeRuntime({ model }: { model: ModelSpec }): Promise<Omit<RuntimeContract, 'sandbox' | 'workerBuildId'>> {
-      return modelContract(model);
+    async describeRuntime({ model, mcpTools }: { model: ModelSpec; mcpTools?: McpTool[] }): Promise<Omit<RuntimeContract, 'sandbox' | 'workerBuildId'>> {
+      return modelContract(model, mcpTools);
     },
   } satisfies ModelActivities;
 }

@@ -7,6 +7,7 @@
  */
 import { fitsInline, preview, putContent, type BlobStore } from '../../blobs';
 import { MAX_TOOL_CALLS_PER_TURN, MAX_TOOL_INPUT_BYTES, MAX_TOOL_INPUT_DEPTH } from '../../common/defaults';
+import type { McpTool } from '../../common/mcp';
 import { validateToolCall } from '../../common/tools';
 import type { ToolCall } from '../../common/types';
 
@@ -37,7 +38,8 @@ function digest(input: unknown, max = 200): unknown {
 }
 
 /** The calls as the workflow gets them, and how many were dropped past the per-turn limit. */
-export async function prepareCalls(raw: readonly ToolCall[], blobs: BlobStore): Promise<{ calls: ToolCall[]; dropped: number }> {
+export async function prepareCalls(raw: readonly ToolCall[], blobs: BlobStore, mcpTools?: readonly McpTool[]): Promise<{ calls: ToolCall[]; dropped: number }> {
+  const mcp = new Set((mcpTools ?? []).map((t) => t.name));
   const kept = raw.slice(0, MAX_TOOL_CALLS_PER_TURN);
   const calls: ToolCall[] = [];
   for (const c of kept) {
@@ -66,8 +68,10 @@ export async function prepareCalls(raw: readonly ToolCall[], blobs: BlobStore): 
       });
       continue;
     }
-    const checked = validateToolCall(c.name, c.input);
-    const invalid = checked.ok ? undefined : { error: checked.error, message: checked.message };
+    // An MCP tool's arguments are checked against its server's schema where it runs (activities/mcp).
+    const checked = mcp.has(c.name) ? ({ ok: true } as const) : validateToolCall(c.name, c.input);
+    const more = !checked.ok && checked.error === 'UnknownTool' && mcp.size ? ` MCP tools: ${[...mcp].join(', ')}.` : '';
+    const invalid = checked.ok ? undefined : { error: checked.error, message: checked.message + more };
     if (fitsInline(json)) {
       calls.push({ id: c.id, name: c.name, input: c.input, ...(invalid ? { invalid } : {}) });
       continue;

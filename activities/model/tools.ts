@@ -1,5 +1,6 @@
 import { jsonSchema, tool, type ToolSet } from 'ai';
 import type { JSONSchema7 } from '@ai-sdk/provider';
+import type { McpTool } from '../../common/mcp';
 import { toolJsonSchemas } from '../../common/tools';
 
 let cached: ToolSet | undefined;
@@ -19,5 +20,16 @@ export function modelTools(): ToolSet {
     out[name] = tool({ description: t.description, inputSchema: jsonSchema(parameters as JSONSchema7) });
   }
   cached = out;
+  return out;
+}
+
+/** The built-in tools and a session's MCP tools (`<server>__<tool>`, each with its server's JSON Schema). */
+export function sessionTools(mcpTools: readonly McpTool[] | undefined): ToolSet {
+  if (!mcpTools?.length) return modelTools();
+  const out: ToolSet = { ...modelTools() };
+  for (const t of mcpTools) {
+    const { $schema: _ignored, ...parameters } = t.inputSchema;
+    out[t.name] = tool({ description: t.description, inputSchema: jsonSchema(parameters as JSONSchema7) });
+  }
   return out;
 }
