@@ -4,6 +4,7 @@
 import { connectTemporal } from '../client/connection';
 import { ServiceError } from '../common/errors';
 import type Docker from 'dockerode';
+import { listCustomImages } from '../host/custom-image';
 import { defaultImageTag, imageExists } from '../host/image';
 import { knownRuntimes, runtimeFix } from '../host/runtimes';
 import type { KeelConfig } from '../workers/config';
@@ -79,6 +80,8 @@ export async function runDoctor(config: KeelConfig): Promise<Check[]> {
         : { name: 'Sandbox image', ok: false, level: 'error', detail: `${tag} is not built`, fix: `npx keel image --build (or bash sandbox/build.sh ${tag})` },
     );
     checks.push(await runtimeCheck(docker, config.sandboxRuntime));
+    const custom = await customImagesCheck(docker, tag);
+    if (custom) checks.push(custom);
   } else {
     checks.push({ name: 'Sandbox image', ok: false, level: 'error', detail: 'cannot check without Docker', fix: 'fix Docker first' });
   }
@@ -108,4 +111,23 @@ export function printChecks(checks: Check[]): void {
     print(`${mark}  ${c.name.padEnd(14)} ${c.detail}`);
     if (c.fix) print(`      ${''.padEnd(14)} fix: ${c.fix}`);
   }
+}
+
+/**
+ * Custom sandbox images (`keel image build`, label `keel.base`): a warning for each built on another base
+ * than this Keel's, whose executor may not speak this worker's protocol. None when there are none.
+ */
+async function customImagesCheck(docker: Docker, base: string): Promise<Check | undefined> {
+  const images = await listCustomImages(docker).catch(() => []);
+  if (!images.length) return undefined;
+  const stale = images.filter((i) => i.base !== base);
+  const name = (i: { tags: string[]; id: string }): string => i.tags[0] ?? i.id.slice(7, 19);
+  if (!stale.length) return { name: 'Custom images', ok: true, level: 'ok', detail: `${images.length} on ${base}: ${images.map(name).join(', ')}` };
+  return {
+    name: 'Custom images',
+    ok: true,
+    level: 'warn',
+    detail: `${stale.length} of ${images.length} built on another sandbox image than ${base}: ${stale.map((i) => `${name(i)} (on ${i.base})`).join(', ')}`,
+    fix: 'rebuild them: npx keel image build --from <their Dockerfile> --tag <their name>',
+  };
 }

@@ -11,7 +11,6 @@ import { ServiceError, SessionError } from '../common/errors';
 import type { SessionSpec, SessionState, SessionStatus } from '../common/types';
 import { bundleBlobs, collectGarbage, readBundle } from '../audit';
 import { forkSpec, reconcileLive, reconcileSession } from '../inspect';
-import { defaultImageTag, ensureImage } from '../host/image';
 import { stepsOf } from '../inspect';
 import { connect, forksOf, getEvents, getSession, listSessions, migrate, toolResultOf } from '../store';
 import { loadConfig, type KeelConfig } from '../workers/config';
@@ -27,6 +26,7 @@ import { registerServe } from './serve';
 import { runDiff } from './diff';
 import { registerEval } from './eval';
 import { registerFiles, seedWorkspace } from './files';
+import { registerImage } from './image';
 import { printChecks, runDoctor } from './doctor';
 import { addOperatorRunOptions, operatorLines, operatorSpec, operatorView, registerOperator, type OperatorRunOptions } from './operator';
 import { connectClient, demoSpec, exitCodeFor, runSession, runSpec, withClient } from './sessions';
@@ -62,6 +62,7 @@ addOperatorRunOptions(program
   .option('--context-tokens <n>', "the model's context window in tokens (default: from the table in the README)")
   .option('--allow-net <host[:ports]>', 'let the sandbox reach this host (example.com, *.example.com; ports 443 unless given: host:80,443) through the egress proxy; repeat for more', (v: string, all: string[]) => [...all, v], [] as string[])
   .option('--mcp <server>', "offer the tools of this MCP server (a name in the workers' KEEL_MCP_CONFIG) as <server>__<tool>; repeat for more", (v: string, all: string[]) => [...all, v], [] as string[])
+  .option('--image <name>', "the sandbox image: a custom one from `keel image build` (default: the sandbox host's, `keel image`)")
   .option('--id <sessionId>', 'session id (default: generated)')
   .option('--workspace <path>', "what /workspace starts with: a directory, a .tar/.tar.gz file, or a git repository (its tree at --ref, history included)")
   .option('--ref <ref>', 'with a git repository as --workspace: the branch, tag or commit to check out (default HEAD)')
@@ -81,6 +82,7 @@ addOperatorRunOptions(program
       contextTokens: o.contextTokens as string | undefined,
       allowNet: o.allowNet as unknown as string[],
       mcp: o.mcp as unknown as string[],
+      image: o.image as string | undefined,
     });
     const spec: SessionSpec = { ...base, ...operator, model: { ...base.model, ...(price ? { price } : {}) } };
     if (typeof o.workspace === 'string') {
@@ -418,16 +420,7 @@ program
     process.exitCode = checks.some((c) => c.level === 'error') ? 1 : 0;
   });
 
-program
-  .command('image')
-  .description('print the sandbox image tag; --build builds it when missing')
-  .option('--build', 'build the image if it is not there')
-  .action(async (o: { build?: boolean }) => {
-    const cfg = config();
-    const tag = cfg.sandboxImage ?? defaultImageTag();
-    if (o.build) await ensureImage(await connectDocker(cfg), tag, (line) => console.error(line));
-    print(tag);
-  });
+registerImage(program, config);
 
 program
   .command('reap')

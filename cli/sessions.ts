@@ -9,7 +9,7 @@ import { languageModelFor } from '../activities/model/providers';
 import { KeelClient, parseModel } from '../client';
 import { SessionError } from '../common/errors';
 import type { EventRow } from '../common/events';
-import type { EgressRule, ScriptTurn, SessionResult, SessionSpec, SessionStatus } from '../common/types';
+import type { EgressRule, SandboxSpec, ScriptTurn, SessionResult, SessionSpec, SessionStatus } from '../common/types';
 import { follow, stepsOf } from '../inspect';
 import { getEvents, type Sql } from '../store';
 import { clientTracingInterceptors, startTracing } from '../telemetry/tracing';
@@ -46,6 +46,8 @@ export function runSpec(
     contextTokens?: string;
     allowNet?: string[];
     mcp?: string[];
+    /** The sandbox image (a custom one from `keel image build`). @default the sandbox host's */
+    image?: string;
   },
 ): SessionSpec {
   let model: SessionSpec['model'];
@@ -67,13 +69,19 @@ export function runSpec(
   const maxSteps = num(opts.maxSteps);
   const idleTimeoutSec = num(opts.idleTimeout);
   const contextTokens = num(opts.contextTokens);
+  const sandbox: SandboxSpec | undefined = opts.allowNet?.length || opts.image
+    ? {
+        ...(opts.image ? { image: opts.image } : {}),
+        ...(opts.allowNet?.length ? { network: { allow: opts.allowNet.map(egressRule) } } : {}),
+      }
+    : undefined;
   return {
     task,
     model: { ...model, ...(contextTokens !== undefined ? { contextTokens } : {}) },
     ...(maxSteps !== undefined ? { maxSteps } : {}),
     ...(opts.keepAlive ? { keepAlive: true } : {}),
     ...(idleTimeoutSec !== undefined ? { idleTimeoutSec } : {}),
-    ...(opts.allowNet?.length ? { sandbox: { network: { allow: opts.allowNet.map(egressRule) } } } : {}),
+    ...(sandbox ? { sandbox } : {}),
     ...(opts.mcp?.length ? { mcp: [...new Set(opts.mcp)] } : {}),
   };
 }
