@@ -5,7 +5,8 @@
 #   scripts/temporal-server.sh build    build temporal-server and temporal-sql-tool once; print their directory
 #   scripts/temporal-server.sh schema   create the role and the two databases, bring both schemas up to date
 #   scripts/temporal-server.sh run      build, schema, then exec the server with deploy/temporal.yaml
-#   scripts/temporal-server.sh namespace   register namespace `default` (idempotent) and wait until the server serves it
+#   scripts/temporal-server.sh namespace   register namespace `default` and Keel's search attributes (idempotent), and wait
+#                                          until the server serves them
 #   scripts/temporal-server.sh drop-test-databases   drop the databases test servers made (temporal[_visibility]_test_<port>)
 #
 # The module (deploy/temporal-build/go.mod and go.sum) pins go.temporal.io/server; the binaries and the
@@ -100,6 +101,16 @@ case "${1:-}" in
     exec "$CACHE/temporal-server" --config-file "$ROOT/deploy/temporal.yaml" --allow-no-auth start
     ;;
   namespace)
+    # Keel's search attributes (common/search-attributes.ts): sessions carry them once they are registered.
+    register_search_attributes() {
+      local listed name
+      listed=$("$1" operator search-attribute list --address "$2" -n default 2>/dev/null) || return 1
+      for name in KeelTenant KeelStatus KeelModel; do
+        [[ $listed == *"$name"* ]] && continue
+        "$1" operator search-attribute create --address "$2" -n default --name "$name" --type Keyword >/dev/null 2>&1 \
+          || return 1
+      done
+    }
     # The dev server makes `default` itself; a real server starts with none. The Temporal CLI comes from setup.sh.
     cli=${TEMPORAL_CLI:-$(command -v temporal || echo "$ROOT/.keel/tools/venv/bin/temporal")}
     [ -x "$cli" ] || die "no Temporal CLI: run npm run setup, or set TEMPORAL_CLI"
@@ -112,7 +123,8 @@ case "${1:-}" in
         || "$cli" operator namespace create --address "$address" -n default --retention 72h >/dev/null 2>&1; then
         answer=$("$cli" workflow describe --address "$address" -w $probe 2>&1 || true)
         [[ $answer == *"workflow not found"* ]] \
-          && "$cli" task-queue describe --address "$address" --task-queue $probe >/dev/null 2>&1 && exit 0
+          && "$cli" task-queue describe --address "$address" --task-queue $probe >/dev/null 2>&1 \
+          && register_search_attributes "$cli" "$address" && exit 0
       fi
       sleep 1
     done

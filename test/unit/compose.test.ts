@@ -9,6 +9,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { parse } from 'yaml';
+import { SEARCH_ATTRIBUTES } from '../../common/search-attributes';
 
 const root = join(__dirname, '..', '..');
 const read = (path: string) => readFileSync(join(root, path), 'utf8');
@@ -116,4 +117,15 @@ test('every worker shares one blob store, a declared named volume', () => {
 
 test('every service is described in the README', () => {
   for (const [name] of services) assert.match(readme, new RegExp(`\\b${name}\\b`), `${name} is in the README`);
+});
+
+test("the namespace service and the cluster script register every one of Keel's search attributes", () => {
+  const namespace = compose.services['temporal-namespace'];
+  const script = [namespace?.command ?? ''].flat().join('\n');
+  const serverScript = read('scripts/temporal-server.sh');
+  for (const { name } of SEARCH_ATTRIBUTES) {
+    assert.match(script, new RegExp(`\\b${name}\\b`), `temporal-namespace does not register ${name}`);
+    assert.match(serverScript, new RegExp(`\\b${name}\\b`), `scripts/temporal-server.sh namespace does not register ${name}`);
+  }
+  assert.match(script, /search-attribute create .*--type Keyword/);
 });
