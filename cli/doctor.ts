@@ -6,7 +6,8 @@ import { ServiceError } from '../common/errors';
 import type Docker from 'dockerode';
 import { listCustomImages } from '../host/custom-image';
 import { defaultImageTag, imageExists } from '../host/image';
-import { knownRuntimes, runtimeFix } from '../host/runtimes';
+import { GVISOR_NET_RUNTIME } from '../host/lockdown';
+import { GVISOR_RUNTIMES, runtimeArgs, runtimeFix } from '../host/runtimes';
 import type { KeelConfig } from '../workers/config';
 import { resolveTemporalCli } from '../workers/dev-server';
 import { connectDatabase, connectDocker } from '../workers/services';
@@ -30,18 +31,30 @@ async function check(name: string, fn: () => Promise<string>): Promise<Check> {
   }
 }
 
-/** The runtimes dockerd knows; an error when it lacks the worker's default, a warning when it lacks gVisor. */
+/**
+ * The runtimes dockerd knows (gVisor's with their flags); an error when it lacks the worker's default, a warning
+ * when it lacks gVisor, or has runsc without the networked registration (runsc-net) or with other flags than setup's.
+ */
 async function runtimeCheck(docker: Docker, runtime: string): Promise<Check> {
   const name = 'Runtimes';
-  let known: string[];
+  let known: Record<string, string[]>;
   try {
-    known = await knownRuntimes(docker);
+    known = await runtimeArgs(docker);
   } catch (err) {
     return { name, ok: false, level: 'error', detail: `docker info failed: ${(err as Error).message}` };
   }
-  const detail = `dockerd knows ${known.join(', ')}; sessions default to ${runtime} (KEEL_SANDBOX_RUNTIME)`;
-  if (!known.includes(runtime)) return { name, ok: false, level: 'error', detail, fix: runtimeFix(runtime) };
-  if (!known.includes('runsc')) return { name, ok: true, level: 'warn', detail: `${detail}; no gVisor (runsc) for hostile code`, fix: runtimeFix('runsc') };
+  const names = Object.keys(known).sort();
+  const shown = names.map((n) => (GVISOR_RUNTIMES[n] ? `${n} (${known[n]!.join(' ') || 'no flags'})` : n));
+  const detail = `dockerd knows ${shown.join(', ')}; sessions default to ${runtime} (KEEL_SANDBOX_RUNTIME)`;
+  if (!names.includes(runtime)) return { name, ok: false, level: 'error', detail, fix: runtimeFix(runtime) };
+  if (!names.includes('runsc')) return { name, ok: true, level: 'warn', detail: `${detail}; no gVisor (runsc) for hostile code`, fix: runtimeFix('runsc') };
+  if (!names.includes(GVISOR_NET_RUNTIME)) {
+    return { name, ok: true, level: 'warn', detail: `${detail}; no ${GVISOR_NET_RUNTIME}: gVisor sessions with an egress allowlist cannot start`, fix: runtimeFix(GVISOR_NET_RUNTIME) };
+  }
+  const differ = Object.entries(GVISOR_RUNTIMES).filter(([n, r]) => JSON.stringify(known[n]) !== JSON.stringify(r.runtimeArgs));
+  if (differ.length) {
+    return { name, ok: true, level: 'warn', detail: `${detail}; ${differ.map(([n, r]) => `${n} should have ${r.runtimeArgs.join(' ')}`).join('; ')}`, fix: runtimeFix('runsc') };
+  }
   return { name, ok: true, level: 'ok', detail };
 }
 

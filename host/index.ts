@@ -11,11 +11,11 @@ export { ExecutorClient, ExecutorGoneError, ExecutorTimeoutError, type ExecutorR
 export { defaultImageTag, ensureImage, imageExists, recipeFiles, recipeHash } from './image';
 export { listManagedContainers, removeSession, sessionContainers, type ManagedContainer } from './inventory';
 export { claimVolumeName, containerName, egressNames, LABEL_CLAIM, LABEL_POOL, safeName, volumeName } from './labels';
-export { createOptions, EGRESS_PROXY_HOST, EGRESS_PROXY_PORT, EXECUTOR_COMMAND, poolOptions, proxyOptions, SHM_BYTES, type EgressAttachment } from './lockdown';
+export { createOptions, dockerRuntime, EGRESS_PROXY_HOST, EGRESS_PROXY_PORT, EXECUTOR_COMMAND, GVISOR_NET_RUNTIME, isGvisor, poolOptions, proxyOptions, SHM_BYTES, type EgressAttachment } from './lockdown';
 export { DEFAULT_DISK_DIR, diskPaths, DiskError, ensureDisk, LABEL_DISK, listDisks, removeDisk } from './disks';
 export { keelRoot, sandboxDir } from './paths';
 export { LEASE_SEC, WarmPool, type WarmPoolOptions } from './pool';
 export { reapDisks, reapOrphans, reapStoppedPool, type ReapOptions } from './reap';
-export { knownRuntimes, RuntimeCheck, runtimeFix } from './runtimes';
+export { GVISOR_RUNTIMES, knownRuntimes, RuntimeCheck, runtimeArgs, runtimeFix } from './runtimes';
 export { SandboxRuntime } from './runtime';
 export { restoreSnapshot, SnapshotMissingError, takeSnapshot, type ExecutorSnapshot, type RestoreOutcome, type SnapshotOutcome } from './snapshots';

@@ -39,15 +39,55 @@ export const SHM_BYTES = 64 * 1024 * 1024;
 /**
  * The host pids limit of a gVisor container whose sandbox may run `pidsLimit` processes. Under runsc the
  * container's pids cgroup holds gVisor's kernel (the Sentry, tens of Go threads) and, with its ptrace
- * platform, a host stub for every sandbox address space and thread; when that cgroup is full the Sentry
- * panics and the container is lost (measured: repeated shell timeouts in a 128-pids container).
+ * platform, host stub processes and threads for every sandbox address space and thread; when that cgroup is
+ * full the Sentry panics and the container is lost. The sandbox's own limit is RLIMIT_NPROC (`--nproc`,
+ * below). Measured here (Debian runsc 20221219, ptrace) with fork bombs held at it: the host pids grow with use
+ * and are not given back (the stubs are pooled): one bomb, about 15 per sandbox task; a bomb left running, a
+ * second bomb and a process that holds the limit full, one after the other: 1,482 for 64 tasks, 3,134 for 128
+ * (about 24 per task). So 32 per task and 512 for the Sentry: a sandbox at the default limit of 256 may take
+ * 8,704 host pids. Size the host's pid_max (kernel.pid_max) for the gVisor sandboxes it runs, or give them a
+ * lower pidsLimit.
  */
 export function gvisorHostPids(pidsLimit: number): number {
-  return pidsLimit * 4 + 256;
+  return pidsLimit * 32 + 512;
+}
+
+/**
+ * The Docker runtime registered for networked gVisor sessions (scripts/setup.sh): runsc without `--network=none`,
+ * with `--network=host`, which inside a container means the container's own network namespace (here the
+ * session's internal network, whose only other member is its egress proxy). The Debian runsc cannot start its
+ * own network stack (`--network=sandbox`) on this kernel ("cannot run with network enabled in root network
+ * namespace"), so gVisor passes a networked sandbox's socket calls to the host kernel, in that namespace.
+ */
+export const GVISOR_NET_RUNTIME = 'runsc-net';
+
+/** Whether a Docker runtime is gVisor's (runsc, or its networked registration). */
+export function isGvisor(runtime: string): boolean {
+  return runtime === 'runsc' || runtime === GVISOR_NET_RUNTIME;
+}
+
+/**
+ * The Docker runtime a sandbox runs under: `runtime` (the session's or the worker's choice), except that a
+ * networked gVisor sandbox needs the registration that has a network ({@link GVISOR_NET_RUNTIME}); plain runsc
+ * has `--network=none`, so a session without network stays there.
+ */
+export function dockerRuntime(runtime: string, networked: boolean): string {
+  return networked && runtime === 'runsc' ? GVISOR_NET_RUNTIME : runtime;
 }
 
 /** How the executor (the container's PID 1) is started; the warm pool adds `--pool-lease <sec>`. */
 export const EXECUTOR_COMMAND = ['python3', '-u', '/opt/keel/executor.py'] as const;
+
+/**
+ * The executor's arguments for a sandbox under `runtime` that may run `pidsLimit` processes. gVisor puts no
+ * pids cgroup inside the sandbox (the container's, on the host, holds gVisor's own threads: see
+ * {@link gvisorHostPids}), so a fork bomb there grew until the host limit stopped the Sentry and the container
+ * was lost. Under gVisor the executor therefore sets RLIMIT_NPROC to the limit (`--nproc`), which gVisor's
+ * kernel enforces for the commands' uid.
+ */
+function executorCommand(runtime: string, pidsLimit: number, extra: string[] = []): string[] {
+  return [...EXECUTOR_COMMAND, ...extra, ...(isGvisor(runtime) ? ['--nproc', String(pidsLimit)] : [])];
+}
 
 /** The port the egress proxy listens on, on the session's network. */
 export const EGRESS_PROXY_PORT = 3128;
@@ -77,14 +117,15 @@ export function createOptions(args: {
 }): Docker.ContainerCreateOptions {
   const { sessionId, hostId, image, spec, egress } = args;
   const generation = args.generation ?? 1;
+  const runtime = dockerRuntime(spec?.runtime ?? args.runtime ?? DEFAULT_SANDBOX_RUNTIME, egress !== undefined);
   const options = lockedDown({
     name: containerName(sessionId, generation),
     labels: sessionLabels(sessionId, hostId, generation),
     volume: volumeName(sessionId, generation),
     image,
     spec,
-    runtime: spec?.runtime ?? args.runtime ?? DEFAULT_SANDBOX_RUNTIME,
-    command: [...EXECUTOR_COMMAND],
+    runtime,
+    command: executorCommand(runtime, spec?.pidsLimit ?? SANDBOX_DEFAULTS.pidsLimit),
   });
   if (!egress) return options;
   const proxy = `http://${EGRESS_PROXY_HOST}:${EGRESS_PROXY_PORT}`;
@@ -139,13 +180,14 @@ export function proxyOptions(args: { name: string; labels: Record<string, string
  */
 export function poolOptions(args: { token: string; hostId: string; image: string; runtime?: string; leaseSec: number }): Docker.ContainerCreateOptions {
   const names = poolNames(args.token);
+  const runtime = args.runtime ?? DEFAULT_SANDBOX_RUNTIME;
   return lockedDown({
     name: names.container,
     labels: poolLabels(args.hostId, names.volume),
     volume: names.volume,
     image: args.image,
-    runtime: args.runtime ?? DEFAULT_SANDBOX_RUNTIME,
-    command: [...EXECUTOR_COMMAND, '--pool-lease', String(args.leaseSec)],
+    runtime,
+    command: executorCommand(runtime, SANDBOX_DEFAULTS.pidsLimit, ['--pool-lease', String(args.leaseSec)]),
   });
 }
 
@@ -192,7 +234,7 @@ function lockedDown(args: {
       Memory: memoryMb * 1024 * 1024,
       MemorySwap: memoryMb * 1024 * 1024,
       NanoCpus: Math.round(cpus * 1e9),
-      PidsLimit: args.runtime === 'runsc' ? gvisorHostPids(pidsLimit) : pidsLimit,
+      PidsLimit: isGvisor(args.runtime) ? gvisorHostPids(pidsLimit) : pidsLimit,
       ShmSize: SHM_BYTES,
       Tmpfs: {
         '/tmp': 'rw,nosuid,nodev,size=256m,mode=1777',

@@ -12,11 +12,31 @@ export async function knownRuntimes(docker: Docker): Promise<string[]> {
   return Object.keys(info.Runtimes ?? {}).sort();
 }
 
+/**
+ * The gVisor registrations setup writes into the "runtimes" of /etc/docker/daemon.json (scripts/setup.sh has the
+ * same list): runsc for sessions without network, runsc-net for sessions with an egress allowlist (see
+ * GVISOR_NET_RUNTIME in lockdown.ts). Neither has `--oci-seccomp`: Debian's runsc then fails every thread creation.
+ */
+export const GVISOR_RUNTIMES: Record<string, { runtimeArgs: string[] }> = {
+  runsc: { runtimeArgs: ['--network=none'] },
+  'runsc-net': { runtimeArgs: ['--network=host'] },
+};
+
+/** The runtimes this dockerd has registered, with their runtimeArgs (`docker info` → Runtimes). */
+export async function runtimeArgs(docker: Docker): Promise<Record<string, string[]>> {
+  const info = (await docker.info()) as { Runtimes?: Record<string, { runtimeArgs?: string[] }> };
+  return Object.fromEntries(Object.entries(info.Runtimes ?? {}).map(([name, r]) => [name, r?.runtimeArgs ?? []]));
+}
+
 /** How to make dockerd know `runtime`: setup does it for gVisor; anything else is registered by hand. */
 export function runtimeFix(runtime: string): string {
   const reload = 'then send dockerd SIGHUP (kill -HUP $(pidof dockerd)); no restart is needed';
-  if (runtime === 'runsc') {
-    return `install gVisor and register it: KEEL_GVISOR=1 npm run setup (apt package runsc; adds "runsc": {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none"]} to the "runtimes" of /etc/docker/daemon.json, ${reload})`;
+  const gvisor = GVISOR_RUNTIMES[runtime];
+  if (gvisor) {
+    const entries = Object.entries(GVISOR_RUNTIMES)
+      .map(([name, r]) => `"${name}": {"path": "/usr/bin/runsc", "runtimeArgs": ${JSON.stringify(r.runtimeArgs)}}`)
+      .join(', ');
+    return `install gVisor and register it: KEEL_GVISOR=1 npm run setup (apt package runsc; adds ${entries} to the "runtimes" of /etc/docker/daemon.json, ${reload})`;
   }
   return `add "${runtime}": {"path": "<its binary>"} to the "runtimes" of /etc/docker/daemon.json, ${reload}`;
 }

@@ -98,26 +98,44 @@ if [ -z "${DOCKER_HOST:-}" ] && command -v ip >/dev/null && ! ip link show docke
 fi
 
 # --- gVisor (runsc): asked for with KEEL_GVISOR=1; CI always has it ----------------------
+# Two registrations of the same binary (host/runtimes.ts GVISOR_RUNTIMES has the same list):
+#   runsc      --network=none   sessions without network
+#   runsc-net  --network=host   sessions with an egress allowlist: gVisor's socket calls go to the
+#              host kernel inside the container's own network namespace (the session's internal network, whose
+#              only way out is its egress proxy). Debian's runsc cannot run its own network stack on this kernel.
+# No --oci-seccomp: with it, Docker's default seccomp profile loaded inside Debian's runsc makes every
+# thread creation fail (Python: "can't start new thread"), so the executor cannot start.
 # dockerd re-reads the "runtimes" of daemon.json on SIGHUP, so registering needs no restart
 # (running sessions keep their containers). Other keys of daemon.json are kept as they are.
-has_runsc() { node -e "new (require('dockerode'))().info().then(i=>process.exit(i.Runtimes&&i.Runtimes.runsc?0:1),()=>process.exit(1))"; }
+GVISOR_WANTED='{"runsc":["--network=none"],"runsc-net":["--network=host"]}'
+has_runsc() {
+  GVISOR_WANTED=$GVISOR_WANTED node -e '
+    const want = JSON.parse(process.env.GVISOR_WANTED);
+    new (require("dockerode"))().info().then((i) => {
+      const ok = Object.entries(want).every(([n, a]) => i.Runtimes && i.Runtimes[n] && JSON.stringify(i.Runtimes[n].runtimeArgs || []) === JSON.stringify(a));
+      process.exit(ok ? 0 : 1);
+    }, () => process.exit(1));'
+}
 if [ "${KEEL_GVISOR:-}" = 1 ] || [ "${CI:-}" = true ]; then
   command -v runsc >/dev/null || apt_install runsc
   if ! has_runsc; then
-    [ -z "${DOCKER_HOST:-}" ] || die "register runsc with the dockerd at DOCKER_HOST=$DOCKER_HOST by hand (see scripts/setup.sh)"
+    [ -z "${DOCKER_HOST:-}" ] || die "register runsc and runsc-net with the dockerd at DOCKER_HOST=$DOCKER_HOST by hand (see scripts/setup.sh)"
     DAEMON_JSON=/etc/docker/daemon.json
-    log "registering runsc in $DAEMON_JSON and reloading dockerd (SIGHUP)"
-    merged=$(DAEMON_JSON=$DAEMON_JSON RUNSC=$(command -v runsc) node -e '
+    log "registering runsc and runsc-net in $DAEMON_JSON and reloading dockerd (SIGHUP)"
+    merged=$(DAEMON_JSON=$DAEMON_JSON RUNSC=$(command -v runsc) GVISOR_WANTED=$GVISOR_WANTED node -e '
       const fs = require("node:fs");
       const file = process.env.DAEMON_JSON;
       const conf = fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, "utf8") || "{}") : {};
-      conf.runtimes = { ...conf.runtimes, runsc: { path: process.env.RUNSC, runtimeArgs: ["--network=none"] } };
+      conf.runtimes = { ...conf.runtimes };
+      for (const [name, runtimeArgs] of Object.entries(JSON.parse(process.env.GVISOR_WANTED))) {
+        conf.runtimes[name] = { path: process.env.RUNSC, runtimeArgs };
+      }
       process.stdout.write(JSON.stringify(conf, null, 2) + "\n");')
     $SUDO mkdir -p /etc/docker
     printf '%s\n' "$merged" | $SUDO tee "$DAEMON_JSON" >/dev/null
     $SUDO kill -HUP "$(pidof dockerd)"
     for _ in $(seq 1 20); do has_runsc && break; sleep 0.5; done
-    has_runsc || die "dockerd did not pick up runsc from $DAEMON_JSON after SIGHUP; check its log"
+    has_runsc || die "dockerd did not pick up runsc and runsc-net from $DAEMON_JSON after SIGHUP; check its log"
   fi
 fi
 

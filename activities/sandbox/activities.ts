@@ -19,7 +19,7 @@ import { Egress } from '../../host/egress';
 import { ExecutorGoneError, type ExecutorClient, type ExecutorResponse } from '../../host/executor-client';
 import { imageExists } from '../../host/image';
 import { ensureVolume, ownerOf, remountWorkspace, removeSession, sessionContainers, type DiskOptions } from '../../host/inventory';
-import { createOptions } from '../../host/lockdown';
+import { createOptions, dockerRuntime } from '../../host/lockdown';
 import type { WarmPool } from '../../host/pool';
 import type { SandboxRuntime } from '../../host/runtime';
 import { RuntimeCheck } from '../../host/runtimes';
@@ -165,10 +165,12 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
 
     if (!(await imageExists(docker, image))) throw imageMissing(image);
     const ociRuntime = runtimeOf(spec);
-    const known = await runtimes.missing(ociRuntime);
-    if (known) throw runtimeMissing(ociRuntime, known, config.hostId);
-    await ensureVolume(docker, sessionId, config.hostId, generation, diskOf(spec));
     const allow = egressRules(spec);
+    // A networked gVisor sandbox runs under runsc's networked registration (runsc itself has --network=none).
+    const registered = dockerRuntime(ociRuntime, allow.length > 0);
+    const known = await runtimes.missing(registered);
+    if (known) throw runtimeMissing(registered, known, config.hostId);
+    await ensureVolume(docker, sessionId, config.hostId, generation, diskOf(spec));
     // The proxy runs from this host's own image, which has it (a session's image need not).
     const attachment = allow.length ? await egress.ensure({ sessionId, hostId: config.hostId, image: config.defaultImage, allow }) : undefined;
     const options = createOptions({ sessionId, hostId: config.hostId, image, spec, generation, runtime: ociRuntime, ...(attachment ? { egress: attachment } : {}) });

@@ -1,5 +1,8 @@
-"""Entry point: `python3 -u /opt/keel/executor.py [--pool-lease N]` (the launcher) or
-`python3 -m keel_executor [--pool-lease N]`.
+"""Entry point: `python3 -u /opt/keel/executor.py [--pool-lease N] [--nproc N]` (the launcher) or
+`python3 -m keel_executor [--pool-lease N] [--nproc N]`.
+
+--nproc N (given under gVisor, which has no pids cgroup inside the sandbox) sets RLIMIT_NPROC to N for
+the executor and so for every command: gVisor's kernel enforces it for the commands' uid (see reaping).
 
 Locks itself down first (privileges: the split between the root executor and the
 uid 1000 commands), builds the parts, lists every op of the protocol in one table,
@@ -15,7 +18,7 @@ import threading
 from . import privileges, safefs, tools
 from .layout import STATE_DIR
 from .pool import Pool
-from .reaping import reap_forever
+from .reaping import limit_processes, reap_forever
 from .server import Server, log
 from .shell import Shell
 from .snapshots import Snapshotter
@@ -35,12 +38,32 @@ def _state_dir():
             log("cannot prepare %s: %s" % (STATE_DIR, e))
 
 
+def _options(argv):
+    """{"--pool-lease": float, "--nproc": int} from the command line; anything else is said in the log and ignored."""
+    options = {}
+    args = iter(argv)
+    for flag in args:
+        value = next(args, None)
+        try:
+            if flag == "--pool-lease" and value is not None:
+                options[flag] = float(value)
+                continue
+            if flag == "--nproc" and value is not None:
+                options[flag] = int(value)
+                continue
+        except ValueError:
+            pass
+        log("ignoring argument %r %r" % (flag, value))
+    return options
+
+
 def main():
     # First, while this is the only thread: capabilities and the file identity are per thread.
     split = privileges.lock_down(log)
-    lease = None
-    if len(sys.argv) == 3 and sys.argv[1] == "--pool-lease":
-        lease = float(sys.argv[2])
+    options = _options(sys.argv[1:])
+    lease = options.get("--pool-lease")
+    if "--nproc" in options:
+        limit_processes(options["--nproc"], log)
     _state_dir()
     pool = Pool(lease)
     snapshots = Snapshotter()
@@ -76,8 +99,9 @@ def main():
         threading.Thread(target=pool.watch_lease, daemon=True).start()
     if os.getpid() == 1:
         threading.Thread(target=reap_forever, daemon=True).start()
-    log("ready (pid %d, %s, paths by %s%s)" % (os.getpid(), "privilege split" if split else "no privilege split",
-                                                 safefs.RESOLVER, ", pool lease %gs" % lease if lease is not None else ""))
+    log("ready (pid %d, %s, paths by %s%s%s)" % (os.getpid(), "privilege split" if split else "no privilege split",
+                                                   safefs.RESOLVER, ", pool lease %gs" % lease if lease is not None else "",
+                                                   ", RLIMIT_NPROC %d" % options["--nproc"] if "--nproc" in options else ""))
     server.run(sys.stdin.buffer)
 
 

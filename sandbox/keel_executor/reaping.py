@@ -16,6 +16,7 @@ until /proc shows none of them alive, zombies reaped.
 """
 
 import os
+import resource
 import signal
 import threading
 import time
@@ -36,6 +37,24 @@ PIDS_HEADROOM = 16
 _PIDS_FILES = (("/sys/fs/cgroup/pids/pids.current", "/sys/fs/cgroup/pids/pids.max"),
                ("/sys/fs/cgroup/pids.current", "/sys/fs/cgroup/pids.max"))
 _UID_PREFIX = b"\nUid:\t%d\t" % SANDBOX_UID
+# RLIMIT_NPROC of every command, when the host asked for one (--nproc, under gVisor); None otherwise.
+NPROC_LIMIT = None
+
+
+def limit_processes(limit, log):
+    """Set RLIMIT_NPROC (soft and hard) to `limit` for this process and so for every command it starts.
+
+    Under gVisor the container's pids cgroup is on the host and holds gVisor's own threads, and the sandbox
+    has none of its own: a fork bomb grew until that host cgroup was full, gVisor's kernel died, and the
+    container was lost. gVisor enforces RLIMIT_NPROC per uid, so the sandbox user can run at most `limit`
+    tasks (threads count), and cannot raise it (no CAP_SYS_RESOURCE). pids_nearly_full then counts them.
+    Not used under runc: there RLIMIT_NPROC would count the uid's processes of the whole host."""
+    global NPROC_LIMIT
+    try:
+        resource.setrlimit(resource.RLIMIT_NPROC, (limit, limit))
+        NPROC_LIMIT = limit
+    except (OSError, ValueError) as e:
+        log("cannot set RLIMIT_NPROC to %d: %s; a fork bomb may fill the host's pids limit" % (limit, e))
 
 
 def _processes():
@@ -51,6 +70,23 @@ def _processes():
         fields = stat[stat.rfind(b")") + 2:].split()
         if len(fields) > 2:
             yield int(name), fields[0], int(fields[1]), int(fields[2])
+
+
+def _sandbox_tasks():
+    """How many tasks (threads) the sandbox user runs: what RLIMIT_NPROC counts."""
+    tasks = 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/status" % name, "rb") as f:
+                status = f.read()
+        except OSError:
+            continue
+        if _UID_PREFIX in status:
+            at = status.find(b"\nThreads:\t")
+            tasks += int(status[at + 10:status.index(b"\n", at + 1)]) if at >= 0 else 1
+    return tasks
 
 
 def _is_sandbox_user(pid):
@@ -125,8 +161,9 @@ def kill_sandbox_user(timeout=KILL_TIMEOUT_SEC):
 
 
 def pids_nearly_full():
-    """(in use, limit) when fewer than PIDS_HEADROOM pids are free in the container's pids cgroup, else
-    None (also when the cgroup cannot be read or has no limit). A fork bomb keeps the limit full while
+    """(in use, limit) when fewer than PIDS_HEADROOM pids are free in the container's pids cgroup (under
+    gVisor: of the commands' RLIMIT_NPROC, see limit_processes), else None (also when neither can be read or
+    there is no limit). A fork bomb keeps the limit full while
     its processes churn, so a spawn may still succeed now and then; the command would then fail inside."""
     for current_path, max_path in _PIDS_FILES:
         try:
@@ -137,8 +174,11 @@ def pids_nearly_full():
         except (OSError, ValueError):
             continue
         if limit == "max":
-            return None
+            break
         return (current, int(limit)) if int(limit) - current < PIDS_HEADROOM else None
+    if NPROC_LIMIT is not None:  # gVisor: no pids cgroup here, the limit is the commands' RLIMIT_NPROC
+        current = _sandbox_tasks()
+        return (current, NPROC_LIMIT) if NPROC_LIMIT - current < PIDS_HEADROOM else None
     return None
 
 

@@ -22,11 +22,11 @@ import { DirBlobStore, readBlob } from '../../blobs';
 import { KeelClient } from '../../client';
 import { eventsOfType } from '../../common/events';
 import type { ScriptTurn, SessionSpec } from '../../common/types';
-import { defaultImageTag, egressNames, EGRESS_NETWORK, ensureEgressNetwork, reapOrphans, SandboxRuntime, WarmPool } from '../../host';
+import { defaultImageTag, egressNames, EGRESS_NETWORK, ensureEgressNetwork, GVISOR_NET_RUNTIME, isGvisor, reapOrphans, SandboxRuntime, WarmPool } from '../../host';
 import { getEvents } from '../../store';
 import { connectDatabase } from '../../workers/services';
 import { createWorkers, type KeelWorkers } from '../../workers/worker';
-import { ensureSandboxImage, testConfig, uniqueId, workflowBundle } from '../helpers/env';
+import { ensureSandboxImage, testConfig, testRuntime, uniqueId, workflowBundle } from '../helpers/env';
 import { waitForEvent } from '../helpers/events';
 import { recordHistory } from '../helpers/history';
 import { TestTemporal } from '../helpers/temporal';
@@ -173,6 +173,7 @@ describe('a networked session', () => {
     assert.ok(!JSON.stringify(proxy).includes(SECRET), 'the proxy container config holds no credential');
     assert.ok(!JSON.stringify(sandbox).includes(SECRET), 'the sandbox container config holds no credential');
     assert.deepEqual(Object.keys(sandbox.NetworkSettings.Networks), [names.network], 'the sandbox is on its own network only');
+    assert.equal(sandbox.HostConfig.Runtime, isGvisor(testRuntime()) ? GVISOR_NET_RUNTIME : testRuntime(), 'under gVisor: runsc-net');
     assert.deepEqual(Object.keys(proxy.NetworkSettings.Networks).sort(), [EGRESS_NETWORK, names.network].sort());
     const proxyLogs = (await docker.getContainer(names.proxy).logs({ stdout: true, stderr: true })).toString('latin1');
     assert.ok(proxyLogs.includes('"refused"'), 'the proxy log is read');
@@ -296,7 +297,7 @@ function filesUnder(dir: string): string[] {
 describe('networks between sessions', () => {
   const tag = defaultImageTag();
   const runtime = new SandboxRuntime(docker);
-  const acts = createSandboxActivities({ runtime, blobs: new DirBlobStore(blobDir), config: { hostId, defaultImage: tag } });
+  const acts = createSandboxActivities({ runtime, blobs: new DirBlobStore(blobDir), config: { hostId, defaultImage: tag, defaultRuntime: testRuntime() } });
   const shell = async (containerId: string, command: string): Promise<string> => {
     const r = await runtime.client(containerId).request('shell', { command, timeoutSec: 30, maxOutput: 16_000, storeBytes: 1 << 20 }, { timeoutMs: 60_000 });
     assert.ok(r.ok, JSON.stringify(r));
@@ -325,6 +326,10 @@ except OSError as e:
     const hc = await acts.provisionSandbox({ sessionId: c });
     assert.equal(ha.runtime?.network, `egress proxy: ${INTERNET}:${port}`);
     assert.equal(hc.runtime?.network, 'none');
+    // Under gVisor a networked sandbox runs under runsc-net; one without network stays on runsc (--network=none).
+    const dockerRuntimeOf = async (id: string) => (await docker.getContainer(id).inspect()).HostConfig.Runtime;
+    assert.equal(await dockerRuntimeOf(ha.containerId), isGvisor(testRuntime()) ? GVISOR_NET_RUNTIME : testRuntime());
+    assert.equal(await dockerRuntimeOf(hc.containerId), testRuntime());
 
     // A listens; B tries A's sandbox and A's proxy, directly and through its own proxy.
     await shell(ha.containerId, 'nohup python3 -m http.server 8000 >/dev/null 2>&1 & sleep 1');
@@ -349,7 +354,8 @@ except Exception as e: print(e)"`),
     assert.equal(refused.network?.refused[0]?.reason, 'address-literal', 'reported with the next call');
 
     // C has no network at all: only loopback, no proxy, nothing reachable.
-    assert.equal((await shell(hc.containerId, 'ls /sys/class/net')).trim(), 'lo');
+    // Listed by Python: coreutils ls fails there under Debian's gVisor (its statx refuses AT_NO_AUTOMOUNT).
+    assert.equal((await shell(hc.containerId, `python3 -c 'import os; print(*sorted(os.listdir("/sys/class/net")))'`)).trim(), 'lo');
     assert.doesNotMatch(await shell(hc.containerId, 'env'), /_PROXY/i);
     assert.match(await shell(hc.containerId, connect(hostAddress, port)), /^failed/m);
     await assert.rejects(docker.getContainer(egressNames(c).proxy).inspect(), /404|no such container/i);
@@ -373,8 +379,8 @@ except Exception as e: print(e)"`),
 
   test('the warm pool never serves a networked session', async () => {
     const poolRuntime = new SandboxRuntime(docker);
-    const pool = new WarmPool(poolRuntime, { hostId, image: tag, size: 1 });
-    const pooled = createSandboxActivities({ runtime: poolRuntime, blobs: new DirBlobStore(blobDir), config: { hostId, defaultImage: tag }, pool });
+    const pool = new WarmPool(poolRuntime, { hostId, image: tag, size: 1, runtime: testRuntime() });
+    const pooled = createSandboxActivities({ runtime: poolRuntime, blobs: new DirBlobStore(blobDir), config: { hostId, defaultImage: tag, defaultRuntime: testRuntime() }, pool });
     const id = uniqueId('egress-pool');
     sessions.push(id);
     try {

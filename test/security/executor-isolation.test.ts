@@ -8,6 +8,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { docker, rootExec, startSandbox, type TestSandbox } from './helpers';
+import { isGvisor } from '../../host';
+import { testRuntime } from '../helpers/env';
 
 /** A Python snippet run by the command: every signal 1..31 to every executor thread, by kill, tgkill and kill(-1). */
 const SIGNAL_ALL = String.raw`
@@ -111,12 +113,26 @@ describe('executor isolation', () => {
 
   it('cannot ptrace, read the memory, environment or fds of, or readlink into any executor thread', async () => {
     const r = await s.sh(`python3 - <<'EOF'\n${REACH}\nEOF`);
-    assert.equal(r.output, 'reached []\n');
+    if (!isGvisor(testRuntime())) {
+      assert.equal(r.output, 'reached []\n');
+      return;
+    }
+    // gVisor differs (docs/security.md): its /proc makes environ, auxv and maps of every task 0444 and lists fd and
+    // fdinfo, whoever owns the task. What is reached is only those: the executor's environment (the container's,
+    // which holds no secret: secrets.test.ts), its memory layout and fd numbers. Its memory, its fds' contents and
+    // targets, ptrace and process_vm_readv stay refused, so nothing a command does changes a result.
+    const reached = JSON.parse(r.output.replace(/^reached /, '').replace(/'/g, '"')) as string[];
+    const gvisorOnly = /^(read \/proc\/1(\/task\/\d+)?\/(environ|auxv|maps)|listed \/proc\/1(\/task\/\d+)?\/(fd|fdinfo))$/;
+    assert.deepEqual(reached.filter((x) => !gvisorOnly.test(x)), [], r.output);
   });
 
   it("cannot read, write or fill the executor's state; an operator can read it", async () => {
     await s.op('shell', { command: 'true', timeoutSec: 5, maxOutput: 100, storeBytes: 0 }, { key: `trace-${s.sessionId}` });
-    const r = await s.sh('ls /run/keel 2>&1; cat /run/keel/journal 2>&1; touch /run/keel/x 2>&1; echo x > /run/keel/journal 2>&1; stat -c "%U %a" /run/keel; true');
+    // The listing and the owner come from Python (os.listdir, os.stat), not coreutils ls and stat, which fail under
+    // Debian's gVisor with EINVAL (its statx refuses AT_NO_AUTOMOUNT).
+    const r = await s.sh(
+      `python3 -c 'import os; os.listdir("/run/keel")' 2>&1 | tail -1; cat /run/keel/journal 2>&1; touch /run/keel/x 2>&1; echo x > /run/keel/journal 2>&1; python3 -c 'import os, pwd; st = os.stat("/run/keel"); print(pwd.getpwuid(st.st_uid).pw_name, oct(st.st_mode & 0o777)[2:])'; true`,
+    );
     assert.equal((r.output.match(/Permission denied/g) ?? []).length, 4, r.output);
     assert.match(r.output, /root 700\n$/);
     const journal = await rootExec(s.containerId, ['cat', '/run/keel/journal']);

@@ -12,6 +12,8 @@ import { after, before, describe, it } from 'node:test';
 import { SHELL_ARGS, startSandbox, type ShellResult, type TestSandbox } from './helpers';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+/** A file's size in bytes, by Python's os.stat: coreutils stat fails under Debian's gVisor (its statx refuses AT_NO_AUTOMOUNT). */
+const SIZE = (path: string): string => `python3 -c 'import os, sys; print(os.stat(sys.argv[1]).st_size)' ${path}`;
 
 describe('executor protocol', () => {
   let s: TestSandbox;
@@ -39,7 +41,7 @@ describe('executor protocol', () => {
 
   it('keeps the whole output up to storeBytes when the model view is cut', async () => {
     const r = await s.sh('head -c 3000000 /dev/urandom | base64 -w 100 | tee /tmp/out.txt');
-    const size = Number((await s.sh('stat -c %s /tmp/out.txt')).output);
+    const size = Number((await s.sh(SIZE('/tmp/out.txt'))).output);
     assert.equal(r.truncated, true);
     assert.equal(r.outputBytes, size);
     assert.equal(r.cutBytes, 0);
@@ -51,7 +53,7 @@ describe('executor protocol', () => {
   it('keeps the first and last storeBytes/2 bytes of a bigger output, and says how many were cut', async () => {
     const store = 1_000_000;
     const r = await s.sh('head -c 3000000 /dev/urandom | base64 -w 100 | tee /tmp/out.txt', { storeBytes: store });
-    const size = Number((await s.sh('stat -c %s /tmp/out.txt')).output);
+    const size = Number((await s.sh(SIZE('/tmp/out.txt'))).output);
     assert.equal(r.outputBytes, size);
     assert.equal(r.cutBytes, size - store);
     const full = Buffer.from(r.full ?? '', 'base64');

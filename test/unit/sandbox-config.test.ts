@@ -3,11 +3,11 @@ import { hostname } from 'node:os';
 import { describe, it } from 'node:test';
 import { defaultImageTag } from '../../host';
 import { resolveSandboxConfig } from '../../activities/sandbox';
-import { containerName, createOptions, safeName, volumeName } from '../../host';
+import { containerName, createOptions, EXECUTOR_COMMAND, poolOptions, safeName, volumeName } from '../../host';
 import { toExecutorOp, toToolResult } from '../../activities/sandbox/tool-ops';
 import { sandboxSpecProblems } from '../../common/sandbox-spec';
 import { loadConfig } from '../../workers/config';
-import { DEFAULT_SHELL_TIMEOUT_SEC, FILE_TOOL_TIMEOUT_SEC, OUTPUT_STORE_CAP } from '../../common/defaults';
+import { DEFAULT_SHELL_TIMEOUT_SEC, FILE_TOOL_TIMEOUT_SEC, OUTPUT_STORE_CAP, SANDBOX_DEFAULTS } from '../../common/defaults';
 
 describe('resolveSandboxConfig', () => {
   it('fills every default', () => {
@@ -61,8 +61,24 @@ describe('container naming and options', () => {
     assert.equal(createOptions({ sessionId: 's1', hostId: 'h', image: 'img', runtime: 'runsc' }).HostConfig?.Runtime, 'runsc');
     assert.equal(createOptions({ sessionId: 's1', hostId: 'h', image: 'img', runtime: 'runsc', spec: { runtime: 'runc' } }).HostConfig?.Runtime, 'runc');
     // gVisor's own threads and ptrace stubs share the container's host pids cgroup.
-    assert.equal(createOptions({ sessionId: 's1', hostId: 'h', image: 'img', runtime: 'runsc', spec: { pidsLimit: 64 } }).HostConfig?.PidsLimit, 64 * 4 + 256);
+    assert.equal(createOptions({ sessionId: 's1', hostId: 'h', image: 'img', runtime: 'runsc', spec: { pidsLimit: 64 } }).HostConfig?.PidsLimit, 64 * 32 + 512);
     assert.equal(createOptions({ sessionId: 's1', hostId: 'h', image: 'img', spec: { pidsLimit: 64 } }).HostConfig?.PidsLimit, 64);
+  });
+
+  it('under gVisor the executor holds the commands to the pids limit (RLIMIT_NPROC); under runc the cgroup does', () => {
+    assert.deepEqual(createOptions({ sessionId: 's1', hostId: 'h', image: 'img', runtime: 'runsc', spec: { pidsLimit: 64 } }).Cmd, [...EXECUTOR_COMMAND, '--nproc', '64']);
+    assert.deepEqual(createOptions({ sessionId: 's1', hostId: 'h', image: 'img', spec: { pidsLimit: 64 } }).Cmd, [...EXECUTOR_COMMAND]);
+    const pool = poolOptions({ token: 't', hostId: 'h', image: 'img', runtime: 'runsc', leaseSec: 30 });
+    assert.deepEqual(pool.Cmd, [...EXECUTOR_COMMAND, '--pool-lease', '30', '--nproc', String(SANDBOX_DEFAULTS.pidsLimit)]);
+  });
+
+  it('a networked gVisor session runs under runsc-net; without network it stays on runsc (--network=none)', () => {
+    const networked = createOptions({ sessionId: 's1', hostId: 'h', image: 'img', runtime: 'runsc', egress: { network: 'keel-net-s1' } });
+    assert.equal(networked.HostConfig?.Runtime, 'runsc-net');
+    assert.equal(networked.HostConfig?.NetworkMode, 'keel-net-s1');
+    assert.deepEqual(networked.Cmd?.slice(-2), ['--nproc', String(SANDBOX_DEFAULTS.pidsLimit)]);
+    assert.equal(createOptions({ sessionId: 's1', hostId: 'h', image: 'img', runtime: 'runsc' }).HostConfig?.Runtime, 'runsc');
+    assert.equal(createOptions({ sessionId: 's1', hostId: 'h', image: 'img', egress: { network: 'keel-net-s1' } }).HostConfig?.Runtime, 'runc');
   });
 
   it('refuses runtime names that are not names, and disk sizes out of bounds', () => {
