@@ -57,6 +57,13 @@ export interface ExecutorSnapshot {
   /** One [sha, bytes] per directory object (manifest version 2) the parent lacks; absent from older executors. */
   trees?: Array<[string, number]>;
   durationMs: number;
+  /**
+   * How changes were found: `inotify` (only directories with events, and files inotify cannot vouch for, were
+   * looked at) or `walk: <why>` (every file stat'ed: first snapshot, restore, queue overflow, ...). Absent from older executors.
+   */
+  detection?: string;
+  /** inotify events drained by this snapshot (detection `inotify`). */
+  events?: number;
   /** The manifest text, when it changed and is small (asked for with `inline`). */
   manifest?: string;
   /** Base64 contents of some `upload` files, by sha (asked for with `inline`). */
