@@ -496,7 +496,10 @@ class Snapshotter:
             except (OSError, safefs.Refused) as e:
                 stats["skipped"] += 1
                 log("snapshot: cannot open %s: %s" % (d, e))
+                # Left out of the snapshot (as it always was), but what happens inside it is not seen either:
+                # while any such directory exists, every snapshot walks.
                 self.unwatched.add(d)
+                self.incomplete = True
                 continue
             try:
                 watched = self._watch_dir(dfd, d)
@@ -668,7 +671,9 @@ class Snapshotter:
                     p = d + "/" + name
                     was = km.get(name)
                     k = self._entry(dfd, name, p, stats, walk_ns)
-                    if was is not None and was[0] == "dir" and (k is None or k[0] != "dir" or structural or p in self.unwatched):
+                    # A directory moved, replaced or removed, or whose mode changed (which may open or close
+                    # it to the walk), is looked at anew from the top.
+                    if was is not None and was[0] == "dir" and (k is None or k != was[:2] or structural):
                         self._drop(trees, p)
                         was = None
                     if k is None:
