@@ -557,7 +557,7 @@ describe('change detection without a walk (inotify), checked against the files t
     let { id } = await check(s, undefined, 'echo 0 > /workspace/log', 'walk');
     await sh(
       s,
-      `(for i in $(seq 1 25); do echo $i >> /workspace/log; mkdir -p /workspace/bg/$i/deep && echo $i > /workspace/bg/$i/deep/f; sleep 0.1; done) >/dev/null 2>&1 &`,
+      `(for i in $(seq 1 25); do echo $i >> /workspace/log; mkdir -p /workspace/bg/$i/deep && echo $i > /workspace/bg/$i/deep/f; sleep 0.1; done; touch /tmp/bg-done) >/dev/null 2>&1 &`,
     );
     // Snapshots while it writes: each must hold at least what was written before it.
     for (let i = 0; i < 3; i++) {
@@ -565,7 +565,12 @@ describe('change detection without a walk (inotify), checked against the files t
       id = out.info?.id ?? id;
       await new Promise((r) => setTimeout(r, 300));
     }
-    await new Promise((r) => setTimeout(r, 2500));
+    // Until the writer is done (slower under gVisor), then once more: everything it wrote is in.
+    for (let t = Date.now(); ; await new Promise((r) => setTimeout(r, 200))) {
+      const done = execFileSync('docker', ['exec', s.handle.containerId, 'sh', '-c', 'test -e /tmp/bg-done && echo yes || true'], { encoding: 'utf8' });
+      if (done.trim() === 'yes') break;
+      assert.ok(Date.now() - t < 60_000, 'the background writer finished');
+    }
     ({ id } = await check(s, id, ''));
     const entries = (await readManifest(blobs, id))!.manifest.entries;
     const log = entries.find((e) => e.path === '/workspace/log');
