@@ -20,6 +20,15 @@ write_files, restore_finish). The restore marker lives in the root-only
 STATE_DIR, which is not snapshotted; the shell state lives in /home/keel, which
 is (see layout).
 
+Which files to look at: after the first walk, every directory is watched with inotify
+(see watch), and a snapshot drains the queue and looks only at the directories with
+events (their changed names), at files inotify cannot vouch for (more than one link,
+racily clean, mapped shared and writable) and at directories created or moved (listed
+anew); the trees of all other directories are those of the snapshot before. A full walk
+(every file stat'ed, as before) is made on the first snapshot, after a restore, after a
+queue overflow, after a new hard link, while a directory cannot be watched or opened,
+and when asked (`walk`). The `detection` field of the answer says which, and why.
+
 Files are opened beneath their root and through no symlink (safefs.open_beneath,
 parent_beneath), as the sandbox user (the request threads' fsuid): a command that
 swaps a file for a fifo or a symlink to /proc while a walk runs gets it skipped,

@@ -15,8 +15,12 @@ What inotify does not say, and what snapshots.py does about it:
     (/proc/<pid>/maps) are stat'ed on every snapshot;
   - a write through a hard link in another directory reports only that directory ->
     files with more than one link are stat'ed on every snapshot;
-  - directories it could not watch (max_user_watches, permissions) -> a full walk
-    while any listable directory is unwatched.
+  - directories it could not watch (max_user_watches, permissions) or open -> a full walk
+    while any such directory exists (no inotify instance at all, or out of watches: always);
+  - a directory whose mode changed, or that was created, moved or replaced -> that subtree
+    is listed anew (and its watches added or re-pointed at its new path);
+  - a new hard link -> one full walk (the other name's directory had no event);
+  - a restore, or the first snapshot of an executor -> a full walk.
 
 KEEL_SNAPSHOT_WATCH=0 in the executor's environment turns watching off (every snapshot walks).
 """
