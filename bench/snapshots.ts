@@ -12,7 +12,8 @@
  *   step changing one small file, the bytes that step stores, the executor's
  *   memory growth across those steps, and a restore into a new container.
  *
- *   node --import tsx bench/snapshots.ts        (BENCH_SNAPSHOT_RUNS, default 5; BENCH_MANY_FILES=0 skips the many-files case)
+ *   node --import tsx bench/snapshots.ts        (BENCH_SNAPSHOT_RUNS, default 5; BENCH_MANY_FILES=0 skips the many-files case,
+ *                                                BENCH_LARGE_FILES=0 the 100 MB one)
  *
  * `benchSnapshots()` returns rows in bench/run.ts's shape.
  */
@@ -37,6 +38,8 @@ export interface SnapshotBenchRow {
 
 const MB = 1 << 20;
 const MANY_FILES = Number(process.env.BENCH_MANY_FILES ?? 100_000);
+/** 0 skips the 100 MB workspace of large files (to measure only the many-files case). */
+const LARGE_FILES = process.env.BENCH_LARGE_FILES !== '0';
 const MANY_FILE_BYTES = Number(process.env.BENCH_MANY_FILE_BYTES ?? 3072);
 const BASELINE_FILES = 100;
 
@@ -105,6 +108,8 @@ interface Workspace {
   bytes: number;
   firstMs: number;
   stepMs: Summary;
+  /** The same one-file step with the executor asked to walk every file (the way before inotify). */
+  walkStepMs: Summary;
   storedPerStep: Summary;
   /** Executor RSS after the last step minus after the first snapshot, MiB. */
   rssGrowthMiB: number;
@@ -141,6 +146,7 @@ async function benchWorkspace(b: Bench, files: number, fileBytes: number): Promi
     b.log(`  first snapshot: ${firstMs.toFixed(0)} ms, ${first.executor.files} files, manifest ${first.executor.manifestBytes} B, executor ${rss0.toFixed(1)} MiB`);
     const steps: number[] = [];
     const walks: number[] = [];
+    const detections = new Set<string>();
     const stored: number[] = [];
     let rss = rss0;
     const rssSteps: number[] = [];
@@ -152,14 +158,29 @@ async function benchWorkspace(b: Bench, files: number, fileBytes: number): Promi
       parent = out.info.id;
       steps.push(ms);
       walks.push(out.executor.durationMs);
+      detections.add(out.executor.detection ?? 'walk (an executor without change detection)');
       stored.push(b.counting.stored - before);
       rss = await executorRssMiB(b.docker, handle.containerId);
       rssSteps.push(rss);
     }
     b.log(
-      `  one-file step: p50 ${summarize(steps).p50.toFixed(1)} ms (of which the executor's walk, diff and answer ${summarize(walks).p50} ms), ` +
+      `  one-file step: p50 ${summarize(steps).p50.toFixed(1)} ms (of which the executor's change detection, diff and answer ${summarize(walks).p50} ms; ` +
+        `found by ${[...detections].join(', ')}), ` +
         `stores ${summarize(stored).p50} B, executor ${rss0.toFixed(1)} MiB -> ${rssSteps.map((m) => m.toFixed(1)).join(', ')} MiB after each step`,
     );
+    // The same steps with the executor asked to walk the whole tree (what every step did before change
+    // detection), after the steps above so that their memory figure is not the walk's.
+    const walkSteps: number[] = [];
+    const walkExec: number[] = [];
+    for (let i = 0; i < b.runs; i++) {
+      await sh(b, sessionId, handle, `echo w${i + 1} > /workspace/small.txt`);
+      const [wms, wout] = await timed(() => takeSnapshot(client, blobs, parent, { walk: true }));
+      if (!wout.info || wout.info.modified !== 1) throw new Error(`a one-file step snapshot (walk) reported ${JSON.stringify(wout.info)}`);
+      parent = wout.info.id;
+      walkSteps.push(wms);
+      walkExec.push(wout.executor.durationMs);
+    }
+    b.log(`  the same step with a full walk: p50 ${summarize(walkSteps).p50.toFixed(1)} ms (executor ${summarize(walkExec).p50} ms)`);
     if (!parent) throw new Error('no snapshot to restore');
     const restores: number[] = [];
     // A restore of 100,000 files takes minutes before this work: one of them is enough to read.
@@ -175,6 +196,7 @@ async function benchWorkspace(b: Bench, files: number, fileBytes: number): Promi
       bytes: files * fileBytes,
       firstMs,
       stepMs: summarize(steps),
+      walkStepMs: summarize(walkSteps),
       storedPerStep: summarize(stored),
       rssGrowthMiB: rss - rss0,
       restoreMs: summarize(restores),
@@ -196,6 +218,11 @@ function manyFilesRows(many: Workspace, few: Workspace): SnapshotBenchRow[] {
       keel: many.stepMs,
       baseline: base(few.stepMs),
       target: { text: 'p50 <= 20 ms and <= 2x 100 files', met: (r) => r.keel.p50 <= 20 && r.keel.p50 <= 2 * (r.baseline?.summary.p50 ?? 0) },
+    },
+    {
+      figure: `  the same step, full walk (every file stat'ed, as before), ${n} files`,
+      keel: many.walkStepMs,
+      baseline: base(few.walkStepMs),
     },
     {
       figure: `first snapshot, ${n} files / ${size} (${perSec(many.bytes / MB, many.firstMs).toFixed(0)} MB/s, ${perSec(many.files, many.firstMs).toFixed(0)} files/s)`,
@@ -239,78 +266,80 @@ export async function benchSnapshots(opts: { runs?: number; docker?: Docker; log
   const sessionId = `bench-snap-${process.pid}-${Date.now().toString(36)}`;
   const rows: SnapshotBenchRow[] = [];
   try {
-    const handle = await acts.provisionSandbox({ sessionId, spec: { memoryMb: 2048 } });
-    const client = runtime.client(handle.containerId);
-    log('writing a 100 MB workspace (100 files of 1 MB)');
-    await sh(b, sessionId, handle, 'mkdir -p /workspace/data && cd /workspace/data && for i in $(seq 1 100); do head -c 1048576 /dev/urandom > f$i.bin; done; echo 0 > /workspace/small.txt');
-    await new Promise((r) => setTimeout(r, 2200)); // out of the racy-clean window
+    if (LARGE_FILES) {
+      const handle = await acts.provisionSandbox({ sessionId, spec: { memoryMb: 2048 } });
+      const client = runtime.client(handle.containerId);
+      log('writing a 100 MB workspace (100 files of 1 MB)');
+      await sh(b, sessionId, handle, 'mkdir -p /workspace/data && cd /workspace/data && for i in $(seq 1 100); do head -c 1048576 /dev/urandom > f$i.bin; done; echo 0 > /workspace/small.txt');
+      await new Promise((r) => setTimeout(r, 2200)); // out of the racy-clean window
 
-    const archive: number[] = [];
-    for (let i = 0; i < runs; i++) archive.push((await getArchiveMs(docker, handle.containerId, '/workspace'))[0]);
-    const archiveSummary = summarize(archive);
+      const archive: number[] = [];
+      for (let i = 0; i < runs; i++) archive.push((await getArchiveMs(docker, handle.containerId, '/workspace'))[0]);
+      const archiveSummary = summarize(archive);
 
-    const [firstMs, first] = await timed(() => takeSnapshot(client, blobs));
-    const firstMBps = (first.executor.bytes / MB) / (firstMs / 1000);
-    rows.push({
-      figure: `first snapshot, 100 MB of large files (hash + upload all: ${firstMBps.toFixed(0)} MB/s)`,
-      keel: summarize([firstMs]),
-      baseline: { name: 'getArchive /workspace (tar, 100 MB)', summary: archiveSummary },
-      target: { text: '>= 250 MB/s and <= getArchive', met: (r) => firstMBps >= 250 && r.keel.p50 <= (r.baseline?.summary.p50 ?? 0) },
-    });
-    log(`first snapshot: ${firstMs.toFixed(0)} ms, ${firstMBps.toFixed(0)} MB/s out of the container; getArchive p50 ${archiveSummary.p50.toFixed(0)} ms`);
-    let parent = first.info?.id;
+      const [firstMs, first] = await timed(() => takeSnapshot(client, blobs));
+      const firstMBps = (first.executor.bytes / MB) / (firstMs / 1000);
+      rows.push({
+        figure: `first snapshot, 100 MB of large files (hash + upload all: ${firstMBps.toFixed(0)} MB/s)`,
+        keel: summarize([firstMs]),
+        baseline: { name: 'getArchive /workspace (tar, 100 MB)', summary: archiveSummary },
+        target: { text: '>= 250 MB/s and <= getArchive', met: (r) => firstMBps >= 250 && r.keel.p50 <= (r.baseline?.summary.p50 ?? 0) },
+      });
+      log(`first snapshot: ${firstMs.toFixed(0)} ms, ${firstMBps.toFixed(0)} MB/s out of the container; getArchive p50 ${archiveSummary.p50.toFixed(0)} ms`);
+      let parent = first.info?.id;
 
-    const small: number[] = [];
-    for (let i = 0; i < runs; i++) {
-      await sh(b, sessionId, handle, `echo ${i + 1} > /workspace/small.txt`);
-      const [ms, out] = await timed(() => takeSnapshot(client, blobs, parent));
-      if (out.executor.bytesHashed > 64 * 1024) log(`warning: small step hashed ${out.executor.bytesHashed} B`);
-      parent = out.info?.id ?? parent;
-      small.push(ms);
+      const small: number[] = [];
+      for (let i = 0; i < runs; i++) {
+        await sh(b, sessionId, handle, `echo ${i + 1} > /workspace/small.txt`);
+        const [ms, out] = await timed(() => takeSnapshot(client, blobs, parent));
+        if (out.executor.bytesHashed > 64 * 1024) log(`warning: small step hashed ${out.executor.bytesHashed} B`);
+        parent = out.info?.id ?? parent;
+        small.push(ms);
+      }
+      rows.push({
+        figure: 'snapshot after a step changing 1 small file of 100 MB',
+        keel: summarize(small),
+        baseline: { name: 'getArchive /workspace (tar, 100 MB)', summary: archiveSummary },
+      });
+
+      const big: number[] = [];
+      for (let i = 0; i < runs; i++) {
+        await sh(b, sessionId, handle, 'cd /workspace/data && for i in $(seq 1 50); do head -c 1048576 /dev/urandom > f$i.bin; done');
+        const [ms, out] = await timed(() => takeSnapshot(client, blobs, parent));
+        parent = out.info?.id ?? parent;
+        big.push(ms);
+      }
+      rows.push({
+        figure: 'snapshot after a step rewriting 50 MB of 100 MB',
+        keel: summarize(big),
+        baseline: { name: 'getArchive /workspace (tar, 100 MB)', summary: archiveSummary },
+      });
+      log(`50 MB step: p50 ${summarize(big).p50.toFixed(0)} ms (${(50 / (summarize(big).p50 / 1000)).toFixed(0)} MB/s hashed + uploaded)`);
+
+      if (!parent) throw new Error('no snapshot to restore');
+      const restores: number[] = [];
+      for (let i = 0; i < Math.max(1, Math.min(runs, 3)); i++) {
+        const generation = i + 2;
+        const [ms] = await timed(() => acts.provisionSandbox({ sessionId, spec: { memoryMb: 2048 }, generation, restoreFrom: parent }));
+        restores.push(ms);
+        await acts.destroySandbox({ sessionId, belowGeneration: generation + 1 });
+      }
+      const empty: number[] = [];
+      for (let i = 0; i < Math.max(1, Math.min(runs, 3)); i++) {
+        const generation = 10 + i;
+        const [ms] = await timed(() => acts.provisionSandbox({ sessionId, generation }));
+        empty.push(ms);
+        await acts.destroySandbox({ sessionId, belowGeneration: generation + 1 });
+      }
+      rows.push({
+        figure: 'provision + restore a 100 MB snapshot (new container)',
+        keel: summarize(restores),
+        baseline: { name: 'provision without restore', summary: summarize(empty) },
+        target: { text: 'p50 <= 500 ms', met: (r) => r.keel.p50 <= 500 },
+      });
+      log(`restore: p50 ${summarize(restores).p50.toFixed(0)} ms`);
+      await acts.destroySandbox({ sessionId });
     }
-    rows.push({
-      figure: 'snapshot after a step changing 1 small file of 100 MB',
-      keel: summarize(small),
-      baseline: { name: 'getArchive /workspace (tar, 100 MB)', summary: archiveSummary },
-    });
-
-    const big: number[] = [];
-    for (let i = 0; i < runs; i++) {
-      await sh(b, sessionId, handle, 'cd /workspace/data && for i in $(seq 1 50); do head -c 1048576 /dev/urandom > f$i.bin; done');
-      const [ms, out] = await timed(() => takeSnapshot(client, blobs, parent));
-      parent = out.info?.id ?? parent;
-      big.push(ms);
-    }
-    rows.push({
-      figure: 'snapshot after a step rewriting 50 MB of 100 MB',
-      keel: summarize(big),
-      baseline: { name: 'getArchive /workspace (tar, 100 MB)', summary: archiveSummary },
-    });
-    log(`50 MB step: p50 ${summarize(big).p50.toFixed(0)} ms (${(50 / (summarize(big).p50 / 1000)).toFixed(0)} MB/s hashed + uploaded)`);
-
-    if (!parent) throw new Error('no snapshot to restore');
-    const restores: number[] = [];
-    for (let i = 0; i < Math.max(1, Math.min(runs, 3)); i++) {
-      const generation = i + 2;
-      const [ms] = await timed(() => acts.provisionSandbox({ sessionId, spec: { memoryMb: 2048 }, generation, restoreFrom: parent }));
-      restores.push(ms);
-      await acts.destroySandbox({ sessionId, belowGeneration: generation + 1 });
-    }
-    const empty: number[] = [];
-    for (let i = 0; i < Math.max(1, Math.min(runs, 3)); i++) {
-      const generation = 10 + i;
-      const [ms] = await timed(() => acts.provisionSandbox({ sessionId, generation }));
-      empty.push(ms);
-      await acts.destroySandbox({ sessionId, belowGeneration: generation + 1 });
-    }
-    rows.push({
-      figure: 'provision + restore a 100 MB snapshot (new container)',
-      keel: summarize(restores),
-      baseline: { name: 'provision without restore', summary: summarize(empty) },
-      target: { text: 'p50 <= 500 ms', met: (r) => r.keel.p50 <= 500 },
-    });
-    log(`restore: p50 ${summarize(restores).p50.toFixed(0)} ms`);
-    await acts.destroySandbox({ sessionId });
 
     if (MANY_FILES > 0) {
       const few = await benchWorkspace(b, BASELINE_FILES, MANY_FILE_BYTES);

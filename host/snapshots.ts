@@ -57,6 +57,13 @@ export interface ExecutorSnapshot {
   /** One [sha, bytes] per directory object (manifest version 2) the parent lacks; absent from older executors. */
   trees?: Array<[string, number]>;
   durationMs: number;
+  /**
+   * How changes were found: `inotify` (only directories with events, and files inotify cannot vouch for, were
+   * looked at) or `walk: <why>` (every file stat'ed: first snapshot, restore, queue overflow, ...). Absent from older executors.
+   */
+  detection?: string;
+  /** inotify events drained by this snapshot (detection `inotify`). */
+  events?: number;
   /** The manifest text, when it changed and is small (asked for with `inline`). */
   manifest?: string;
   /** Base64 contents of some `upload` files, by sha (asked for with `inline`). */
@@ -110,8 +117,8 @@ export async function pool(tasks: Array<() => Promise<void>>, n: number): Promis
 }
 
 /** Walk the sandbox; sends the parent's manifest from the store when the executor does not hold it. */
-async function executorSnapshot(client: ExecutorClient, blobs: BlobStore, parent: string | undefined): Promise<ExecutorSnapshot> {
-  const args = parent ? { parent, inline: INLINE_BYTES } : { inline: INLINE_BYTES };
+async function executorSnapshot(client: ExecutorClient, blobs: BlobStore, parent: string | undefined, walk: boolean): Promise<ExecutorSnapshot> {
+  const args = { ...(parent ? { parent } : {}), inline: INLINE_BYTES, ...(walk ? { walk: true } : {}) };
   try {
     return (await call(client, 'snapshot', args, WALK_TIMEOUT_MS)) as unknown as ExecutorSnapshot;
   } catch (err) {
@@ -243,12 +250,13 @@ async function* readChunks(client: ExecutorClient, path: string, size: number): 
 
 /**
  * Snapshot the sandbox behind `client` into `blobs`, compared with `parent`.
- * `info` is null when the files are exactly those of `parent`.
+ * `info` is null when the files are exactly those of `parent`. `opts.walk` makes the executor stat every
+ * file instead of trusting its inotify watches (benchmarks compare the two; the result is the same).
  */
-export async function takeSnapshot(client: ExecutorClient, blobs: BlobStore, parent?: string): Promise<SnapshotOutcome> {
+export async function takeSnapshot(client: ExecutorClient, blobs: BlobStore, parent?: string, opts: { walk?: boolean } = {}): Promise<SnapshotOutcome> {
   const started = Date.now();
   for (let attempt = 1; ; attempt++) {
-    const snap = await executorSnapshot(client, blobs, parent);
+    const snap = await executorSnapshot(client, blobs, parent, opts.walk === true);
     if (snap.unchanged) return { info: null, executor: snap, uploadedFiles: 0 };
     let uploaded: { bytes: number; files: number };
     try {

@@ -20,6 +20,15 @@ write_files, restore_finish). The restore marker lives in the root-only
 STATE_DIR, which is not snapshotted; the shell state lives in /home/keel, which
 is (see layout).
 
+Which files to look at: after the first walk, every directory is watched with inotify
+(see watch), and a snapshot drains the queue and looks only at the directories with
+events (their changed names), at files inotify cannot vouch for (more than one link,
+racily clean, mapped shared and writable) and at directories created or moved (listed
+anew); the trees of all other directories are those of the snapshot before. A full walk
+(every file stat'ed, as before) is made on the first snapshot, after a restore, after a
+queue overflow, after a new hard link, while a directory cannot be watched or opened,
+and when asked (`walk`). The `detection` field of the answer says which, and why.
+
 Files are opened beneath their root and through no symlink (safefs.open_beneath,
 parent_beneath), as the sandbox user (the request threads' fsuid): a command that
 swaps a file for a fifo or a symlink to /proc while a walk runs gets it skipped,
@@ -34,6 +43,7 @@ _tree_text's and _root_text's output must stay the same, byte for byte.
 
 import base64
 import collections
+import errno
 import hashlib
 import json
 import os
@@ -42,7 +52,7 @@ import stat
 import threading
 import time
 
-from . import privileges, safefs
+from . import privileges, safefs, watch
 from .layout import SANDBOX_UID, SNAPSHOT_ROOTS, STATE_DIR
 from .server import log
 from .tools import ToolError
@@ -372,6 +382,20 @@ class Snapshotter:
         # The snapshot the files were last walked or restored into: its trees are reused where nothing changed.
         self._current = None
         self._restored = None
+        # Change detection (see watch): the inotify watcher, or None with watch_reason saying why not; the roots
+        # and trees of the last snapshot taken here; files inotify cannot vouch for (more than one link, racily
+        # clean); directories that could not be watched; whether the next snapshot must walk (restore).
+        self.watch = None
+        self.watch_reason = None
+        self._walk_reason = None
+        self._roots = []
+        self._trees = None
+        self._need_walk = True
+        self.multi = set()
+        self.racy = set()
+        self.unwatched = set()
+        self.incomplete = False
+        self.new_multi = False
         try:
             with privileges.as_root_fs(), open(RESTORED_MARKER) as f:
                 self._restored = f.read().strip() or None
@@ -444,12 +468,17 @@ class Snapshotter:
     def _walk(self, stats, previous):
         """Roots [(path, mode, tree sha)] and trees by path. Hashes only files the stat cache cannot vouch
         for; builds objects only for directories whose entries differ from `previous`'s (path -> Tree).
-        Directories are opened one by one beneath their root (no symlinks), entries read relative to them."""
+        Directories are opened one by one beneath their root (no symlinks), entries read relative to them;
+        each is watched (self.watch) before it is listed."""
         walk_ns = time.time_ns()
         listing = {}
         order = []
         roots = []
         seen = set()
+        self.multi = set()
+        self.racy = set()
+        self.unwatched = set()
+        self.incomplete = False
         for root in SNAPSHOT_ROOTS:
             try:
                 st = os.lstat(root)
@@ -458,75 +487,271 @@ class Snapshotter:
             if not stat.S_ISDIR(st.st_mode):
                 continue
             roots.append((root, stat.S_IMODE(st.st_mode)))
-            stack = [root]
-            while stack:
-                d = stack.pop()
-                order.append(d)
-                listing[d] = ([], [])
-                try:
-                    dfd = safefs.open_beneath(d, os.O_RDONLY | os.O_DIRECTORY, SNAPSHOT_ROOTS)
-                except (OSError, safefs.Refused) as e:
-                    stats["skipped"] += 1
-                    log("snapshot: cannot open %s: %s" % (d, e))
-                    continue
-                try:
-                    self._walk_dir(dfd, d, listing[d], stack, seen, stats, walk_ns)
-                finally:
-                    os.close(dfd)
+            self._walk_tree(root, listing, order, seen, stats, walk_ns)
         for p in [p for p in self.cache if p not in seen]:
             del self.cache[p]
         trees = _build_trees(order, listing, previous)
         return [(r, m, trees[r].sha) for r, m in roots], trees
 
+    def _walk_tree(self, top, listing, order, seen, stats, walk_ns):
+        """List directory `top` and everything beneath it into `listing` and `order` (watching each directory)."""
+        stack = [top]
+        while stack:
+            d = stack.pop()
+            order.append(d)
+            listing[d] = ([], [])
+            try:
+                dfd = safefs.open_beneath(d, os.O_RDONLY | os.O_DIRECTORY, SNAPSHOT_ROOTS)
+            except (OSError, safefs.Refused) as e:
+                stats["skipped"] += 1
+                log("snapshot: cannot open %s: %s" % (d, e))
+                # Left out of the snapshot (as it always was), but what happens inside it is not seen either:
+                # while any such directory exists, every snapshot walks.
+                self.unwatched.add(d)
+                self.incomplete = True
+                continue
+            try:
+                watched = self._watch_dir(dfd, d)
+                if self._walk_dir(dfd, d, listing[d], stack, seen, stats, walk_ns) and not watched:
+                    self.incomplete = True  # listed but not watched: its changes would go unseen
+            finally:
+                os.close(dfd)
+
+    def _watch_dir(self, dfd, d):
+        """Watch directory `d` (open as dfd); False when it cannot be (then the next snapshot walks)."""
+        if self.watch is None:
+            return False
+        try:
+            self.watch.add(dfd, d)
+            self.unwatched.discard(d)
+            return True
+        except watch.WatchError as e:
+            if e.errno == errno.ENOSPC:
+                log("snapshot: out of inotify watches (fs.inotify.max_user_watches): every snapshot walks the whole tree")
+                self._watch_off("no inotify watches left")
+            self.unwatched.add(d)
+            return False
+
+    def _watch_off(self, reason):
+        if self.watch is not None:
+            self.watch.close()
+            self.watch = None
+        self.watch_reason = reason
+
+    def _entry(self, dfd, name, p, stats, walk_ns):
+        """The key of entry `name` of directory `dfd` (path p): ("file", mode, size, sha), ("symlink", target),
+        ("dir", mode) for a directory, or None when it is gone or left out."""
+        try:
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        except OSError:
+            return None  # vanished
+        mode = st.st_mode
+        if stat.S_ISDIR(mode):
+            return ("dir", stat.S_IMODE(mode))
+        if stat.S_ISLNK(mode):
+            try:
+                return ("symlink", os.readlink(name, dir_fd=dfd))
+            except OSError:
+                return None
+        if stat.S_ISREG(mode):
+            key = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+            cached = self.cache.get(p)
+            if cached is not None and cached[0] == key and not cached[2]:
+                sha, size = cached[1], st.st_size
+            else:
+                try:
+                    sha, size = self._hash(dfd, name, st)
+                except (OSError, safefs.Refused) as e:
+                    stats["skipped"] += 1
+                    log("snapshot: cannot read %s: %s" % (p, e))
+                    return None
+                stats["filesHashed"] += 1
+                stats["bytesHashed"] += size
+                racy = size != st.st_size or max(st.st_mtime_ns, st.st_ctime_ns) >= walk_ns - RACY_NS
+                self.cache[p] = (key, sha, racy)
+                if racy:
+                    self.racy.add(p)
+                else:
+                    self.racy.discard(p)
+            if st.st_nlink > 1:
+                if p not in self.multi:
+                    self.new_multi = True
+                    self.multi.add(p)
+            else:
+                self.multi.discard(p)
+            return ("file", stat.S_IMODE(mode), size, sha)
+        stats["skipped"] += 1  # sockets, fifos, devices: not state worth keeping
+        return None
+
     def _walk_dir(self, dfd, d, listed, stack, seen, stats, walk_ns):
+        """List directory d into `listed`; False when it cannot be listed."""
         kids, subdirs = listed
         try:
             it = os.scandir(dfd)
         except OSError as e:
             stats["skipped"] += 1
             log("snapshot: cannot list %s: %s" % (d, e))
-            return
+            return False
         with it:
             names = [de.name for de in it]
-        cache = self.cache
         for name in names:
             p = d + "/" + name
-            try:
-                st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-            except OSError:
-                continue  # vanished
-            mode = st.st_mode
-            if stat.S_ISDIR(mode):
-                subdirs.append((name, stat.S_IMODE(mode)))
+            k = self._entry(dfd, name, p, stats, walk_ns)
+            if k is None:
+                continue
+            if k[0] == "dir":
+                subdirs.append((name, k[1]))
                 stack.append(p)
-            elif stat.S_ISLNK(mode):
-                try:
-                    target = os.readlink(name, dir_fd=dfd)
-                except OSError:
-                    continue
-                kids.append((name, ("symlink", target)))
-            elif stat.S_ISREG(mode):
-                key = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-                cached = cache.get(p)
-                if cached is not None and cached[0] == key and not cached[2]:
-                    sha, size = cached[1], st.st_size
-                else:
-                    try:
-                        sha, size = self._hash(dfd, name, st)
-                    except (OSError, safefs.Refused) as e:
-                        stats["skipped"] += 1
-                        log("snapshot: cannot read %s: %s" % (p, e))
-                        continue
-                    stats["filesHashed"] += 1
-                    stats["bytesHashed"] += size
-                    racy = size != st.st_size or max(st.st_mtime_ns, st.st_ctime_ns) >= walk_ns - RACY_NS
-                    cache[p] = (key, sha, racy)
-                seen.add(p)
-                kids.append((name, ("file", stat.S_IMODE(mode), size, sha)))
             else:
-                stats["skipped"] += 1  # sockets, fifos, devices: not state worth keeping
+                if k[0] == "file":
+                    seen.add(p)
+                kids.append((name, k))
+        return True
 
-    def snapshot(self, parent, inline=0):
+    # --- change detection without a walk (see watch) ---------------------
+
+    def _changed(self, stats):
+        """Roots and trees from the last snapshot's trees and the inotify events since: only directories with
+        events (and files inotify cannot vouch for) are looked at. None when a full walk is needed."""
+        if self.watch is None or self._need_walk or self.incomplete or self._trees is None:
+            return None
+        events = self.watch.drain()
+        stats["events"] = len(events)
+        walk_ns = time.time_ns()
+        dirty = {}  # dir -> {name: structural}
+        for wd, mask, name in events:
+            if mask & (watch.IN_Q_OVERFLOW | watch.IN_UNMOUNT):
+                self._walk_reason = "inotify queue overflow" if mask & watch.IN_Q_OVERFLOW else "unmount"
+                return None
+            if mask & watch.IN_IGNORED:
+                self.watch.forget(wd)
+                continue
+            d = self.watch.path(wd)
+            if d is None or not name:
+                continue  # an event on a watched directory itself: its parent has one with its name
+            names = dirty.setdefault(d, {})
+            names[name] = names.get(name, False) or bool(mask & watch.IN_ISDIR and mask & watch.STRUCTURAL)
+        # What inotify cannot vouch for: hard-linked files, racily clean ones, shared writable mappings.
+        extra = set(self.multi) | set(self.racy)
+        try:
+            mapped = watch.shared_writable_maps(SNAPSHOT_ROOTS)
+        except Exception as e:  # noqa: BLE001 - a missed scan must not fail the snapshot
+            log("snapshot: cannot read process maps: %s" % e)
+            return None
+        for p in mapped:
+            # A write through a mapping need not even change the mtime (the page was writable already): read it again.
+            self.cache.pop(p, None)
+        extra |= mapped
+        for p in extra:
+            d, name = p.rsplit("/", 1)
+            dirty.setdefault(d, {}).setdefault(name, False)
+        roots = []
+        for root in SNAPSHOT_ROOTS:
+            try:
+                st = os.lstat(root)
+            except OSError:
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                continue
+            roots.append((root, stat.S_IMODE(st.st_mode)))
+        if [r for r, _ in roots] != [r for r, _, _ in self._roots]:
+            self._walk_reason = "a snapshot root appeared or vanished"
+            return None
+        trees = dict(self._trees)
+        old = self._trees
+        kidmaps = {}  # dir -> {name: key}, for directories whose entries changed
+        fresh = set()  # subtrees listed anew this snapshot
+        self.new_multi = False
+        stats["dirsChecked"] = len(dirty)
+        for d in sorted(dirty, key=lambda p: p.count("/")):
+            if d not in trees or any(d == f or d.startswith(f + "/") for f in fresh):
+                continue  # gone, or listed anew just now
+            try:
+                dfd = safefs.open_beneath(d, os.O_RDONLY | os.O_DIRECTORY, SNAPSHOT_ROOTS)
+            except (OSError, safefs.Refused):
+                # Its parent's events say what became of it; if they do not, walk.
+                self._walk_reason = "cannot open changed directory %s" % d
+                return None
+            try:
+                km = kidmaps.get(d)
+                if km is None:
+                    km = kidmaps[d] = dict(trees[d].kids)
+                for name, structural in dirty[d].items():
+                    p = d + "/" + name
+                    was = km.get(name)
+                    k = self._entry(dfd, name, p, stats, walk_ns)
+                    # A directory moved, replaced or removed, or whose mode changed (which may open or close
+                    # it to the walk), is looked at anew from the top.
+                    if was is not None and was[0] == "dir" and (k is None or k != was[:2] or structural):
+                        self._drop(trees, p)
+                        was = None
+                    if k is None:
+                        km.pop(name, None)
+                        self.cache.pop(p, None)
+                        self.racy.discard(p)
+                        self.multi.discard(p)
+                    elif k[0] == "dir":
+                        if was is None:
+                            listing, order = {}, []
+                            self._walk_tree(p, listing, order, set(), stats, walk_ns)
+                            trees.update(_build_trees(order, listing, old))
+                            fresh.add(p)
+                            stats["dirsWalked"] = stats.get("dirsWalked", 0) + len(order)
+                        km[name] = ("dir", k[1], None)
+                    else:
+                        km[name] = k
+            finally:
+                os.close(dfd)
+        if self.new_multi or self.incomplete:
+            self._walk_reason = "a new hard link" if self.new_multi else "a directory could not be watched"
+            return None
+        # Rebuild the changed directories and every directory above them, deepest first.
+        touched = set()
+        for d in list(kidmaps) + list(fresh):
+            while d not in touched:
+                touched.add(d)
+                if d in SNAPSHOT_ROOTS:
+                    break
+                d = d.rsplit("/", 1)[0]
+        for d in sorted(touched, key=lambda p: p.count("/"), reverse=True):
+            if d in fresh and d not in kidmaps:
+                continue  # built by _build_trees just now
+            km = kidmaps.get(d)
+            if km is None:
+                km = dict(trees[d].kids)
+            kids = []
+            for name, k in km.items():
+                if k[0] == "dir":
+                    sub = trees.get(d + "/" + name)
+                    if sub is None:
+                        continue
+                    k = ("dir", k[1], sub.sha)
+                kids.append((name, k))
+            kids.sort()
+            kids = tuple(kids)
+            prev = trees.get(d)
+            trees[d] = prev if prev is not None and prev.kids == kids else Tree(kids)
+        return [(r, m, trees[r].sha) for r, m in roots], trees
+
+    def _drop(self, trees, top):
+        """Forget directory `top` and everything beneath it (from `trees`, the stat cache and the link sets)."""
+        stack = [top]
+        while stack:
+            d = stack.pop()
+            t = trees.pop(d, None)
+            if t is None:
+                continue
+            for name, k in t.kids:
+                p = d + "/" + name
+                if k[0] == "dir":
+                    stack.append(p)
+                else:
+                    self.cache.pop(p, None)
+                    self.racy.discard(p)
+                    self.multi.discard(p)
+            self.unwatched.discard(d)
+
+    def snapshot(self, parent, inline=0, walk=False):
         started = time.monotonic()
         with self.lock:
             base = None
@@ -535,8 +760,13 @@ class Snapshotter:
                 if base is None:
                     raise ToolError("UnknownParent", "manifest %s is not held by this executor; send it with load_manifest" % parent)
             stats = {"filesHashed": 0, "bytesHashed": 0, "skipped": 0}
-            last = self._last()
-            roots, trees = self._walk(stats, last.trees if last is not None else {})
+            found = self._detect(stats, walk)
+            if found is None:
+                last = self._last()
+                roots, trees = self._full_walk(stats, self._trees or (last.trees if last is not None else {}))
+            else:
+                roots, trees = found
+            self._roots, self._trees, self._need_walk = roots, trees, False
             text = _root_text(roots)
             snap = Snap(_sha(text), text, roots, trees)
             added, modified, removed, changed_bytes, upload, new_trees = _diff(base, snap)
@@ -588,6 +818,36 @@ class Snapshotter:
         result["durationMs"] = int((time.monotonic() - started) * 1000)
         return result
 
+    def _detect(self, stats, walk=False):
+        """What changed, from inotify (see _changed); None when this snapshot must walk the whole tree
+        (or `walk`: asked to, e.g. by a benchmark)."""
+        if self.watch is None and self.watch_reason is None:
+            if not watch.enabled():
+                self.watch_reason = "KEEL_SNAPSHOT_WATCH=0"
+            else:
+                try:
+                    self.watch = watch.Watcher()
+                except watch.WatchError as e:
+                    log("snapshot: no inotify (%s): every snapshot walks the whole tree" % e)
+                    self.watch_reason = str(e)
+        self._walk_reason = "asked for" if walk else None
+        found = None if walk else self._changed(stats)
+        if found is not None:
+            stats["detection"] = "inotify"
+            return found
+        stats["detection"] = "walk: " + (self.watch_reason or self._walk_reason or
+                                         ("first snapshot or restore" if self._need_walk or self._trees is None else
+                                          "directories not watched" if self.incomplete else "walk"))
+        return None
+
+    def _full_walk(self, stats, previous):
+        """The whole tree walked, watches (re)added to every directory; what was queued before is covered by it."""
+        if self.watch is not None:
+            for wd, mask, _ in self.watch.drain():
+                if mask & watch.IN_IGNORED:
+                    self.watch.forget(wd)
+        return self._walk(stats, previous)
+
     def _last(self):
         """The snapshot this executor's files were last described by (walked or restored), if it still holds it."""
         return self._manifest(self._current) if self._current is not None else None
@@ -635,6 +895,8 @@ class Snapshotter:
         with self.lock:
             self._restored = None
             self._current = None
+            self._need_walk = True
+            self._trees = None
             with privileges.as_root_fs():
                 try:
                     os.unlink(RESTORED_MARKER)
@@ -723,7 +985,7 @@ class Snapshotter:
     # --- ops ------------------------------------------------------------
 
     def op_snapshot(self, rid, args):
-        return self.snapshot(args.get("parent"), min(int(args.get("inline") or 0), MAX_READ_BATCH))
+        return self.snapshot(args.get("parent"), min(int(args.get("inline") or 0), MAX_READ_BATCH), args.get("walk") is True)
 
     def op_load_manifest(self, rid, args):
         return self.load_manifest(args.get("id"), args.get("manifest"), args.get("objects"))

@@ -444,3 +444,168 @@ describe('blob store', () => {
     assert.ok(execFileSync('du', ['-sb', blobDir], { encoding: 'utf8' }).length > 0);
   });
 });
+
+describe('change detection without a walk (inotify), checked against the files themselves', () => {
+  /** Under runc the executor must find changes through inotify; under runsc (gVisor) whatever it does must be right. */
+  const mustWatch = testRuntime() === 'runc';
+
+  /**
+   * What /workspace really holds, read in the container: path -> "type mode size sha|target", the same
+   * for the snapshot's entries. Sockets and fifos are not kept (the walk leaves them out too).
+   */
+  async function truth(s: { id: string; handle: SandboxHandle }): Promise<Map<string, string>> {
+    // Read with `docker exec` as the sandbox user: a shell tool's answer is cut short when long.
+    const script = `cd / && find /workspace \\( -type f -o -type d -o -type l \\) -printf '%y %m %s %p\\t%l\\n' 2>/dev/null; echo ----; find /workspace -type f -exec sha256sum {} + 2>/dev/null; true`;
+    const out = execFileSync('docker', ['exec', '-u', '1000:1000', s.handle.containerId, 'sh', '-c', script], { encoding: 'utf8', maxBuffer: 256 << 20 });
+    const [list, sums] = out.split('\n----\n') as [string, string];
+    const sha = new Map(sums.trim().split('\n').filter(Boolean).map((l) => [l.slice(66), l.slice(0, 64)]));
+    const m = new Map<string, string>();
+    for (const line of list.split('\n').filter(Boolean)) {
+      const [head, target] = line.split('\t') as [string, string];
+      const [y, mode, size] = head.split(' ') as [string, string, string];
+      const p = head.slice(y.length + mode.length + size.length + 3);
+      m.set(p, y === 'f' ? `file ${mode} ${size} ${sha.get(p)}` : y === 'd' ? `dir ${mode}` : `symlink ${target}`);
+    }
+    return m;
+  }
+  function described(entries: ManifestEntry[]): Map<string, string> {
+    const m = new Map<string, string>();
+    for (const e of entries) {
+      if (!e.path.startsWith('/workspace')) continue;
+      const mode = (e.type === 'symlink' ? 0 : e.mode).toString(8);
+      m.set(e.path, e.type === 'file' ? `file ${mode} ${e.size} ${e.sha}` : e.type === 'dir' ? `dir ${mode}` : `symlink ${e.target}`);
+    }
+    return m;
+  }
+
+  /** Run `command`, snapshot against `parent`, and check the snapshot against the files. */
+  async function check(
+    s: { id: string; handle: SandboxHandle },
+    parent: string | undefined,
+    command: string,
+    expect: 'inotify' | 'walk' | 'any' = 'inotify',
+  ) {
+    if (command) await sh(s, command);
+    const out = await takeSnapshot(runtime.client(s.handle.containerId), blobs, parent);
+    const id = out.info?.id ?? parent!;
+    const want = await truth(s);
+    const got = described((await readManifest(blobs, id))!.manifest.entries);
+    const diffs = [...new Set([...want.keys(), ...got.keys()])].filter((p) => want.get(p) !== got.get(p) && !/^\/workspace$/.test(p));
+    assert.deepEqual(diffs.map((p) => `${p}: files ${want.get(p)} snapshot ${got.get(p)}`), [], `after: ${command}`);
+    const detection = out.executor.detection ?? '';
+    if (expect === 'inotify' && mustWatch) assert.equal(detection, 'inotify', `after: ${command}`);
+    if (expect === 'walk') assert.match(detection, /^walk/, `after: ${command}`);
+    return { id, out, detection };
+  }
+
+  it('renames (file and directory, into and out of subtrees), deletes, new deep directories, chmod, touch, same tick', async () => {
+    const s = await provision('watch');
+    let { id, detection } = await check(s, undefined, 'mkdir -p /workspace/a/b/c /workspace/x && echo 1 > /workspace/a/b/c/f && echo 2 > /workspace/x/g', 'walk');
+    assert.match(detection, /first snapshot/);
+    const steps = [
+      'mkdir -p /workspace/n/e/w/d/e/e/p && echo deep > /workspace/n/e/w/d/e/e/p/file && ln -s ../p /workspace/n/e/w/link',
+      'mv /workspace/a/b/c/f /workspace/top && mv /workspace/x/g /workspace/a/b/g2', // a file out of and into a subtree
+      'mv /workspace/a/b /workspace/x/b && echo after-move > /workspace/x/b/c/new', // a directory into another, written right after
+      'mv /workspace/x/b/c /workspace/c && echo out >> /workspace/c/new', // out of its subtree
+      'mv /workspace/a /workspace/a-old && mkdir /workspace/a && echo fresh > /workspace/a/f', // a directory replaced by a new one
+      'mv /workspace/c /workspace/n/e/w/d/c && mv /workspace/a-old /workspace/n/e/w/d/c/a', // moves nested in moves
+      'rm -r /workspace/n/e/w/d/e && rm /workspace/top', // deletes
+      'chmod 600 /workspace/a/f && chmod 700 /workspace/x && chmod 755 /workspace/n/e/w/d/c', // chmod of a file and directories
+      'mkdir /workspace/s && echo s > /workspace/s/f && chmod 500 /workspace/s', // a read-only directory
+      'chmod 700 /workspace/s && rm -r /workspace/s && mkdir /workspace/s && echo t > /workspace/s/f',
+      'printf aaaa > /workspace/t && touch -d @1000000000 /workspace/t', // a write that puts the mtime back
+      'printf bbbb > /workspace/t && touch -d @1000000000 /workspace/t', // same size, same mtime: only the event shows it
+      'echo rename > /workspace/r1 && mv /workspace/r1 /workspace/r2 && mv /workspace/r2 /workspace/a/r3', // created and moved twice in one step
+    ];
+    for (const command of steps) ({ id } = await check(s, id, command));
+    // A directory nobody may list is left out (as the walk always did); while it exists every snapshot walks.
+    ({ id } = await check(s, id, 'mkdir /workspace/locked && echo z > /workspace/locked/f && chmod 000 /workspace/locked', 'any'));
+    ({ id } = await check(s, id, 'echo still-watching > /workspace/t', 'walk'));
+    ({ id } = await check(s, id, 'chmod 700 /workspace/locked && echo zz > /workspace/locked/f', 'any'));
+    ({ id } = await check(s, id, 'echo zzz > /workspace/locked/f'));
+    // touch without a content change: the same snapshot.
+    const client = runtime.client(s.handle.containerId);
+    await sh(s, 'touch /workspace/a/f /workspace/t');
+    const touched = await takeSnapshot(client, blobs, id);
+    assert.equal(touched.info, null, 'new times, same content: the same snapshot');
+    // Same size, same clock tick as the snapshot just taken.
+    await sh(s, 'printf cccc > /workspace/t');
+    const one = await takeSnapshot(client, blobs, id);
+    await sh(s, 'printf dddd > /workspace/t');
+    ({ id } = await check(s, one.info!.id, ''));
+  });
+
+  it('hard links: a write through one name shows in both, in another directory', async () => {
+    const s = await provision('watch-links');
+    let { id } = await check(s, undefined, 'mkdir -p /workspace/p /workspace/q && echo one > /workspace/p/a', 'walk');
+    ({ id } = await check(s, id, 'ln /workspace/p/a /workspace/q/h', 'any')); // a new link makes one full walk
+    // Out of the racy window (files written within 2 s of a snapshot are read again anyway), so only
+    // re-stat'ing every multiply linked file can show a write through the other name.
+    const settle = async () => {
+      await new Promise((r) => setTimeout(r, 2200));
+      ({ id } = await check(s, id, ''));
+    };
+    await settle();
+    ({ id } = await check(s, id, 'printf "two\\n" > /workspace/q/h'));
+    await settle();
+    ({ id } = await check(s, id, 'printf "333\\n" >> /workspace/p/a'));
+    ({ id } = await check(s, id, 'rm /workspace/q/h && printf "four\\n" > /workspace/p/a'));
+  });
+
+  it('background processes that keep writing after the call returns are in the next steps', async () => {
+    const s = await provision('watch-bg');
+    let { id } = await check(s, undefined, 'echo 0 > /workspace/log', 'walk');
+    await sh(
+      s,
+      `(for i in $(seq 1 25); do echo $i >> /workspace/log; mkdir -p /workspace/bg/$i/deep && echo $i > /workspace/bg/$i/deep/f; sleep 0.1; done; touch /tmp/bg-done) >/dev/null 2>&1 &`,
+    );
+    // Snapshots while it writes: each must hold at least what was written before it.
+    for (let i = 0; i < 3; i++) {
+      const out = await takeSnapshot(runtime.client(s.handle.containerId), blobs, id);
+      id = out.info?.id ?? id;
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    // Until the writer is done (slower under gVisor), then once more: everything it wrote is in.
+    for (let t = Date.now(); ; await new Promise((r) => setTimeout(r, 200))) {
+      const done = execFileSync('docker', ['exec', s.handle.containerId, 'sh', '-c', 'test -e /tmp/bg-done && echo yes || true'], { encoding: 'utf8' });
+      if (done.trim() === 'yes') break;
+      assert.ok(Date.now() - t < 60_000, 'the background writer finished');
+    }
+    ({ id } = await check(s, id, ''));
+    const entries = (await readManifest(blobs, id))!.manifest.entries;
+    const log = entries.find((e) => e.path === '/workspace/log');
+    assert.equal(log?.type === 'file' && log.sha, createHash('sha256').update(['0', ...Array.from({ length: 25 }, (_, i) => String(i + 1))].join('\n') + '\n').digest('hex'));
+    assert.ok(entries.some((e) => e.path === '/workspace/bg/25/deep/f'));
+    // A shared writable mapping: writes through it make no inotify event.
+    await sh(s, 'printf "0123456789" > /workspace/mapped');
+    await new Promise((r) => setTimeout(r, 2200)); // out of the racy window: only the mapping says to look again
+    ({ id } = await check(s, id, ''));
+    ({ id } = await check(s, id, ''));
+    await sh(
+      s,
+      `python3 -c 'import mmap, os, time
+f = open("/workspace/mapped", "r+b"); m = mmap.mmap(f.fileno(), 0); f.close(); os.close(1); os.close(2)
+if os.fork(): os._exit(0)
+time.sleep(0.5); m[0:4] = b"MMAP"; time.sleep(30)' >/dev/null 2>&1 &`,
+    );
+    await new Promise((r) => setTimeout(r, 1200));
+    ({ id } = await check(s, id, ''));
+    const mapped = (await readManifest(blobs, id))!.manifest.entries.find((e) => e.path === '/workspace/mapped');
+    assert.equal(mapped?.type === 'file' && mapped.sha, createHash('sha256').update('MMAP456789').digest('hex'));
+  });
+
+  it('falls back to a full walk when the watch queue overflows, and on restore', async () => {
+    const s = await provision('watch-overflow');
+    let { id } = await check(s, undefined, 'mkdir /workspace/many && echo x > /workspace/keep', 'walk');
+    // ~3 events a file (create, attrib, close) for 20,000 files: past fs.inotify.max_queued_events (16384 by default).
+    const many = await check(s, id, 'cd /workspace/many && seq 1 20000 | xargs touch && echo changed > /workspace/keep', 'any');
+    if (mustWatch) assert.equal(many.detection, 'walk: inotify queue overflow');
+    console.error(`after 20,000 new files under ${testRuntime()}: ${many.detection}`);
+    ({ id } = await check(s, many.id, 'rm /workspace/many/1 && echo again > /workspace/keep'));
+    // Restored into a new container: the first snapshot there walks, the next ones watch.
+    const r = await provision(s.id, { generation: 2, restoreFrom: id });
+    const restored = { id: s.id, handle: r.handle };
+    ({ id } = await check(restored, id, 'echo restored > /workspace/keep', 'walk'));
+    ({ id } = await check(restored, id, 'echo watched > /workspace/keep && mkdir -p /workspace/many/sub/dir'));
+  });
+});
