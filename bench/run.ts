@@ -64,7 +64,7 @@ const DENSITY_LEVELS = process.env.BENCH_DENSITY_LEVELS === 'none' ? [] : densit
 const LONG_STEPS = Number(process.env.BENCH_LONG_STEPS ?? 2000);
 const LONG_OUTPUTS = process.env.BENCH_LONG_OUTPUTS === 'none' ? [] : (process.env.BENCH_LONG_OUTPUTS ?? '8192,65536').split(',').map(Number);
 
-type Unit = 'ms' | 'calls/s' | 'MiB' | 'B' | 'x';
+type Unit = 'ms' | 'calls/s' | 'MiB' | 'B' | 'x' | 'n';
 
 interface Row {
   figure: string;
@@ -370,7 +370,7 @@ function densityRows(levels: DensityLevel[]): Row[] {
       met: () => l.completed === l.sessions && l.toolCalls === l.sessions * l.callsPerSession && l.containersLeft === 0,
     };
     rows.push(
-      judged({ figure: `density ${n}: all complete`, unit: 'calls/s', keel: single(l.callsPerSec) }, l.sessions === top ? all : undefined),
+      judged({ figure: `density ${n}: sessions completed`, unit: 'n', keel: single(l.completed) }, l.sessions === top ? all : undefined),
       judged(
         {
           figure: `density ${n}: throughput (tool calls/s)`,
@@ -414,6 +414,7 @@ function print(rows: Row[]) {
     if (unit === 'MiB') return `${v.toFixed(1)} MiB`;
     if (unit === 'B') return v < 10 * 1024 ? `${v.toFixed(0)} B` : v < 10 * 1024 * 1024 ? `${(v / 1024).toFixed(1)} KB` : `${(v / 1024 / 1024).toFixed(1)} MB`;
     if (unit === 'x') return `${v.toFixed(2)}x`;
+    if (unit === 'n') return `${v}`;
     return `${v.toFixed(v < 10 ? 2 : v < 1000 ? 1 : 0)} ms`;
   };
   const header = ['figure', 'p50', 'p95', 'p99', 'baseline p50', 'ratio', 'target', 'verdict'];
