@@ -328,6 +328,7 @@ async function recoveryProfile(keel: KeelClient, sessionId: string, killedAt: nu
   const taskStarted = after.find((e) => e.workflowTaskStartedEventAttributes);
   const stickyTimeouts = after.filter((e) => e.workflowTaskTimedOutEventAttributes).length;
   return (
+    `last attempt started +${tsToMs(started?.eventTime) - killedAt} ms, ` +
     `tool call completed +${doneAt - killedAt} ms (attempt ${started?.activityTaskStartedEventAttributes?.attempt ?? '?'}), ` +
     `workflow task started +${tsToMs(taskStarted?.eventTime) - killedAt} ms (${stickyTimeouts} sticky timeout), step recorded +${recordedAt - killedAt} ms`
   );
