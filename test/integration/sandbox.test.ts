@@ -488,7 +488,10 @@ describe('a retried tool call', () => {
   it('clears the session\'s sticky queue when its last attempt ran in another process that ran session workflows, and only then', async () => {
     const resets: unknown[] = [];
     // Records the one server call; the end-to-end effect (no sticky timeout after a SIGKILL) is measured by bench/run.ts.
-    const client = { workflowService: { resetStickyTaskQueue: async (req: unknown) => (resets.push(req), {}) } } as unknown as Client;
+    const client = {
+      withAbortSignal: (_signal: AbortSignal, fn: () => unknown) => fn(),
+      workflowService: { resetStickyTaskQueue: async (req: unknown) => (resets.push(req), {}) },
+    } as unknown as Client;
     const mine = createSandboxActivities({ runtime, blobs, config: { hostId: 'test-host', defaultImage: tag, defaultRuntime: testRuntime() }, sessionWorker: 'this-process' });
     const workflowExecution = { workflowId: `wf-sticky-${run}`, runId: 'r' };
     const attempt = async (activityId: string, attempt: number, heartbeatDetails?: unknown) => {
