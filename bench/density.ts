@@ -61,6 +61,8 @@ export interface DensityLevel {
   cpuMsPerCall: Record<string, number>;
   /** Containers still there after every session ended (removed by the bench). */
   containersLeft: number;
+  /** From the sessions' histories, per tool call: workflow tasks, and workflow tasks that timed out (sticky queue). */
+  perCall?: { workflowTasks: number; workflowTaskTimeouts: number };
 }
 
 export interface DensityOptions {
@@ -265,6 +267,18 @@ async function runLevel(
   const left = await containersOf(docker, runTag);
   for (const c of left) await docker.getContainer(c.Id).remove({ force: true, v: true }).catch(() => undefined);
 
+  // Where the work went, from the histories: workflow tasks per call, and how many waited out a sticky queue
+  // (each such task is replayed from the start of the history by whichever worker takes it).
+  let tasks = 0;
+  let timeouts = 0;
+  for (const id of ids) {
+    const { events: history } = await keel.temporal.workflow.getHandle(id).fetchHistory();
+    for (const e of history ?? []) {
+      if (e.workflowTaskCompletedEventAttributes) tasks++;
+      if (e.workflowTaskTimedOutEventAttributes) timeouts++;
+    }
+  }
+
   const level: DensityLevel = {
     sessions: n,
     callsPerSession: calls,
@@ -279,13 +293,14 @@ async function runLevel(
     cpuBusyPct: (100 * (cpu1.busy - cpu0.busy)) / Math.max(1, cpu1.total - cpu0.total),
     cpuMsPerCall: cpuPerCall(procs0, procs1, steps.length),
     containersLeft: left.length,
+    perCall: { workflowTasks: tasks / Math.max(1, steps.length), workflowTaskTimeouts: timeouts / Math.max(1, steps.length) },
   };
   log(
     `density ${n}: ${level.completed}/${n} completed, ${level.toolCalls} calls in ${(toolPhaseMs / 1000).toFixed(1)} s = ` +
       `${level.callsPerSec.toFixed(0)} calls/s, step p50 ${level.step.p50.toFixed(0)} ms p95 ${level.step.p95.toFixed(0)} ms, ` +
       `provision p50 ${provision.p50.toFixed(0)} ms, mem idle ${level.memIdleMiB.p50.toFixed(1)} MiB active ${level.memActiveMiB.p50.toFixed(1)} MiB, ` +
       `cpu ${level.cpuBusyPct.toFixed(0)}% (ms/call: ${Object.entries(level.cpuMsPerCall).map(([k, v]) => `${k} ${v}`).join(', ')}), ` +
-      `containers left ${left.length}`,
+      `containers left ${left.length}, per call ${level.perCall!.workflowTasks.toFixed(2)} workflow tasks of which ${level.perCall!.workflowTaskTimeouts.toFixed(3)} timed out`,
   );
   return level;
 }

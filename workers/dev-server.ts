@@ -46,9 +46,16 @@ function isExecutable(path: string): boolean {
  * that budget, so a tool call costs ~100 ms of pure waiting. 1000 removes the
  * wait (measured: ~100 ms -> ~12 ms per tool call). WAL with synchronous=normal
  * keeps the SQLite state across process crashes and halves the write cost.
+ *
+ * Timers: the history service fires no timer task earlier than 1 s after it was
+ * created (`history.timerProcessorMaxTimeShift`), so a 1 s heartbeat timeout fired
+ * 1.4-1.8 s after the last beat and a 100 ms retry started ~1 s late: a worker
+ * SIGKILL cost ~2.5 s before the retried call even started. 50 ms fires them on
+ * time (measured: detection +0.4-1.0 s, retry start ~0.9 s sooner).
  */
 export const DEV_SERVER_TUNING = [
   '--dynamic-config-value', 'history.transferProcessorMaxPollRPS=1000',
+  '--dynamic-config-value', 'history.timerProcessorMaxTimeShift="50ms"',
   '--sqlite-pragma', 'journal_mode=wal',
   '--sqlite-pragma', 'synchronous=normal',
 ];

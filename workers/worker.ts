@@ -4,7 +4,7 @@
  * activities) and a sandbox-host worker per Docker host.
  */
 import { Client } from '@temporalio/client';
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { bundleWorkflowCode, Worker, type NativeConnection, type WorkerInterceptors } from '@temporalio/worker';
 import type Docker from 'dockerode';
 import { createEvalActivities } from '../activities/eval';
@@ -172,6 +172,7 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
       blobs: store.blobs,
       config: { hostId: config.hostId, hostQueue, defaultImage, defaultRuntime: config.sandboxRuntime, diskDir: config.diskDir, egress: config.egress },
       ...(pool ? { pool } : {}),
+      ...(role === 'all' ? { sessionWorker: `${config.hostId}/${process.pid}/${randomUUID()}` } : {}),
     });
     // The shared queue takes provisioning; the host's own queue takes everything after (host affinity).
     for (const taskQueue of [SANDBOX_QUEUE, hostQueue]) {

@@ -34,13 +34,21 @@ import { toExecutorOp, toToolResult } from './tool-ops';
 /** How often a running sandbox activity heartbeats (provision, snapshot, destroy: 10 s or 30 s timeouts). */
 const HEARTBEAT_MS = 2000;
 /**
- * How often a running tool call heartbeats: well inside its 1.5 s heartbeat timeout
- * (workflows/sandbox-lifecycle.ts, PATCH_FAST_RECOVERY). The SDK sends at most one beat per
- * {@link HEARTBEAT_THROTTLE_MS}, and none for a call that ends before the first interval.
+ * How often a running tool call heartbeats: well inside its 1 s heartbeat timeout (1.5 s for hosts that
+ * beat every 0.4 s; workflows/sandbox-lifecycle.ts, PATCH_FAST_RECOVERY). The SDK sends at most one beat
+ * per {@link HEARTBEAT_THROTTLE_MS}, and none for a call that ends before the first interval: a short call
+ * costs the server nothing more, a long one about 3.3 beats a second (was 2).
  */
-const TOOL_HEARTBEAT_MS = 400;
-/** The sandbox workers' `maxHeartbeatThrottleInterval`: a long call's beat reaches the server every 0.5 s. */
-export const HEARTBEAT_THROTTLE_MS = 500;
+const TOOL_HEARTBEAT_MS = 300;
+/** The sandbox workers' `maxHeartbeatThrottleInterval`: a long call's beat reaches the server every 0.3 s. */
+export const HEARTBEAT_THROTTLE_MS = 300;
+
+/** What a running tool call's heartbeat carries: its executor request, and who ran it (see `forgetDeadSticky`). */
+interface ToolBeat {
+  requestId: string;
+  /** The worker process that ran the attempt, when it also runs session workflows (role `all`). */
+  sessionWorker?: string;
+}
 
 export interface SandboxActivityDeps {
   /** Holds the Docker client and the attach streams; the worker closes it at shutdown. */
@@ -51,6 +59,13 @@ export interface SandboxActivityDeps {
   config?: Partial<SandboxConfig>;
   /** Pre-started containers to claim for sessions with the default image and limits, and no network. @default none */
   pool?: WarmPool;
+  /**
+   * Set when this process also runs the session worker (role `all`): a name unique to the process. A tool
+   * call's heartbeat carries it, so that the retry of a call whose process died can send the session's next
+   * workflow task to the session queue at once instead of waiting out the dead worker's sticky queue
+   * (`KEEL_STICKY_TIMEOUT_MS`). @default none
+   */
+  sessionWorker?: string;
 }
 
 /** The current activity context, or undefined when called outside an activity (tests, scripts). */
@@ -213,6 +228,26 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
     return { ...result, output: preview(result.output), outputRef };
   }
 
+  /**
+   * A retried tool call whose last attempt ran in another process that also ran session workflows
+   * (its heartbeat says so): that process is most likely dead (the attempt's heartbeat timed out), and
+   * it may hold the session's sticky queue, where the next workflow task would wait for
+   * `KEEL_STICKY_TIMEOUT_MS` before going to the session queue. Clearing the stickiness sends it there
+   * at once (measured: ~1 s of a worker SIGKILL's recovery). One server call, on retries only; best
+   * effort (the sticky timeout still applies when it fails). A live worker that loses the stickiness
+   * replays the session on its next task, which is the price when the process was only stalled.
+   */
+  async function forgetDeadSticky(ctx: Context): Promise<void> {
+    const last = ctx.info.heartbeatDetails as Partial<ToolBeat> | undefined;
+    const wf = ctx.info.workflowExecution;
+    if (!last?.sessionWorker || last.sessionWorker === deps.sessionWorker || !wf) return;
+    try {
+      await ctx.client.workflowService.resetStickyTaskQueue({ namespace: ctx.info.workflowNamespace, execution: { workflowId: wf.workflowId, runId: wf.runId } });
+    } catch {
+      // Best effort: the workflow task still reaches a live worker after the sticky timeout.
+    }
+  }
+
   /** A snapshot with its span and metrics; null when nothing changed since `parent`. */
   async function measuredSnapshot(client: ExecutorClient, sessionId: string, parent: string | undefined): Promise<SnapshotInfo | null> {
     const { info } = await timed(snapshotSeconds, {}, () =>
@@ -315,7 +350,9 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
       const id = client.newRequestId();
       const started = Date.now();
 
-      const stop = keepBeating(ctx, { requestId: id }, TOOL_HEARTBEAT_MS);
+      if (ctx && ctx.info.attempt > 1) await forgetDeadSticky(ctx);
+      const beat: ToolBeat = { requestId: id, ...(deps.sessionWorker ? { sessionWorker: deps.sessionWorker } : {}) };
+      const stop = keepBeating(ctx, beat, TOOL_HEARTBEAT_MS);
       const answer = client.request(op.op, op.args, { id, key, timeoutMs: op.timeoutMs });
       try {
         // The span and the latency cover the call into the container, not storing its output or the snapshot.

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
+import type { Client } from '@temporalio/client';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import Docker from 'dockerode';
 import { readBlob } from '../../blobs';
@@ -480,6 +481,45 @@ describe('in an activity context', () => {
     assert.match((await sh('cat /run/keel/journal 2>&1 || true')).output, /Permission denied/);
     const journal = await rootExec(handle.containerId, ['grep', '-c', `"key":"wf-${run}/r/7"`, '/run/keel/journal']);
     assert.equal(journal, '2\n');
+  });
+});
+
+describe('a retried tool call', () => {
+  it('clears the session\'s sticky queue when its last attempt ran in another process that ran session workflows, and only then', async () => {
+    const resets: unknown[] = [];
+    // Records the one server call; the end-to-end effect (no sticky timeout after a SIGKILL) is measured by bench/run.ts.
+    const client = {
+      withAbortSignal: (_signal: AbortSignal, fn: () => unknown) => fn(),
+      workflowService: { resetStickyTaskQueue: async (req: unknown) => (resets.push(req), {}) },
+    } as unknown as Client;
+    const mine = createSandboxActivities({ runtime, blobs, config: { hostId: 'test-host', defaultImage: tag, defaultRuntime: testRuntime() }, sessionWorker: 'this-process' });
+    const workflowExecution = { workflowId: `wf-sticky-${run}`, runId: 'r' };
+    const attempt = async (activityId: string, attempt: number, heartbeatDetails?: unknown) => {
+      const env = new MockActivityEnvironment({ workflowExecution, workflowNamespace: 'keel-test', activityId, attempt, heartbeatDetails }, { client });
+      const r: ToolResult = await env.run(mine.runTool, { sessionId, handle, call: { id: `sticky-${activityId}`, name: 'shell', input: { command: 'echo ok' } } });
+      assert.equal(r.output, 'ok\n');
+    };
+    await attempt('1', 1);
+    await attempt('2', 2, { requestId: 'x' }); // the last attempt ran on a sandbox-only host
+    await attempt('3', 2, { requestId: 'x', sessionWorker: 'this-process' }); // a stall of this very process
+    assert.deepEqual(resets, []);
+    await attempt('4', 2, { requestId: 'x', sessionWorker: 'a-dead-process' });
+    assert.deepEqual(resets, [{ namespace: 'keel-test', execution: workflowExecution }]);
+  });
+
+  it('beats every 0.3 s while a call runs, with who ran it, and not at all for a short call', async () => {
+    const mine = createSandboxActivities({ runtime, blobs, config: { hostId: 'test-host', defaultImage: tag, defaultRuntime: testRuntime() }, sessionWorker: 'this-process' });
+    const beats = async (command: string, activityId: string) => {
+      const env = new MockActivityEnvironment({ workflowExecution: { workflowId: `wf-beat-${run}`, runId: 'r' }, activityId });
+      const seen: unknown[] = [];
+      env.on('heartbeat', (d: unknown) => seen.push(d));
+      await env.run(mine.runTool, { sessionId, handle, call: { id: `beat-${activityId}`, name: 'shell', input: { command } } });
+      return seen;
+    };
+    assert.deepEqual(await beats('true', '1'), []);
+    const long = await beats('sleep 1.6', '2');
+    assert.ok(long.length >= 4 && long.length <= 6, `beats in 1.6 s: ${long.length}`);
+    assert.equal((long[0] as { sessionWorker?: string }).sessionWorker, 'this-process');
   });
 });
 
