@@ -11,10 +11,18 @@
  * lost); pumps of one feed never overlap, and a trigger during a pump runs one more. A
  * notification is sent after its commit, so a pump started after it reads that event; any event
  * committed before a subscriber joined is read by the pump its joining starts.
+ *
+ * Model text deltas (`keel_deltas`, common/deltas.ts) are not events: they are handed on as
+ * they are heard to subscribers that ask for them, never read back, so a subscriber gets only
+ * those sent while it listens. One is dropped for a subscriber that has already been handed
+ * the `model.call` event ending its call (a retried call's late delta, say). A model call
+ * sends its last delta before it returns, and the `model.call` event commits after that, so a
+ * subscriber hears a call's deltas before the event that ends it.
  */
+import { parseDelta, type ModelDelta } from '../common/deltas';
 import type { EventRow } from '../common/events';
 import type { Sql } from './db';
-import { EVENTS_CHANNEL } from './events';
+import { DELTAS_CHANNEL, EVENTS_CHANNEL } from './events';
 import { getEvents } from './queries';
 
 /** One subscriber's stream; `close` stops it (idempotent). */
@@ -26,7 +34,10 @@ export interface Subscription {
 
 interface Subscriber {
   cursor: number;
+  /** The seq of the last `model.call` event handed over. */
+  modelCallSeq: number;
   onEvent: (e: EventRow) => void;
+  onDelta: ((d: ModelDelta) => void) | undefined;
   onError: (err: unknown) => void;
 }
 
@@ -75,6 +86,7 @@ class Feed {
             if (!this.subscribers.has(s)) break;
             if (e.seq <= s.cursor) continue;
             s.cursor = e.seq;
+            if (e.type === 'model.call') s.modelCallSeq = e.seq;
             s.onEvent(e);
           }
         }
@@ -94,6 +106,7 @@ class Feed {
 export class EventHub {
   private readonly feeds = new Map<string, Feed>();
   private listening: Promise<{ unlisten(): Promise<void> }> | undefined;
+  private listeningDeltas: Promise<{ unlisten(): Promise<void> }> | undefined;
 
   constructor(private readonly sql: Sql) {}
 
@@ -101,15 +114,18 @@ export class EventHub {
    * Hand `onEvent` every event of `sessionId` after `afterSeq` (0: from the first), in seq order,
    * once each: first those already recorded, then each as it commits, until `close()`. `onError`
    * hears a failed read (the subscription stays, and the next notification reads again).
+   * `onDelta`, when given, hears the session's model text deltas sent from now on (not stored:
+   * none from before, none sent while the LISTEN connection was down).
    */
   async subscribe(
     sessionId: string,
-    opts: { afterSeq?: number; onEvent: (e: EventRow) => void; onError?: (err: unknown) => void },
+    opts: { afterSeq?: number; onEvent: (e: EventRow) => void; onDelta?: (d: ModelDelta) => void; onError?: (err: unknown) => void },
   ): Promise<Subscription> {
     await this.listen();
+    if (opts.onDelta) await this.listenDeltas();
     let feed = this.feeds.get(sessionId);
     if (!feed) this.feeds.set(sessionId, (feed = new Feed(this.sql, sessionId)));
-    const sub: Subscriber = { cursor: opts.afterSeq ?? 0, onEvent: opts.onEvent, onError: opts.onError ?? (() => undefined) };
+    const sub: Subscriber = { cursor: opts.afterSeq ?? 0, modelCallSeq: 0, onEvent: opts.onEvent, onDelta: opts.onDelta, onError: opts.onError ?? (() => undefined) };
     feed.subscribers.add(sub);
     void feed.trigger();
     const f = feed;
@@ -125,9 +141,24 @@ export class EventHub {
   /** Stop listening. Subscriptions get nothing more. */
   async close(): Promise<void> {
     this.feeds.clear();
-    const l = this.listening;
+    for (const l of [this.listening, this.listeningDeltas]) if (l) await (await l).unlisten().catch(() => undefined);
     this.listening = undefined;
-    if (l) await (await l).unlisten().catch(() => undefined);
+    this.listeningDeltas = undefined;
+  }
+
+  private listenDeltas(): Promise<unknown> {
+    this.listeningDeltas ??= this.sql.listen(DELTAS_CHANNEL, (payload) => this.delta(payload)).catch((err: unknown) => {
+      this.listeningDeltas = undefined;
+      throw err;
+    });
+    return this.listeningDeltas;
+  }
+
+  private delta(payload: string): void {
+    const d = parseDelta(payload);
+    const feed = d && this.feeds.get(d.sessionId);
+    if (!feed) return;
+    for (const s of feed.subscribers) if (s.onDelta && d.afterSeq >= s.modelCallSeq) s.onDelta(d);
   }
 
   private listen(): Promise<unknown> {

@@ -129,7 +129,8 @@ for (const c of cases) {
       assert.deepEqual([...c.toolsSent(first.body)].sort(), [...toolNames].sort());
       assert.equal(c.systemSent(first.body), 'You are Keel.');
       assert.equal(first.body.model, 'test-model-1');
-      assert.equal(first.body.stream ?? false, false);
+      assert.equal(first.body.stream, true, 'the answer is streamed (live text deltas)');
+      if (c.provider !== 'anthropic') assert.deepEqual(first.body.stream_options, { include_usage: true }, 'a streamed answer reports its tokens only when asked');
 
       fake.enqueue({ text: 'There is one file: a.txt', usage: { input: 200, output: 9 } });
       const second = await call([
