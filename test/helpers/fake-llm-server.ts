@@ -31,6 +31,8 @@ export interface FakeReply {
   delayMs?: number;
   /** Streamed: the text in these pieces, one event each (default: the whole text in one). Their join is `text`. */
   textChunks?: string[];
+  /** Streamed: waited for after the first event (the stream is open), before any text. */
+  holdBeforeStart?: Promise<void>;
   /** Streamed: sent after the text and tool calls, before the finish and usage events (default: nothing to wait for). */
   holdBeforeEnd?: Promise<void>;
   /** Streamed: raw bytes sent in place of the whole stream (to test the response guard). */
@@ -114,6 +116,7 @@ async function streamOpenai(r: FakeReply, n: number, model: string, write: Write
   const base = { id: `chatcmpl-${n}`, object: 'chat.completion.chunk', created: Math.floor(Date.now() / 1000), model };
   const event = (choices: unknown[], extra: Record<string, unknown> = {}) => write(`data: ${JSON.stringify({ ...base, choices, ...extra })}\n\n`);
   event([{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }]);
+  await r.holdBeforeStart;
   for (const piece of r.textChunks ?? (r.text ? [r.text] : [])) event([{ index: 0, delta: { content: piece }, finish_reason: null }]);
   const calls = r.toolCalls ?? [];
   calls.forEach((c, i) => {
@@ -134,6 +137,7 @@ async function streamAnthropic(r: FakeReply, n: number, model: string, write: Wr
   event('message_start', {
     message: { id: `msg_${n}`, type: 'message', role: 'assistant', model, content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: r.usage?.input ?? 11, output_tokens: 1 } },
   });
+  await r.holdBeforeStart;
   let index = 0;
   const pieces = r.textChunks ?? (r.text ? [r.text] : []);
   if (pieces.length) {
