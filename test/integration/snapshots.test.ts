@@ -327,7 +327,7 @@ describe('restore', () => {
 
   it('reports progress: files and bytes uploaded of those missing, then written of the total on restore', async () => {
     const s = await provision('progress');
-    await sh(s, 'mkdir -p /workspace/many && for i in $(seq 1 60); do head -c 5000 /dev/urandom > /workspace/many/f$i; done && head -c 2500000 /dev/urandom > /workspace/big.bin');
+    await sh(s, 'mkdir -p /workspace/many && for i in $(seq 1 60); do head -c 50000 /dev/urandom > /workspace/many/f$i; done && head -c 2500000 /dev/urandom > /workspace/big.bin');
     const up: Progress[] = [];
     const taken = await takeSnapshot(runtime.client(s.handle.containerId), blobs, undefined, (p) => up.push(p));
     assert.ok(taken.info);
