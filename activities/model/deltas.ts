@@ -16,6 +16,9 @@ export const MAX_DELTA_CHARS = 1000;
 /** Coalescing interval: at most this many NOTIFYs a second per model call is 1000 / 50 = 20. */
 export const DELTA_INTERVAL_MS = 50;
 
+/** The longest a finished model call waits for its last deltas to be sent. */
+export const FLUSH_WAIT_MS = 2000;
+
 export type Notify = (payload: string) => Promise<unknown>;
 
 export class DeltaPublisher {
@@ -39,10 +42,15 @@ export class DeltaPublisher {
     else this.timer ??= setTimeout(() => this.send(), this.intervalMs);
   }
 
-  /** Send what is pending; resolves when every delta so far has been sent (or given up on). */
-  flush(): Promise<void> {
+  /**
+   * Send what is pending; resolves when every delta so far has been sent (or given up on), or
+   * after `waitMs` at most: a slow database delays a preview, never the model call.
+   */
+  flush(waitMs = FLUSH_WAIT_MS): Promise<void> {
     this.send();
-    return this.chain;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs)));
+    return Promise.race([this.chain, late]).finally(() => clearTimeout(timer));
   }
 
   private send(): void {

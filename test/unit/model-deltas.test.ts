@@ -103,3 +103,11 @@ test('livePrinter streams text on a `~` line; the model.call event closes it and
   q.onEvent(turn('start middle end'));
   assert.equal((shown.at(-1) as Extract<EventRow, { type: 'model.call' }>).data.text, 'start middle end', 'a partial view is followed by the record');
 });
+
+test('flush waits for a slow NOTIFY only so long: a slow database delays a preview, never the model call', async () => {
+  const p = new DeltaPublisher(() => new Promise(() => undefined), call, 1_000);
+  p.push('stuck');
+  const t0 = Date.now();
+  await p.flush(100);
+  assert.ok(Date.now() - t0 < 1_000);
+});
