@@ -26,7 +26,8 @@ let key: string;
 before(async () => {
   await ensureSandboxImage(new Docker());
   llm = await FakeLlmServer.start();
-  stack = await startStack('deltas-host');
+  // The worker's Anthropic endpoint is the fake too (a hosted provider takes its base URL from the worker only).
+  stack = await startStack('deltas-host', { ANTHROPIC_BASE_URL: llm.url, ANTHROPIC_API_KEY: 'sk-ant-test-deltas' });
   api = await startApi(stack);
   key = await api.key(uniqueId('tenant-deltas'));
 });
@@ -87,7 +88,7 @@ test('model text reaches an SSE client and keel tail while the call runs; the mo
 
   let recordedWhileHeld: number;
   try {
-    await until(`keel tail to follow (stdout: ${JSON.stringify(tailOut)}, stderr: ${JSON.stringify(tailErr)})`, () => tailOut.includes('step-one') && llm.requests.length === 2, 90_000);
+    await until(`keel tail to follow (stdout: ${JSON.stringify(tailOut)}, stderr: ${JSON.stringify(tailErr)})`, () => tailOut.includes('step-one') && llm.requests.length === 2 && messages.some((m) => m.id), 90_000);
     start();
     await until('the whole text as deltas on the SSE stream', () => deltas().map((d) => d.text).join('') === whole);
     await until(`keel tail to show the text (stdout: ${JSON.stringify(tailOut)})`, () => tailOut.includes(`  ~ ${whole}`));
@@ -129,4 +130,40 @@ test('model text reaches an SSE client and keel tail while the call runs; the mo
   const all = texts.join('\n');
   assert.equal(all.split(chunks[0]!).length, all.split(whole).length, 'every "Hello " in the history is part of the whole text');
   assert.equal(events.filter((e) => (e.type as string).includes('delta')).length, 0, 'no delta in the event log');
+});
+
+test('anthropic: the Messages API stream (text_delta events) reaches the SSE client while the call is open', { timeout: 120_000 }, async () => {
+  llm.reset();
+  const chunks = ['Claude-shaped ', 'text, ', 'streamed.'];
+  let start!: () => void;
+  let finish!: () => void;
+  llm.enqueue({ textChunks: chunks, holdBeforeStart: new Promise<void>((r) => (start = r)), holdBeforeEnd: new Promise<void>((r) => (finish = r)) });
+  const id = uniqueId('deltas-anthropic');
+  const started = await api.call(key, 'POST', '/sessions', { id, task: 'stream, anthropic', model: { provider: 'anthropic', model: 'claude-fake' } });
+  assert.equal(started.status, 201, JSON.stringify(started.body));
+  const seen: ModelDelta[] = [];
+  let events = 0;
+  const sse = await openSse(`${api.url}/sessions/${id}/stream`, { authorization: `Bearer ${key}` }, (m) => {
+    if (m.event === 'delta') seen.push(JSON.parse(m.data) as ModelDelta);
+    else if (m.id) events++;
+  });
+  let recordedWhileHeld: number;
+  try {
+    // An event on the stream means it is subscribed (deltas sent before that are not resent).
+    await until('the model call, and the stream following', () => llm.requests.length === 1 && events > 0);
+    assert.equal(llm.last().api, 'anthropic');
+    assert.equal(llm.last().body.stream, true);
+    start();
+    await until('the whole text as deltas', () => seen.map((d) => d.text).join('') === chunks.join(''));
+    recordedWhileHeld = (await getEvents(stack.sql, id, { types: ['model.call'] })).length;
+  } finally {
+    start();
+    finish();
+  }
+  assert.equal(recordedWhileHeld, 0);
+  await sse.closed;
+  const turn = (await getEvents(stack.sql, id, { types: ['model.call'] }))[0];
+  assert.ok(turn?.type === 'model.call');
+  assert.equal(turn.data.text, chunks.join(''));
+  assert.deepEqual(turn.data.usage, { inputTokens: 11, outputTokens: 7 }, 'usage from message_start and message_delta');
 });
