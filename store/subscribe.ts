@@ -13,8 +13,11 @@
  * committed before a subscriber joined is read by the pump its joining starts.
  *
  * Model text deltas (`keel_deltas`, common/deltas.ts) are not events: they are handed on as
- * they are heard to subscribers that ask for them, never read back, so a subscriber gets only
- * those sent while it listens. One is dropped for a subscriber that has already been handed
+ * they are heard to subscribers that ask for them, never stored. So that a subscriber joining
+ * mid-call (a reconnect, a page opened late) does not start from the middle, the hub keeps the
+ * text so far of each running call it has heard (in memory, bounded) and hands it over as one
+ * delta at offset 0 when such a subscriber joins; what was sent before the hub listened is not
+ * known to it. One is dropped for a subscriber that has already been handed
  * the `model.call` event ending its call (a retried call's late delta, say). A model call
  * sends its last delta before it returns, and the `model.call` event commits after that, so a
  * subscriber hears a call's deltas before the event that ends it.
@@ -39,6 +42,36 @@ interface Subscriber {
   onEvent: (e: EventRow) => void;
   onDelta: ((d: ModelDelta) => void) | undefined;
   onError: (err: unknown) => void;
+}
+
+/** Running calls whose text a hub keeps for subscribers that join mid-call, and how much of each. */
+const RUNNING_CALLS = 1000;
+const RUNNING_TEXT_CHARS = 256 * 1024;
+/** A call not heard from for this long is forgotten (it ended, or its worker died). */
+const RUNNING_IDLE_MS = 10 * 60_000;
+
+/** A session's running call's text so far (or its latest contiguous part), built from its deltas. */
+interface RunningCall {
+  delta: ModelDelta | undefined;
+  /** The highest seq of a `model.call` event handed over: calls before it have ended, and late deltas of them are ignored. */
+  endedThrough: number;
+  heardAt: number;
+}
+
+/** `d` added to what is known of its call (`known`, possibly of an older call or attempt). */
+function accumulate(known: ModelDelta | undefined, d: ModelDelta): ModelDelta {
+  const same = known && known.afterSeq === d.afterSeq && known.attempt === d.attempt;
+  if (!same) return known && (known.afterSeq > d.afterSeq || (known.afterSeq === d.afterSeq && known.attempt > d.attempt)) ? known : { ...d };
+  const end = known.offset + known.text.length;
+  // A gap (a lost notification): keep the latest part, which clients mark as such.
+  if (d.offset > end) return { ...d };
+  let text = known.text + d.text.slice(end - d.offset);
+  let offset = known.offset;
+  if (text.length > RUNNING_TEXT_CHARS) {
+    offset += text.length - RUNNING_TEXT_CHARS;
+    text = text.slice(-RUNNING_TEXT_CHARS);
+  }
+  return { ...known, offset, text };
 }
 
 class Feed {
@@ -107,6 +140,8 @@ export class EventHub {
   private readonly feeds = new Map<string, Feed>();
   private listening: Promise<{ unlisten(): Promise<void> }> | undefined;
   private listeningDeltas: Promise<{ unlisten(): Promise<void> }> | undefined;
+  /** Per session, its running model call's text so far (insertion order: least recently heard first). */
+  private readonly running = new Map<string, RunningCall>();
 
   constructor(private readonly sql: Sql) {}
 
@@ -125,8 +160,21 @@ export class EventHub {
     if (opts.onDelta) await this.listenDeltas();
     let feed = this.feeds.get(sessionId);
     if (!feed) this.feeds.set(sessionId, (feed = new Feed(this.sql, sessionId)));
-    const sub: Subscriber = { cursor: opts.afterSeq ?? 0, modelCallSeq: 0, onEvent: opts.onEvent, onDelta: opts.onDelta, onError: opts.onError ?? (() => undefined) };
+    const onEvent = (e: EventRow): void => {
+      // The call this ends is no longer running.
+      const r = e.type === 'model.call' ? this.running.get(sessionId) : undefined;
+      if (r) {
+        r.endedThrough = Math.max(r.endedThrough, e.seq);
+        if (r.delta && r.delta.afterSeq < e.seq) r.delta = undefined;
+      }
+      opts.onEvent(e);
+    };
+    const sub: Subscriber = { cursor: opts.afterSeq ?? 0, modelCallSeq: 0, onEvent, onDelta: opts.onDelta, onError: opts.onError ?? (() => undefined) };
     feed.subscribers.add(sub);
+    // Joining mid-call: the text so far, as one delta. Not for a subscriber that has seen events
+    // after the call began (they are its end); one that has not gets the model.call event after it.
+    const sofar = this.running.get(sessionId);
+    if (sub.onDelta && sofar?.delta && sofar.delta.afterSeq >= sub.cursor && Date.now() - sofar.heardAt < RUNNING_IDLE_MS) sub.onDelta(sofar.delta);
     void feed.trigger();
     const f = feed;
     return {
@@ -141,6 +189,7 @@ export class EventHub {
   /** Stop listening. Subscriptions get nothing more. */
   async close(): Promise<void> {
     this.feeds.clear();
+    this.running.clear();
     for (const l of [this.listening, this.listeningDeltas]) if (l) await (await l).unlisten().catch(() => undefined);
     this.listening = undefined;
     this.listeningDeltas = undefined;
@@ -156,7 +205,16 @@ export class EventHub {
 
   private delta(payload: string): void {
     const d = parseDelta(payload);
-    const feed = d && this.feeds.get(d.sessionId);
+    if (!d) return;
+    const known = this.running.get(d.sessionId);
+    this.running.delete(d.sessionId); // re-inserted last: the map stays in order of last heard
+    const endedThrough = known?.endedThrough ?? 0;
+    this.running.set(d.sessionId, { delta: d.afterSeq < endedThrough ? known?.delta : accumulate(known?.delta, d), endedThrough, heardAt: Date.now() });
+    for (const [id, r] of this.running) {
+      if (this.running.size <= RUNNING_CALLS && Date.now() - r.heardAt < RUNNING_IDLE_MS) break;
+      this.running.delete(id);
+    }
+    const feed = this.feeds.get(d.sessionId);
     if (!feed) return;
     for (const s of feed.subscribers) if (s.onDelta && d.afterSeq >= s.modelCallSeq) s.onDelta(d);
   }
