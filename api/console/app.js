@@ -335,7 +335,12 @@ function sessionPage(id) {
     }
   }
 
+  let pendingShown;
   function renderPending(list) {
+    // The same calls still waiting: keep the forms as they are (a reason being typed, a "say why" shown).
+    const ids = list.map((p) => p.callId).join('\n');
+    if (ids === pendingShown) return;
+    pendingShown = ids;
     pending.hidden = list.length === 0;
     pending.replaceChildren(
       h('h2', {}, `Waiting for approval (${list.length})`),
