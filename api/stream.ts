@@ -5,6 +5,11 @@
  * events it missed, then live ones. After `session.ended` (or at once, when a reconnecting
  * client has seen everything of an ended session) the server sends `event: end` and closes.
  * A server shutting down closes streams without `end`, so clients reconnect.
+ *
+ * A running model call's text arrives as `event: delta` messages (data: a `ModelDelta`), which
+ * have no `id`: they are not events, are not stored, and do not move `Last-Event-ID`, so
+ * resuming stays exact for events; deltas sent while a client was away are not sent again. The
+ * `model.call` event that follows carries the whole text.
  */
 import type { FastifyInstance } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -28,7 +33,8 @@ export function registerStreamRoute(root: FastifyInstance, deps: ApiDeps): void 
   });
   root.withTypeProvider<ZodTypeProvider>().get('/sessions/:id/stream', {
     schema: {
-      summary: "a session's events, live, as Server-Sent Events (id: seq, data: the event as JSON); resumes after Last-Event-ID",
+      summary:
+        "a session's events, live, as Server-Sent Events (id: seq, data: the event as JSON); resumes after Last-Event-ID. A running model call's text comes as `event: delta` messages without an id (ephemeral: not stored, not resent)",
       params: s.SessionParams,
       querystring: StreamQuery,
       headers: z.object({ 'last-event-id': z.string().regex(/^\d+$/, 'Last-Event-ID is an event seq (a whole number)').optional() }),
@@ -71,6 +77,9 @@ export function registerStreamRoute(root: FastifyInstance, deps: ApiDeps): void 
             if (done) return;
             res.write(`id: ${e.seq}\ndata: ${JSON.stringify(eventJson(e))}\n\n`);
             if (e.type === 'session.ended') end();
+          },
+          onDelta: (d) => {
+            if (!done) res.write(`event: delta\ndata: ${JSON.stringify(d)}\n\n`);
           },
           onError: (err) => req.log.warn({ err, sessionId: id }, 'stream read failed; the next notification reads again'),
         });

@@ -12,6 +12,8 @@ import { SessionError } from '../common/errors';
 import { compare, parseSuite, report, SuiteError, type Comparison, type EvalInput, type EvalReport, type EvalResult, type EvalTask, type Rate } from '../common/eval';
 import type { FaultInjection, ModelSpec } from '../common/types';
 import type { KeelConfig } from '../workers/config';
+import { connectDatabase } from '../workers/services';
+import { watchRollouts } from './eval-progress';
 import { checkModelConfigured, connectClient, withWorker } from './sessions';
 import { print, printJson } from './terminal';
 
@@ -189,15 +191,19 @@ export function registerEval(program: Command, config: () => KeelConfig): void {
       if (o.worker && input.model.provider !== 'scripted') checkModelConfigured({ task: '', model: input.model }, cfg);
       const id = o.id ?? `eval-${new Date().toISOString().slice(0, 19).replace(/[-:T]/g, '')}-${Math.random().toString(36).slice(2, 6)}`;
       const client = await connectClient(cfg);
+      // Rollouts done of the total, from the session index, while it runs (stderr with --json).
+      const sql = await connectDatabase(cfg, { migrate: false }).catch(() => undefined);
+      let stopProgress = (): void => undefined;
       try {
         const r = await withWorker(cfg, o.worker, () =>
           runEval(client, input, id, (evalId, fresh) => {
             const n = input.tasks.length * input.rollouts;
             const line = fresh ? `eval ${evalId} started: ${input.tasks.length} tasks x ${input.rollouts} = ${n} sessions, ${input.concurrency} at a time` : `eval ${evalId} was already started: following it`;
-            if (o.json) console.error(line);
-            else print(line);
+            const say = (l: string) => (o.json ? console.error(l) : print(l));
+            say(line);
+            if (sql) stopProgress = watchRollouts(sql, evalId, n, say);
           }),
-        );
+        ).finally(() => stopProgress());
         if (o.out) {
           writeFileSync(resolve(o.out), `${JSON.stringify(r, null, 2)}\n`);
         }
@@ -205,6 +211,7 @@ export function registerEval(program: Command, config: () => KeelConfig): void {
         else print('', ...formatReport(r), ...(o.out ? [`results: ${o.out}`] : []));
       } finally {
         await client.close();
+        await sql?.end({ timeout: 2 });
       }
     });
 }

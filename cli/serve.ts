@@ -9,6 +9,7 @@ import { watchSessions } from '../telemetry/metrics';
 import type { KeelConfig } from '../workers/config';
 import { installLogger } from '../workers/logging';
 import { connectDatabase, openBlobStore, redactUrl } from '../workers/services';
+import { livePrinter } from './live-text';
 import { connectClient, progressPrinter } from './sessions';
 import { print, printJson } from './terminal';
 
@@ -82,10 +83,15 @@ export function registerServe(program: Command, config: () => KeelConfig): void 
       const sql = await connectDatabase(config());
       try {
         if (!(await getSession(sql, id)) && (await getEvents(sql, id, { limit: 1 })).length === 0) throw new SessionError(`no session ${id} in the event log`, 'not_found');
-        const show = o.json ? (e: EventRow) => print(JSON.stringify(e)) : progressPrinter(false);
         // An ended session's log is complete: print it and return rather than wait.
         const ended = (await getSession(sql, id))?.endedAt ? Promise.resolve() : undefined;
-        await follow(sql, id, show, { afterSeq: after, ...(ended ? { stop: ended } : {}) });
+        const stop = { afterSeq: after, ...(ended ? { stop: ended } : {}) };
+        if (o.json) await follow(sql, id, (e: EventRow) => print(JSON.stringify(e)), stop);
+        else {
+          // Model text shows as it is generated; the turn's event then closes it.
+          const live = livePrinter(progressPrinter(false));
+          await follow(sql, id, (e) => live.onEvent(e), { ...stop, onDelta: (d) => live.onDelta(d) });
+        }
       } finally {
         await sql.end({ timeout: 2 });
       }

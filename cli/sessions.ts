@@ -19,6 +19,7 @@ import { createWorkers, type KeelWorkers } from '../workers/worker';
 import { DEMO_TASK, demoScript } from './demo-script';
 import { describeCall } from '../common/tools';
 import { formatStep, formatTimeline } from './timeline';
+import { livePrinter } from './live-text';
 import { watchActivities } from './status';
 import { print, printJson } from './terminal';
 
@@ -169,7 +170,11 @@ async function startAndFollow(config: KeelConfig, client: KeelClient, sql: Sql |
   // Retries and long work between events (on stderr with --json, whose stdout is one object).
   const stopWatching = watchActivities(client, sessionId, (line) => (opts.json ? console.error(line) : print(line)));
   try {
-    await follow(sql!, sessionId, progressPrinter(opts.json ?? false), { stop: outcome });
+    if (opts.json) await follow(sql!, sessionId, progressPrinter(true), { stop: outcome });
+    else {
+      const live = livePrinter(progressPrinter(false));
+      await follow(sql!, sessionId, (e) => live.onEvent(e), { stop: outcome, onDelta: (d) => live.onDelta(d) });
+    }
   } finally {
     stopWatching();
   }

@@ -2,11 +2,17 @@
  * What a followed session is doing between its events: a retry becomes one
  * line (what failed, which attempt, when the next one is), and long work (a
  * command, a sandbox start with a restore, a model call) says it is still
- * running, at 5 s and then at each doubling. The events themselves are printed
+ * running, at 5 s and then at each doubling; work that reports progress in its
+ * heartbeat (a snapshot's upload, a restore) says how far it is, every 5 s while
+ * that changes. The events themselves are printed
  * by the progress printer; this fills the silence between them.
  */
 import type { ActivityInFlight, KeelClient } from '../client';
+import { formatProgress } from '../common/progress';
 import { termSafe } from './terminal';
+
+/** How often a change of reported progress is told. */
+const PROGRESS_EVERY_MS = 5_000;
 
 /** How an activity reads in a status line. */
 const LABELS: Record<string, string> = {
@@ -42,9 +48,18 @@ export function statusLines(activities: ActivityInFlight[], seen: Map<string, nu
     const elapsed = now - a.startedAt.getTime();
     const key = `${a.activityId}#${a.attempt}:slow`;
     const told = seen.get(key) ?? 2_500;
+    const attempt = a.attempt > 1 ? `, attempt ${a.attempt}` : '';
+    const progress = a.progress ? formatProgress(a.progress) : undefined;
+    if (progress && elapsed >= PROGRESS_EVERY_MS) {
+      // Told at most every 5 s, and only when it moved.
+      const toldAt = seen.get(`${key}:at`) ?? -Infinity;
+      if (elapsed - toldAt < PROGRESS_EVERY_MS || seen.has(`${key}:${progress}`)) continue;
+      seen.set(`${key}:at`, elapsed).set(`${key}:${progress}`, elapsed).set(key, elapsed);
+      lines.push(`  … ${label(a)}: ${termSafe(progress)} (${seconds(elapsed)}${attempt})`);
+      continue;
+    }
     if (elapsed < told * 2) continue;
     seen.set(key, elapsed);
-    const attempt = a.attempt > 1 ? `, attempt ${a.attempt}` : '';
     lines.push(`  … ${label(a)} still running (${seconds(elapsed)}${attempt})`);
   }
   return lines;

@@ -12,9 +12,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import { Client, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, WorkflowUpdateFailedError, type Connection, type WorkflowClientInterceptor } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
 import { APPROVAL_UPDATE, BUDGET_UPDATE, CANCEL_SIGNAL, CLOSE_SIGNAL, MESSAGE_SIGNAL, SESSION_QUEUE, STATUS_QUERY } from '../common/constants';
 import { DEFAULT_TENANT } from '../common/defaults';
 import { SessionError } from '../common/errors';
+import { progressOf, type Progress } from '../common/progress';
 import { injectionProblems } from '../common/inject';
 import { policyProblems } from '../common/policy';
 import { sandboxLimits, sandboxSpecProblems } from '../common/sandbox-spec';
@@ -45,12 +47,25 @@ export interface ActivityInFlight {
   lastFailure?: string;
   startedAt?: Date;
   nextAttemptAt?: Date;
+  /** What its last heartbeat said it had done (a snapshot's upload, a restore), when it says. */
+  progress?: Progress;
 }
 
 /** `temporal.api.enums.v1.PendingActivityState.PENDING_ACTIVITY_STATE_STARTED` (the proto package is not a dependency). */
 const PENDING_ACTIVITY_STATE_STARTED = 2;
 /** A protobuf Timestamp (its seconds may be a Long, whose string form is the number). */
 const dateOf = (t: { seconds?: unknown; nanos?: number | null }): Date => new Date(Number(String(t.seconds ?? 0)) * 1000 + Math.floor((t.nanos ?? 0) / 1e6));
+
+/** The progress in a heartbeat's first detail, if it holds one (anything else, or undecodable, is none). */
+function progressField(payload: Parameters<typeof defaultPayloadConverter.fromPayload>[0] | undefined): { progress?: Progress } {
+  if (!payload) return {};
+  try {
+    const progress = progressOf(defaultPayloadConverter.fromPayload(payload));
+    return progress ? { progress } : {};
+  } catch {
+    return {};
+  }
+}
 
 export function newSessionId(now = new Date()): string {
   const stamp = now.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
@@ -198,6 +213,7 @@ export class KeelClient {
       ...(a.lastFailure?.message ? { lastFailure: a.lastFailure.message } : {}),
       ...(a.lastStartedTime ? { startedAt: dateOf(a.lastStartedTime) } : {}),
       ...(a.nextAttemptScheduleTime ? { nextAttemptAt: dateOf(a.nextAttemptScheduleTime) } : {}),
+      ...progressField(a.heartbeatDetails?.payloads?.[0]),
     }));
   }
 

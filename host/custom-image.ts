@@ -15,6 +15,7 @@ import { imageExists, recipeFiles } from './image';
 import { volumeName } from './labels';
 import { createOptions, EXECUTOR_COMMAND } from './lockdown';
 import { SandboxRuntime } from './runtime';
+import { BuildProgress } from './build-progress';
 
 /** The build argument a custom Dockerfile starts from: `ARG KEEL_BASE` then `FROM ${KEEL_BASE}`. */
 export const BASE_BUILD_ARG = 'KEEL_BASE';
@@ -174,7 +175,13 @@ export async function buildCustomImage(docker: Docker, opts: BuildCustomImageOpt
   const executor = (await docker.getImage(opts.base).inspect()).Config?.Labels?.['keel.recipe'];
   const scratch = `keel-image-check:${randomUUID().slice(0, 12)}`;
   log(`building ${tag} from ${recipe.dockerfile} on ${opts.base}`);
-  await dockerCli([
+  // The builder's own lines say which step of how many; a step that runs quietly is told again.
+  const progress = new BuildProgress();
+  const quiet = setInterval(() => {
+    const line = progress.quiet(Date.now());
+    if (line) log(line);
+  }, 1000);
+  const build = dockerCli([
     'build',
     '--build-arg', `${BASE_BUILD_ARG}=${opts.base}`,
     '--label', `${LABEL_BASE}=${opts.base}`,
@@ -187,7 +194,15 @@ export async function buildCustomImage(docker: Docker, opts: BuildCustomImageOpt
     '-f', recipe.dockerfile,
     '-t', scratch,
     recipe.context,
-  ], log);
+  ], (line) => {
+    progress.line(line, Date.now());
+    log(line);
+  });
+  try {
+    await build;
+  } finally {
+    clearInterval(quiet);
+  }
   try {
     log(`checking ${tag} under Keel's lockdown`);
     await checkImageContract(docker, scratch, tag);

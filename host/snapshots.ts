@@ -12,6 +12,7 @@
 import { BlobMismatchError, readBlob, type BlobStore } from '../blobs';
 import { readManifest, type ManifestEntry } from '../common/manifest';
 import type { SnapshotInfo } from '../common/types';
+import type { Progress } from '../common/progress';
 import type { ExecutorClient, ExecutorResponse } from './executor-client';
 
 /** Bytes per transfer request, raw (base64 adds a third). */
@@ -150,7 +151,7 @@ async function readRange(client: ExecutorClient, items: Array<{ path: string; of
  * stored. What is already there is kept (marked in use), so garbage collection cannot remove a blob
  * between this check and the event that will reference it.
  */
-async function upload(client: ExecutorClient, blobs: BlobStore, snap: ExecutorSnapshot): Promise<{ bytes: number; files: number }> {
+async function upload(client: ExecutorClient, blobs: BlobStore, snap: ExecutorSnapshot, onProgress?: (p: Progress) => void): Promise<{ bytes: number; files: number }> {
   const shas = snap.upload.map(([sha]) => sha);
   const trees = (snap.trees ?? []).map(([sha]) => sha);
   const [haveManifest] = await blobs.has([snap.id]);
@@ -163,6 +164,16 @@ async function upload(client: ExecutorClient, blobs: BlobStore, snap: ExecutorSn
   const missing = snap.upload.filter((_, i) => !present[i]);
   await blobs.keep(shas.filter((_, i) => present[i]));
   let bytes = 0;
+  // Progress: files stored of those missing, and their size (as the walk measured it).
+  const bytesTotal = missing.reduce((n, [, , size]) => n + size, 0);
+  let filesDone = 0;
+  let bytesDone = 0;
+  const stored = (size: number): void => {
+    filesDone++;
+    bytesDone += size;
+    onProgress?.({ phase: 'uploading', done: filesDone, total: missing.length, bytesDone, bytesTotal });
+  };
+  onProgress?.({ phase: 'uploading', done: 0, total: missing.length, bytesDone: 0, bytesTotal });
   const tasks: Array<() => Promise<void>> = [];
   const inline = snap.data ?? {};
   let batch: Array<[string, string, number]> = [];
@@ -174,9 +185,10 @@ async function upload(client: ExecutorClient, blobs: BlobStore, snap: ExecutorSn
     batchBytes = 0;
     tasks.push(async () => {
       const data = await readRange(client, files.map(([, path, size]) => ({ path, offset: 0, length: size })));
-      const puts = files.map(([sha], i) => async () => {
+      const puts = files.map(([sha, , size], i) => async () => {
         const n = await blobs.put(sha, data[i] as Buffer); // not `bytes += await`: that reads `bytes` before the await
         bytes += n;
+        stored(size);
       });
       await pool(puts, BLOB_CONCURRENCY);
     });
@@ -188,6 +200,7 @@ async function upload(client: ExecutorClient, blobs: BlobStore, snap: ExecutorSn
       tasks.push(async () => {
         const n = await blobs.put(sha, Buffer.from(data, 'base64'));
         bytes += n;
+        stored(size);
       });
       continue;
     }
@@ -195,6 +208,7 @@ async function upload(client: ExecutorClient, blobs: BlobStore, snap: ExecutorSn
       tasks.push(async () => {
         const n = await blobs.put(sha, readChunks(client, path, size));
         bytes += n;
+        stored(size);
       });
       continue;
     }
@@ -253,14 +267,21 @@ async function* readChunks(client: ExecutorClient, path: string, size: number): 
  * `info` is null when the files are exactly those of `parent`. `opts.walk` makes the executor stat every
  * file instead of trusting its inotify watches (benchmarks compare the two; the result is the same).
  */
-export async function takeSnapshot(client: ExecutorClient, blobs: BlobStore, parent?: string, opts: { walk?: boolean } = {}): Promise<SnapshotOutcome> {
+export async function takeSnapshot(
+  client: ExecutorClient,
+  blobs: BlobStore,
+  parent?: string,
+  opts: { walk?: boolean; onProgress?: (p: Progress) => void } = {},
+): Promise<SnapshotOutcome> {
   const started = Date.now();
   for (let attempt = 1; ; attempt++) {
+    // The walk runs in the sandbox and reports nothing until done: its phase is all there is to say.
+    opts.onProgress?.({ phase: 'hashing', done: 0, total: 0 });
     const snap = await executorSnapshot(client, blobs, parent, opts.walk === true);
     if (snap.unchanged) return { info: null, executor: snap, uploadedFiles: 0 };
     let uploaded: { bytes: number; files: number };
     try {
-      uploaded = await upload(client, blobs, snap);
+      uploaded = await upload(client, blobs, snap, opts.onProgress);
     } catch (err) {
       // A background process wrote a file after it was hashed: walk again.
       if ((err instanceof BlobMismatchError || err instanceof ChangedUnderfootError) && attempt < SNAPSHOT_ATTEMPTS) continue;
@@ -295,19 +316,29 @@ export interface RestoreOutcome {
  * under the roots is replaced. The executor verifies every file's hash at the end
  * and keeps the manifest, so the next snapshot diffs against it cheaply.
  */
-export async function restoreSnapshot(client: ExecutorClient, blobs: BlobStore, id: string): Promise<RestoreOutcome> {
+export async function restoreSnapshot(client: ExecutorClient, blobs: BlobStore, id: string, onProgress?: (p: Progress) => void): Promise<RestoreOutcome> {
   const started = Date.now();
   const stored = await readManifest(blobs, id);
   if (stored === undefined) throw new SnapshotMissingError(id);
   const files = stored.manifest.entries.filter((e): e is Extract<ManifestEntry, { type: 'file' }> => e.type === 'file');
   await call(client, 'restore_begin', manifestArgs(id, stored.objects), WALK_TIMEOUT_MS);
 
+  const bytesTotal = files.reduce((n, f) => n + f.size, 0);
+  let filesDone = 0;
+  let bytesDone = 0;
+  const written = (n: number, size: number): void => {
+    filesDone += n;
+    bytesDone += size;
+    onProgress?.({ phase: 'restoring', done: filesDone, total: files.length, bytesDone, bytesTotal });
+  };
+  written(files.filter((f) => f.size === 0).length, 0); // restore_begin created the empty ones
   const tasks: Array<() => Promise<void>> = [];
   let batch: typeof files = [];
   let batchBytes = 0;
   const flush = (): void => {
     if (batch.length === 0) return;
     const group = batch;
+    const groupBytes = batchBytes;
     batch = [];
     batchBytes = 0;
     tasks.push(async () => {
@@ -319,6 +350,7 @@ export async function restoreSnapshot(client: ExecutorClient, blobs: BlobStore, 
         BLOB_CONCURRENCY,
       );
       await call(client, 'write_files', { items });
+      written(group.length, groupBytes);
     });
   };
   let bytes = 0;
@@ -326,7 +358,10 @@ export async function restoreSnapshot(client: ExecutorClient, blobs: BlobStore, 
     bytes += f.size;
     if (f.size === 0) continue; // restore_begin created it
     if (f.size > TRANSFER_CHUNK) {
-      tasks.push(() => writeLarge(client, blobs, f.path, f.sha));
+      tasks.push(async () => {
+        await writeLarge(client, blobs, f.path, f.sha);
+        written(1, f.size);
+      });
       continue;
     }
     if (batchBytes + f.size > TRANSFER_CHUNK) flush();

@@ -5,6 +5,9 @@ import type { Sql } from './db';
 /** The channel `recordEvents` notifies on; payload `<sessionId>:<maxSeq>`. */
 export const EVENTS_CHANNEL = 'keel_events';
 
+/** The channel running model calls publish their text on (activities/model/deltas.ts); payload a `ModelDelta` as JSON. */
+export const DELTAS_CHANNEL = 'keel_deltas';
+
 type Json = Parameters<Sql['json']>[0];
 
 /** `session.started` data may carry the model as a label or as the whole ModelSpec. */

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Context } from '@temporalio/activity';
 import { modelContract } from '../../audit/contract';
-import { generateText, stepCountIs, type ModelMessage } from 'ai';
+import { stepCountIs, streamText, type ModelMessage } from 'ai';
 import { classifyBlobError, ContentCache, fitsInline, preview, putContent, type BlobStore } from '../../blobs';
 import type { CallModelInput, ModelActivities } from '../../common/activities';
 import { DEFAULT_SYSTEM_PROMPT } from '../../common/constants';
@@ -11,13 +11,14 @@ import { failure, ModelFailure } from '../../common/failures';
 import { capOutput, validateToolCall } from '../../common/tools';
 import type { Message, ModelSpec, ModelTurn, RuntimeContract, SessionSpec, ToolCall, ToolResult } from '../../common/types';
 import { costOf, priceOf } from '../../common/prices';
-import { firstEvent, getEvents, toolResultOf, type Sql } from '../../store';
+import { DELTAS_CHANNEL, firstEvent, getEvents, toolResultOf, type Sql } from '../../store';
 import { modelCallSeconds, modelCostUsd, modelTokens, outcomeOf } from '../../telemetry/metrics';
 import { inSpan } from '../../telemetry/spans';
 import { withStoreErrors } from '../store/errors';
 import { prepareCalls } from './calls';
 import { secretsOf, withModelDefaults, type ModelConfig } from './config';
 import { classifyModelError } from './errors';
+import { DeltaPublisher } from './deltas';
 import { guardedFetch } from './response-guard';
 import { toModelMessages } from './messages';
 import { languageModelFor } from './providers';
@@ -35,6 +36,11 @@ export interface ModelActivityDeps {
   blobs: BlobStore;
   /** Most characters of one tool output the model sees. @default DEFAULT_OUTPUT_LIMIT */
   outputLimit?: number;
+  /**
+   * Publish the text of running model calls as it is generated (NOTIFY `keel_deltas` on `sql`),
+   * for live views; the `model.call` event stays the record. @default true
+   */
+  publishDeltas?: boolean;
 }
 
 /** Specs of recently seen sessions (read once from their `session.started` event). */
@@ -57,6 +63,15 @@ function keepBeating(): () => void {
   return () => clearInterval(timer);
 }
 
+/** The activity's attempt (1 first), or 1 outside an activity. */
+function activityAttempt(): number {
+  try {
+    return Context.current().info.attempt;
+  } catch {
+    return 1;
+  }
+}
+
 /** The activity's cancellation signal, or undefined when called outside an activity (tests, scripts). */
 function activitySignal(): AbortSignal | undefined {
   try {
@@ -67,9 +82,9 @@ function activitySignal(): AbortSignal | undefined {
 }
 
 /*
- * Invalid tool calls, as verified against ai@6.0.325 (generate-text/parse-tool-call.ts
- * and test/unit/model-activity.test.ts):
- * - generateText does NOT throw NoSuchToolError or InvalidToolInputError for a
+ * Invalid tool calls, as verified against ai@6.0.325 (generate-text/parse-tool-call.ts,
+ * which streamText's run-tools-transformation calls as generateText does):
+ * - streamText does NOT throw NoSuchToolError or InvalidToolInputError for a
  *   tool call the model emits. parseToolCall catches both (and a failed
  *   experimental_repairToolCall) and returns the call with `invalid: true,
  *   dynamic: true, error`, toolName as the model sent it, and input = the
@@ -79,15 +94,15 @@ function activitySignal(): AbortSignal | undefined {
  *   stepCountIs(1), there is exactly one model request per activity.
  * - We pass no repair function: the workflow answers a bad call with an
  *   error result, which is what lets the model repair it itself.
- * - Anthropic's non-streaming API returns tool input as a JSON object, so
- *   there "invalid JSON" cannot happen; a non-object input arrives as a value.
+ * - Streamed, every provider sends tool input as text in pieces (Anthropic's
+ *   `input_json_delta`), so a call cut off mid-arguments is invalid JSON there too.
  */
 function toToolCalls(calls: ReadonlyArray<{ toolCallId: string; toolName: string; input: unknown }>): ToolCall[] {
   return calls.map((c) => ({ id: c.toolCallId, name: c.toolName, input: c.input }));
 }
 
 /** Model activities for the session worker. */
-export function createModelActivities({ config, sql, blobs, outputLimit = DEFAULT_OUTPUT_LIMIT }: ModelActivityDeps) {
+export function createModelActivities({ config, sql, blobs, outputLimit = DEFAULT_OUTPUT_LIMIT, publishDeltas = true }: ModelActivityDeps) {
   const resolved = withModelDefaults(config);
   const secrets = secretsOf(resolved);
   const cache = new ContentCache();
@@ -173,19 +188,42 @@ export function createModelActivities({ config, sql, blobs, outputLimit = DEFAUL
         const abortSignal = cancel ? AbortSignal.any([cancel, timeout]) : timeout;
         const started = performance.now();
         const labels = { provider: model.provider, model: model.model };
-        let result: Awaited<ReturnType<typeof generateText>>;
+        // Deltas name the step the workflow will record the turn under (its `state.step`: model turns
+        // so far, plus a fork's inherited ones, plus this one). The legacy path has no turn count.
+        const deltas =
+          publishDeltas && input.turn !== undefined && input.window
+            ? new DeltaPublisher((payload) => sql.notify(DELTAS_CHANNEL, payload), {
+                sessionId,
+                step: input.turn + 1 + (spec?.fork?.modelTurnOffset ?? 0),
+                afterSeq: input.window.throughSeq,
+                attempt: activityAttempt(),
+              })
+            : undefined;
+        let result: { text: string; toolCalls: Array<{ toolCallId: string; toolName: string; input: unknown }>; finishReason: string; usage: { inputTokens: number | undefined; outputTokens: number | undefined } };
         try {
-          result = await inSpan(`model ${label}`, { 'keel.session_id': sessionId, 'keel.model': label }, () => generateText({
-            model: languageModel,
-            system,
-            messages,
-            tools,
-            stopWhen: stepCountIs(1),
-            maxRetries: 0, // Temporal owns retries, with backoff and visibility.
-            maxOutputTokens,
-            abortSignal,
-          }));
+          result = await inSpan(`model ${label}`, { 'keel.session_id': sessionId, 'keel.model': label }, async () => {
+            const stream = streamText({
+              model: languageModel,
+              system,
+              messages,
+              tools,
+              stopWhen: stepCountIs(1),
+              maxRetries: 0, // Temporal owns retries, with backoff and visibility.
+              maxOutputTokens,
+              abortSignal,
+              onError: () => undefined, // the error part below is thrown; the default would print it
+            });
+            for await (const part of stream.fullStream) {
+              if (part.type === 'text-delta') deltas?.push(part.text);
+              else if (part.type === 'error') throw part.error;
+              else if (part.type === 'abort') throw abortSignal.reason ?? new Error('model call aborted');
+            }
+            await deltas?.flush();
+            const [text, toolCalls, finishReason, usage] = await Promise.all([stream.text, stream.toolCalls, stream.finishReason, stream.usage]);
+            return { text, toolCalls, finishReason, usage };
+          });
         } catch (err) {
+          void deltas?.flush();
           // Cancellation: let the abort through untouched so Temporal reports the activity as cancelled.
           if (cancel?.aborted) {
             modelCallSeconds.observe({ ...labels, outcome: 'cancelled' }, (performance.now() - started) / 1000);

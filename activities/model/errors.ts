@@ -53,6 +53,16 @@ function isAbort(err: unknown): boolean {
   return name === 'AbortError' || name === 'TimeoutError';
 }
 
+/** An ApplicationFailure of ours, thrown as it is or as the cause of an SDK error (a few levels at most). */
+function ownFailure(err: unknown): ApplicationFailure | undefined {
+  let e: unknown = err;
+  for (let depth = 0; depth < 4 && e; depth++) {
+    if (e instanceof ApplicationFailure) return e;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
 /**
  * Turn a failed model call into the ApplicationFailure the workflow's retry
  * policy understands. Returns the error to throw; never includes the request
@@ -62,13 +72,16 @@ function isAbort(err: unknown): boolean {
  * - 401 / 403: non-retryable `Model.Auth`.
  * - 408, 5xx, network errors, our timeout: retryable `Model.Unavailable`.
  * - other 4xx: non-retryable `Model.BadRequest`.
- * - ApplicationFailures (from the scripted model or provider setup) and
- *   aborts caused by activity cancellation pass through unchanged, as does
+ * - ApplicationFailures (from the scripted model or provider setup, or the
+ *   response guard: the SDK wraps an error of a streamed body in an
+ *   APICallError "Failed to process successful response" whose `cause` it
+ *   is) and aborts caused by activity cancellation pass through unchanged, as does
  *   anything else (an unexpected bug is not disguised as an outage), except
  *   that an error whose message contains a secret is replaced by a scrubbed one.
  */
 export function classifyModelError(err: unknown, ctx: FailureContext): unknown {
-  if (err instanceof ApplicationFailure) return err;
+  const own = ownFailure(err);
+  if (own) return own;
   const api = findApiCallError(err);
   if (api) {
     const status = api.statusCode;

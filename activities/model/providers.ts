@@ -68,7 +68,8 @@ export function languageModelFor(
       // The key belongs to the configured server; never hand it to a URL a session chose instead.
       const keyAllowed = !config.compatibleBaseURL || sameURL(baseURL, config.compatibleBaseURL);
       const apiKey = keyAllowed ? config.compatibleApiKey : undefined;
-      return createOpenAICompatible({ name: 'openai-compatible', baseURL, ...(apiKey ? { apiKey } : {}), ...fetch }).chatModel(spec.model);
+      // includeUsage: a streamed answer reports tokens only when asked (`stream_options.include_usage`), and budgets need them.
+      return createOpenAICompatible({ name: 'openai-compatible', baseURL, includeUsage: true, ...(apiKey ? { apiKey } : {}), ...fetch }).chatModel(spec.model);
     }
     default: {
       const provider: never = spec.provider;

@@ -3,6 +3,7 @@ import type {
   LanguageModelV3CallOptions,
   LanguageModelV3Content,
   LanguageModelV3GenerateResult,
+  LanguageModelV3StreamPart,
   LanguageModelV3StreamResult,
 } from '@ai-sdk/provider';
 import { failure, ModelFailure } from '../../common/failures';
@@ -12,7 +13,7 @@ const tokens = (chars: number) => Math.max(1, Math.ceil(chars / 4));
 
 /**
  * A language model that plays a fixed script, for demos and tests. It is a
- * real AI SDK `LanguageModelV3`, so it goes through the same `generateText`
+ * real AI SDK `LanguageModelV3`, so it goes through the same `streamText`
  * path (tool-call parsing, usage, finish reason) as the hosted providers.
  *
  * The turn played is given by the caller (the session's model-turn count), or else the
@@ -61,7 +62,25 @@ export class ScriptedLanguageModel implements LanguageModelV3 {
     };
   }
 
-  doStream(_options: LanguageModelV3CallOptions): Promise<LanguageModelV3StreamResult> {
-    return Promise.reject(new Error('The scripted model does not support streaming'));
+  /** The same turn as a stream: its text in word-sized deltas (live views show them), then its calls. */
+  async doStream(options: LanguageModelV3CallOptions): Promise<LanguageModelV3StreamResult> {
+    const { content, finishReason, usage } = await this.doGenerate(options);
+    const parts: LanguageModelV3StreamPart[] = [{ type: 'stream-start', warnings: [] }];
+    for (const [i, c] of content.entries()) {
+      if (c.type === 'text') {
+        parts.push({ type: 'text-start', id: `t${i}` });
+        for (const piece of c.text.match(/\S*\s*/g) ?? []) if (piece) parts.push({ type: 'text-delta', id: `t${i}`, delta: piece });
+        parts.push({ type: 'text-end', id: `t${i}` });
+      } else if (c.type === 'tool-call') parts.push(c);
+    }
+    parts.push({ type: 'finish', finishReason, usage });
+    return {
+      stream: new ReadableStream<LanguageModelV3StreamPart>({
+        start(controller) {
+          for (const p of parts) controller.enqueue(p);
+          controller.close();
+        },
+      }),
+    };
   }
 }

@@ -23,6 +23,7 @@ import { createOptions, dockerRuntime } from '../../host/lockdown';
 import type { WarmPool } from '../../host/pool';
 import type { SandboxRuntime } from '../../host/runtime';
 import { RuntimeCheck } from '../../host/runtimes';
+import type { Progress } from '../../common/progress';
 import { restoreSnapshot, takeSnapshot } from '../../host/snapshots';
 import { storable } from '../../store/events';
 import { restoreBytes, restoreSeconds, snapshotBytes, snapshotSeconds, timed, toolCallSeconds } from '../../telemetry/metrics';
@@ -48,6 +49,8 @@ interface ToolBeat {
   requestId: string;
   /** The worker process that ran the attempt, when it also runs session workflows (role `all`). */
   sessionWorker?: string;
+  /** How far a long snapshot or restore has got, for `keel tail` and the console. */
+  progress?: Progress;
 }
 
 export interface SandboxActivityDeps {
@@ -77,12 +80,16 @@ function activityContext(): Context | undefined {
   }
 }
 
-/** Heartbeat every `everyMs` until the returned function is called. */
+/**
+ * Heartbeat every `everyMs` until the returned function is called. `details` is sent with each
+ * beat (a function: its value at the time), e.g. the progress of a snapshot, which clients read
+ * from the workflow's pending activities (`keel run`'s status lines).
+ */
 function keepBeating(ctx: Context | undefined, details?: unknown, everyMs = HEARTBEAT_MS): () => void {
   if (!ctx) return () => undefined;
   // No beat at the start: most calls finish long before the first interval, and each
   // beat is a round trip through the server (measured: ~3.5 ms of server CPU per call).
-  const timer = setInterval(() => ctx.heartbeat(details), everyMs);
+  const timer = setInterval(() => ctx.heartbeat(typeof details === 'function' ? (details as () => unknown)() : details), everyMs);
   return () => clearInterval(timer);
 }
 
@@ -249,10 +256,10 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
   }
 
   /** A snapshot with its span and metrics; null when nothing changed since `parent`. */
-  async function measuredSnapshot(client: ExecutorClient, sessionId: string, parent: string | undefined): Promise<SnapshotInfo | null> {
+  async function measuredSnapshot(client: ExecutorClient, sessionId: string, parent: string | undefined, onProgress?: (p: Progress) => void): Promise<SnapshotInfo | null> {
     const { info } = await timed(snapshotSeconds, {}, () =>
       inSpan('snapshot', { 'keel.session_id': sessionId, ...(parent ? { 'keel.snapshot_parent': parent } : {}) }, async (span) => {
-        const outcome = await takeSnapshot(client, blobs, parent);
+        const outcome = await takeSnapshot(client, blobs, parent, { onProgress });
         if (outcome.info) span.setAttributes({ 'keel.snapshot_id': outcome.info.id, 'keel.snapshot_uploaded_bytes': outcome.info.uploadedBytes });
         return outcome;
       }),
@@ -287,7 +294,8 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
       // A spec that reached us without the client's check (another client, an old session) must not lift a limit.
       const problems = sandboxSpecProblems(spec);
       if (problems.length) throw badRequest(problems.join('; '));
-      const stop = keepBeating(activityContext());
+      let progress: Progress | undefined;
+      const stop = keepBeating(activityContext(), () => (progress ? { progress } : undefined));
       let containerId = '';
       try {
         const up = await upContainer(sessionId, generation, spec);
@@ -296,7 +304,7 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
         if (restoreFrom && up.ping.restoredFrom !== restoreFrom) {
           const client = runtime.client(up.id);
           const restored = await timed(restoreSeconds, {}, () =>
-            inSpan('restore', { 'keel.session_id': sessionId, 'keel.snapshot_id': restoreFrom }, () => restoreSnapshot(client, blobs, restoreFrom)),
+            inSpan('restore', { 'keel.session_id': sessionId, 'keel.snapshot_id': restoreFrom }, () => restoreSnapshot(client, blobs, restoreFrom, (p) => (progress = p))),
           );
           restoreBytes.inc(restored.bytes);
         }
@@ -351,7 +359,8 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
       const started = Date.now();
 
       if (ctx && ctx.info.attempt > 1) await forgetDeadSticky(ctx);
-      const beat: ToolBeat = { requestId: id, ...(deps.sessionWorker ? { sessionWorker: deps.sessionWorker } : {}) };
+      let progress: Progress | undefined;
+      const beat = (): ToolBeat => ({ requestId: id, ...(deps.sessionWorker ? { sessionWorker: deps.sessionWorker } : {}), ...(progress ? { progress } : {}) });
       const stop = keepBeating(ctx, beat, TOOL_HEARTBEAT_MS);
       const answer = client.request(op.op, op.args, { id, key, timeoutMs: op.timeoutMs });
       try {
@@ -368,7 +377,7 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
         const network = await egress.drain(sessionId);
         if (network) result.network = network;
         if (snapshot) {
-          const info = await measuredSnapshot(client, sessionId, snapshot.parent);
+          const info = await measuredSnapshot(client, sessionId, snapshot.parent, (p) => (progress = p));
           if (info) result.snapshot = info;
         }
         return result;
@@ -389,9 +398,10 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
 
     /** Snapshot the sandbox now, compared with `parent`; null when nothing changed since it. */
     async snapshotSandbox({ sessionId, handle, parent }: { sessionId: string; handle: ContainerRef; parent?: string }): Promise<SnapshotInfo | null> {
-      const stop = keepBeating(activityContext());
+      let progress: Progress | undefined;
+      const stop = keepBeating(activityContext(), () => (progress ? { progress } : undefined));
       try {
-        return await measuredSnapshot(runtime.client(handle.containerId), sessionId, parent);
+        return await measuredSnapshot(runtime.client(handle.containerId), sessionId, parent, (p) => (progress = p));
       } catch (err) {
         throw classifySandboxError(err, handle.containerId);
       } finally {

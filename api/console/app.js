@@ -190,9 +190,10 @@ function listPage() {
 
 /**
  * Follow `/sessions/:id/stream` with fetch (EventSource cannot send the key). Reconnects after a
- * drop with Last-Event-ID, so no event is missed or shown twice. Returns a function that stops it.
+ * drop with Last-Event-ID, so no event is missed or shown twice. `event: delta` messages (a running
+ * model call's text, without an id: not events, not resent) go to `onDelta`. Returns a function that stops it.
  */
-function followStream(id, onEvent, onEnd, onOpen = () => {}) {
+function followStream(id, onEvent, onEnd, onOpen = () => {}, onDelta = () => {}) {
   const ctl = new AbortController();
   let last = 0;
   let ended = false;
@@ -227,6 +228,8 @@ function followStream(id, onEvent, onEnd, onOpen = () => {}) {
             if (event === 'end') {
               ended = true;
               onEnd();
+            } else if (event === 'delta') {
+              if (data) onDelta(JSON.parse(data));
             } else if (data) {
               const e = JSON.parse(data);
               if (e.seq > last) {
@@ -247,6 +250,54 @@ function followStream(id, onEvent, onEnd, onOpen = () => {}) {
 }
 
 const LIVE = new Set(['running', 'waiting', 'starting', 'budget_exhausted']);
+
+/**
+ * The running model call's text, from its deltas (common/deltas.ts `LiveText`, in JS): a delta of an
+ * older attempt or of a call a `model.call` event has ended is ignored, repeats are cut, a gap
+ * (joined mid-call, a lost delta) is shown as `…`. The `model.call` event replaces it.
+ */
+function liveText(timeline) {
+  let key;
+  let end = 0;
+  let endedThrough = 0;
+  let el;
+  let pre;
+  const drop = () => {
+    el?.remove();
+    el = undefined;
+    key = undefined;
+    end = 0;
+  };
+  return {
+    add(d) {
+      if (d.afterSeq < endedThrough) return;
+      if (!key || d.afterSeq > key.afterSeq || (d.afterSeq === key.afterSeq && d.attempt > key.attempt)) {
+        drop();
+        key = { afterSeq: d.afterSeq, attempt: d.attempt };
+        pre = h('pre', { className: 'model-text' });
+        el = h('li', { className: 'model live', id: 'live-text', 'data-step': d.step, 'data-attempt': d.attempt }, h('div', { className: 'meta' }, `model turn (step ${d.step}) · generating${d.attempt > 1 ? ` · attempt ${d.attempt}` : ''}…`), pre);
+        timeline.append(el);
+      } else if (d.afterSeq < key.afterSeq || d.attempt < key.attempt) return;
+      let out = '';
+      if (d.offset > end) {
+        out = '…';
+        end = d.offset;
+      }
+      out += d.text.slice(end - d.offset);
+      end = Math.max(end, d.offset + d.text.length);
+      if (out) pre.append(out);
+    },
+    /** A model.call event with this seq ended the running call. */
+    ended(seq) {
+      endedThrough = Math.max(endedThrough, seq);
+      if (key && key.afterSeq < seq) drop();
+    },
+    /** Keep the live entry last when other events arrive meanwhile. */
+    keepLast() {
+      if (el) timeline.append(el);
+    },
+  };
+}
 
 function sessionPage(id) {
   const head = h('div');
@@ -284,7 +335,12 @@ function sessionPage(id) {
     }
   }
 
+  let pendingShown;
   function renderPending(list) {
+    // The same calls still waiting: keep the forms as they are (a reason being typed, a "say why" shown).
+    const ids = list.map((p) => p.callId).join('\n');
+    if (ids === pendingShown) return;
+    pendingShown = ids;
     pending.hidden = list.length === 0;
     pending.replaceChildren(
       h('h2', {}, `Waiting for approval (${list.length})`),
@@ -334,8 +390,11 @@ function sessionPage(id) {
   }
 
   let refreshSoon;
+  const live = liveText(timeline);
   const onEvent = (e) => {
+    if (e.type === 'model.call') live.ended(e.seq);
     timeline.append(renderEvent(e, showDiff));
+    live.keepLast();
     if (/^(session\.|approval\.|budget\.|tool\.result|message\.user)/.test(e.type)) {
       clearTimeout(refreshSoon);
       refreshSoon = setTimeout(refresh, 150);
@@ -355,6 +414,7 @@ function sessionPage(id) {
       streamState.dataset.connects = String(connects);
       streamState.textContent = connects > 1 ? `live (reconnected ${connects - 1}×)` : 'live';
     },
+    (d) => live.add(d),
   );
   leave = () => {
     stop();

@@ -22,6 +22,7 @@ import { getEvents } from '../../store';
 import { startApi, type TestApi } from '../helpers/api';
 import { ensureSandboxImage, uniqueId } from '../helpers/env';
 import { waitForEvent } from '../helpers/events';
+import { FakeLlmServer } from '../helpers/fake-llm-server';
 import { startStack, type Stack } from '../helpers/stack';
 
 const SHOTS = path.join(__dirname, '..', '..', 'test-results', 'console');
@@ -246,6 +247,39 @@ describe('the web console', () => {
     await page.locator('#timeline li[data-type="session.ended"]').waitFor();
     assert.deepEqual(await timelineSeqs(), (await getEvents(stack.sql, id)).map((e) => e.seq), 'after the reconnect: every event once, in order');
     assert.equal((await stack.client.result(id)).status, 'completed');
+  });
+
+  test('model text streams into the timeline while the call runs, and the model turn replaces it', async () => {
+    const llm = await FakeLlmServer.start();
+    try {
+      let start!: () => void;
+      let finish!: () => void;
+      const chunks = ['Thinking ', 'out ', 'loud, ', 'live.'];
+      llm.enqueue({ textChunks: chunks, holdBeforeStart: new Promise<void>((r) => (start = r)), holdBeforeEnd: new Promise<void>((r) => (finish = r)) });
+      const id = uniqueId('console-live');
+      await startFromPage({ id, task: 'think out loud', model: { provider: 'openai-compatible', model: 'fake-live', baseURL: llm.url } });
+      try {
+        // The text is sent once the page follows the stream (deltas are not resent to late joiners).
+        await page.locator('#stream-state[data-connects="1"]').waitFor();
+        const deadline = Date.now() + 60_000;
+        while (llm.requests.length === 0) {
+          assert.ok(Date.now() < deadline, 'the model was never called');
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        start();
+        await page.locator('#live-text pre', { hasText: chunks.join('') }).waitFor();
+        assert.equal(await page.locator('#timeline li[data-type="model.call"]').count(), 0, 'shown while the model call is still open');
+        await shot('8-live-model-text');
+      } finally {
+        start();
+        finish();
+      }
+      await page.locator('#timeline li[data-type="session.ended"]').waitFor();
+      assert.equal(await page.locator('#live-text').count(), 0, 'the live entry is gone');
+      assert.equal(await page.locator('#timeline li[data-type="model.call"] .model-text').innerText(), chunks.join(''));
+    } finally {
+      await llm.close();
+    }
   });
 
   test('cancel from the page stops a session', async () => {

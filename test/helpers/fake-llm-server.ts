@@ -1,7 +1,8 @@
 /**
  * A local stand-in for the OpenAI Chat Completions and Anthropic Messages
- * APIs (non-streaming), so the real AI SDK providers can be tested without a
- * network. Tests queue replies; the server renders each in the format of the
+ * APIs, so the real AI SDK providers can be tested without a network. A
+ * request with `"stream": true` (what Keel sends) is answered with Server-Sent
+ * Events in the provider's streaming format; others with one JSON body. Tests queue replies; the server renders each in the format of the
  * endpoint that was called and records every request it receives.
  *
  *   POST {url}/chat/completions   OpenAI and OpenAI-compatible
@@ -28,6 +29,14 @@ export interface FakeReply {
   usage?: { input: number; output: number };
   /** Wait this long before answering (to test timeouts and cancellation). */
   delayMs?: number;
+  /** Streamed: the text in these pieces, one event each (default: the whole text in one). Their join is `text`. */
+  textChunks?: string[];
+  /** Streamed: waited for after the first event (the stream is open), before any text. */
+  holdBeforeStart?: Promise<void>;
+  /** Streamed: sent after the text and tool calls, before the finish and usage events (default: nothing to wait for). */
+  holdBeforeEnd?: Promise<void>;
+  /** Streamed: raw bytes sent in place of the whole stream (to test the response guard). */
+  rawStream?: string;
 }
 
 export interface FakeError {
@@ -101,6 +110,55 @@ function anthropicBody(r: FakeReply, n: number, model: string) {
   };
 }
 
+type Write = (chunk: string) => void;
+
+async function streamOpenai(r: FakeReply, n: number, model: string, write: Write): Promise<void> {
+  const base = { id: `chatcmpl-${n}`, object: 'chat.completion.chunk', created: Math.floor(Date.now() / 1000), model };
+  const event = (choices: unknown[], extra: Record<string, unknown> = {}) => write(`data: ${JSON.stringify({ ...base, choices, ...extra })}\n\n`);
+  event([{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }]);
+  await r.holdBeforeStart;
+  for (const piece of r.textChunks ?? (r.text ? [r.text] : [])) event([{ index: 0, delta: { content: piece }, finish_reason: null }]);
+  const calls = r.toolCalls ?? [];
+  calls.forEach((c, i) => {
+    const args = typeof c.args === 'string' ? c.args : JSON.stringify(c.args);
+    event([{ index: 0, delta: { tool_calls: [{ index: i, id: c.id ?? `call_${n}_${i}`, type: 'function', function: { name: c.name, arguments: '' } }] }, finish_reason: null }]);
+    event([{ index: 0, delta: { tool_calls: [{ index: i, function: { arguments: args } }] }, finish_reason: null }]);
+  });
+  await r.holdBeforeEnd;
+  event([{ index: 0, delta: {}, finish_reason: calls.length ? 'tool_calls' : 'stop' }]);
+  const input = r.usage?.input ?? 11;
+  const output = r.usage?.output ?? 7;
+  event([], { usage: { prompt_tokens: input, completion_tokens: output, total_tokens: input + output } });
+  write('data: [DONE]\n\n');
+}
+
+async function streamAnthropic(r: FakeReply, n: number, model: string, write: Write): Promise<void> {
+  const event = (type: string, data: Record<string, unknown>) => write(`event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`);
+  event('message_start', {
+    message: { id: `msg_${n}`, type: 'message', role: 'assistant', model, content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: r.usage?.input ?? 11, output_tokens: 1 } },
+  });
+  await r.holdBeforeStart;
+  let index = 0;
+  const pieces = r.textChunks ?? (r.text ? [r.text] : []);
+  if (pieces.length) {
+    event('content_block_start', { index, content_block: { type: 'text', text: '' } });
+    for (const text of pieces) event('content_block_delta', { index, delta: { type: 'text_delta', text } });
+    event('content_block_stop', { index });
+    index++;
+  }
+  const calls = r.toolCalls ?? [];
+  calls.forEach((c, i) => {
+    event('content_block_start', { index, content_block: { type: 'tool_use', id: c.id ?? `toolu_${n}_${i}`, name: c.name, input: {} } });
+    // Streamed, Anthropic sends input as JSON text; a string here is sent as it is (it may be invalid JSON).
+    event('content_block_delta', { index, delta: { type: 'input_json_delta', partial_json: typeof c.args === 'string' ? c.args : JSON.stringify(c.args) } });
+    event('content_block_stop', { index });
+    index++;
+  });
+  await r.holdBeforeEnd;
+  event('message_delta', { delta: { stop_reason: calls.length ? 'tool_use' : 'end_turn', stop_sequence: null }, usage: { output_tokens: r.usage?.output ?? 7 } });
+  event('message_stop', {});
+}
+
 function errorBody(api: 'openai' | 'anthropic', status: number, message: string) {
   if (api === 'anthropic') {
     const type = status === 401 ? 'authentication_error' : status === 429 ? 'rate_limit_error' : 'api_error';
@@ -136,10 +194,19 @@ export class FakeLlmServer {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
-        void self!.handle(req.url ?? '', req.headers, Buffer.concat(chunks).toString('utf8'), (status, headers, body) => {
+        const send = (status: number, headers: Record<string, string>, body: unknown) => {
           res.writeHead(status, { 'content-type': 'application/json', ...headers });
           res.end(JSON.stringify(body));
-        });
+        };
+        const stream = async (render: (write: Write) => Promise<void>) => {
+          res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+          try {
+            await render((chunk) => res.write(chunk));
+          } finally {
+            res.end();
+          }
+        };
+        void self!.handle(req.url ?? '', req.headers, Buffer.concat(chunks).toString('utf8'), send, stream);
       });
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -187,6 +254,7 @@ export class FakeLlmServer {
     headers: IncomingHttpHeaders,
     raw: string,
     send: (status: number, headers: Record<string, string>, body: unknown) => void,
+    stream: (render: (write: Write) => Promise<void>) => Promise<void>,
   ): Promise<void> {
     const api = path.endsWith('/messages') ? 'anthropic' : path.endsWith('/chat/completions') ? 'openai' : undefined;
     if (!api) return send(404, {}, { error: { message: `fake-llm-server: no route for ${path}` } });
@@ -206,6 +274,10 @@ export class FakeLlmServer {
     if (isError(next)) {
       const { status, message, headers: h } = next.error;
       return send(status, h ?? {}, errorBody(api, status, message ?? `fake error ${status}`));
+    }
+    if ((body as { stream?: unknown }).stream === true) {
+      if (next.rawStream !== undefined) return stream(async (write) => write(next.rawStream!));
+      return stream((write) => (api === 'anthropic' ? streamAnthropic(next, n, model, write) : streamOpenai(next, n, model, write)));
     }
     return send(200, {}, api === 'anthropic' ? anthropicBody(next, n, model) : openaiBody(next, n, model));
   }

@@ -83,6 +83,9 @@ test('the example suite, through the CLI: expected pass counts, one setup snapsh
   assert.equal(run.code, 0, run.stderr + run.stdout);
   assert.match(run.stdout, /overall\s+6\/10 60% \[31%, 83%\]/);
   assert.match(run.stdout, /runtime contract: scripted:eval, keel /);
+  const told = [...run.stdout.matchAll(/… (\d+) of 10 rollouts done, (\d+) running/g)].map((m) => Number(m[1]));
+  assert.ok(told.length > 0, `progress while it ran:\n${run.stdout}`);
+  assert.ok(told.every((n, i) => i === 0 || n >= told[i - 1]!), 'the count never goes back');
   const r = JSON.parse(readFileSync(out, 'utf8')) as EvalReport;
   assertExpected(r, 2);
   assert.equal(r.contracts.length, 1, 'one runtime, named once');

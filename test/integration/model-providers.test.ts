@@ -129,7 +129,8 @@ for (const c of cases) {
       assert.deepEqual([...c.toolsSent(first.body)].sort(), [...toolNames].sort());
       assert.equal(c.systemSent(first.body), 'You are Keel.');
       assert.equal(first.body.model, 'test-model-1');
-      assert.equal(first.body.stream ?? false, false);
+      assert.equal(first.body.stream, true, 'the answer is streamed (live text deltas)');
+      if (c.provider !== 'anthropic') assert.deepEqual(first.body.stream_options, { include_usage: true }, 'a streamed answer reports its tokens only when asked');
 
       fake.enqueue({ text: 'There is one file: a.txt', usage: { input: 200, output: 9 } });
       const second = await call([
@@ -280,6 +281,17 @@ describe('transport failures and cancellation', () => {
     });
     assert.ok(Date.now() - t0 < 2_000, 'the request was aborted, not waited for');
   });
+
+  for (const provider of ['openai', 'anthropic'] as const) {
+    test(`${provider}: a streamed answer nested past the limit is a non-retryable Model.BadResponse, not an outage`, async () => {
+      fake.enqueue({ toolCalls: [{ name: 'shell', args: `{"command": ${'['.repeat(20_000)}${']'.repeat(20_000)}}` }] });
+      const config = provider === 'openai' ? { openaiApiKey: KEY, openaiBaseURL: fake.url } : { anthropicApiKey: KEY, anthropicBaseURL: fake.url };
+      const f = await failure(createModelActivities({ config, ...deps }).callModel({ sessionId: 's', model: { provider, model: 'm' }, system: '', messages: [user] }));
+      assert.equal(f.type, 'Model.BadResponse');
+      assert.equal(f.nonRetryable, true);
+      assert.match(f.message, /nested deeper than 1000 levels/);
+    });
+  }
 
   test('openai-compatible: ModelSpec.baseURL overrides config, and the configured key is not sent elsewhere', async () => {
     fake.enqueue({ text: 'hi' });

@@ -16,7 +16,8 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import Docker from 'dockerode';
 import { DirBlobStore } from '../../blobs';
 import { createSandboxActivities } from '../../activities/sandbox';
-import { defaultImageTag, ensureImage, listManagedContainers, SandboxRuntime, takeSnapshot } from '../../host';
+import { defaultImageTag, ensureImage, listManagedContainers, restoreSnapshot, SandboxRuntime, takeSnapshot } from '../../host';
+import { formatProgress, type Progress } from '../../common/progress';
 import { type SandboxActivities } from '../../common/activities';
 import { volumeName } from '../../host';
 import { testRuntime } from '../helpers/env';
@@ -322,6 +323,33 @@ describe('restore', () => {
     const snap = (await acts.snapshotSandbox({ sessionId: s.id, handle: s.handle })) as SnapshotInfo;
     const g2 = await provision(s.id, { generation: 2, restoreFrom: snap.id });
     assert.equal(await sh(g2, DIGEST), digest);
+  });
+
+  it('reports progress: files and bytes uploaded of those missing, then written of the total on restore', async () => {
+    const s = await provision('progress');
+    await sh(s, 'mkdir -p /workspace/many && for i in $(seq 1 60); do head -c 50000 /dev/urandom > /workspace/many/f$i; done && head -c 2500000 /dev/urandom > /workspace/big.bin');
+    const up: Progress[] = [];
+    const taken = await takeSnapshot(runtime.client(s.handle.containerId), blobs, undefined, { onProgress: (p) => up.push(p) });
+    assert.ok(taken.info);
+    assert.equal(up[0]?.phase, 'hashing');
+    const uploads = up.filter((p) => p.phase === 'uploading');
+    const last = uploads.at(-1)!;
+    assert.equal(last.done, last.total, 'every missing file counted once');
+    assert.equal(last.total, taken.uploadedFiles);
+    assert.ok(last.total >= 61, `${last.total} files`);
+    assert.equal(last.bytesDone, last.bytesTotal);
+    assert.ok((last.bytesTotal ?? 0) >= 2_800_000, `${last.bytesTotal} bytes`);
+    assert.ok(uploads.every((p, i) => i === 0 || (p.done >= uploads[i - 1]!.done && (p.bytesDone ?? 0) >= (uploads[i - 1]!.bytesDone ?? 0))), 'never backwards');
+    assert.ok(uploads.length > 3, 'told as it goes, not only at the end');
+
+    const fresh = await provision('progress-restore');
+    const down: Progress[] = [];
+    const restored = await restoreSnapshot(runtime.client(fresh.handle.containerId), blobs, taken.info.id, (p) => down.push(p));
+    const end = down.at(-1)!;
+    assert.equal(end.phase, 'restoring');
+    assert.deepEqual([end.done, end.total, end.bytesDone, end.bytesTotal], [restored.files, restored.files, restored.bytes, restored.bytes]);
+    assert.ok(down.length > 3);
+    assert.match(formatProgress(end), new RegExp(`^restoring ${restored.files} of ${restored.files} files, [0-9.]+ of [0-9.]+ MB$`));
   });
 
   it('fails SnapshotMissing (non-retryable) for a snapshot the store does not have', async () => {

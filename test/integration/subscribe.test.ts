@@ -8,7 +8,8 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import postgres from 'postgres';
 import type { EventRow, SessionEvent } from '../../common/events';
-import { appendEvents, EventHub, getEvents, migrate, type Sql } from '../../store';
+import type { ModelDelta } from '../../common/deltas';
+import { appendEvents, DELTAS_CHANNEL, EventHub, getEvents, migrate, type Sql } from '../../store';
 import { asSuperuser } from '../helpers/superuser';
 
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://keel:keel@localhost:5432/keel_test';
@@ -107,6 +108,51 @@ describe('EventHub', () => {
       await appendEvents(sql, id, [toolCall(5)]);
       await until(() => seen.length === 5, 'a live event after the reconnect');
       assert.deepEqual(seen, (await getEvents(sql, id)).map((e) => e.seq));
+    } finally {
+      await hub.close();
+    }
+  });
+
+  test('model text deltas: handed to subscribers that ask, the text so far to one joining mid-call, nothing once the call ended', async () => {
+    const id = sid('deltas');
+    const other = sid('deltas-other');
+    const hub = new EventHub(sql);
+    const send = (sessionId: string, offset: number, text: string) =>
+      sql.notify(DELTAS_CHANNEL, JSON.stringify({ sessionId, step: 1, afterSeq: 2, attempt: 1, offset, text } satisfies ModelDelta));
+    try {
+      await appendEvents(sql, id, [1, 2].map(toolCall));
+      const a: ModelDelta[] = [];
+      const aEvents: number[] = [];
+      const subA = await hub.subscribe(id, { onEvent: (e) => aEvents.push(e.seq), onDelta: (d) => a.push(d) });
+      const none: number[] = [];
+      const plain = await hub.subscribe(id, { onEvent: (e) => none.push(e.seq) });
+      await send(id, 0, 'Hello ');
+      await send(other, 0, 'not this session');
+      await send(id, 6, 'world');
+      await until(() => a.length === 2, 'two deltas');
+      assert.deepEqual(a.map((d) => [d.offset, d.text]), [[0, 'Hello '], [6, 'world']]);
+
+      const b: ModelDelta[] = [];
+      const subB = await hub.subscribe(id, { afterSeq: 2, onEvent: () => undefined, onDelta: (d) => b.push(d) });
+      assert.deepEqual(b.map((d) => [d.offset, d.text]), [[0, 'Hello world']], 'a late joiner gets the text so far at once');
+      await send(id, 11, '!');
+      await until(() => a.length === 3 && b.length === 2, 'the next delta to both');
+
+      // The call ends: its model.call event; a subscriber joining after that gets no text of it.
+      await appendEvents(sql, id, [{ seq: 3, type: 'model.call', data: { step: 1, text: 'Hello world!', toolCalls: [], finishReason: 'stop', usage: { inputTokens: 1, outputTokens: 1 }, durationMs: 5 } }]);
+      await until(() => aEvents.includes(3), 'the model.call event');
+      await send(id, 12, ' (late)');
+      const c: ModelDelta[] = [];
+      const subC = await hub.subscribe(id, { afterSeq: 3, onEvent: () => undefined, onDelta: (d) => c.push(d) });
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(a.length, 3, 'a delta of a call whose model.call was handed over is dropped');
+      assert.deepEqual(c, [], 'no stale text for a subscriber that joins after the call');
+      const d: ModelDelta[] = [];
+      const subD = await hub.subscribe(id, { onEvent: () => undefined, onDelta: (x) => d.push(x) });
+      assert.deepEqual(d, [], 'nor for one reading from the start: the hub saw the call end');
+      subD.close();
+      assert.deepEqual(none, [1, 2, 3], 'a subscriber that did not ask gets events only');
+      for (const x of [subA, plain, subB, subC]) x.close();
     } finally {
       await hub.close();
     }

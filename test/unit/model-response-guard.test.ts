@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ApplicationFailure } from '@temporalio/common';
-import { bracketDepth, guardedFetch } from '../../activities/model/response-guard';
+import { bracketDepth, guardedFetch, guardedStream } from '../../activities/model/response-guard';
 import { MAX_MODEL_RESPONSE_BYTES, MAX_MODEL_RESPONSE_DEPTH } from '../../common/defaults';
 
 test('bracketDepth counts [ and { inside strings too (tool arguments arrive as text), and stops early', () => {
@@ -39,4 +39,68 @@ test('guardedFetch refuses, not retryably, a body nested past the limit or large
   assert.match(deep.message, /openai:m sent a response nested deeper than 1000 levels/);
   const big = await refused(guardedFetch(served('x'.repeat(MAX_MODEL_RESPONSE_BYTES + 1)), 'm')('http://x'));
   assert.match(big.message, /over 67108864 bytes/);
+});
+
+/** A text/event-stream response made of `chunks`, each its own read; `pulled` counts the reads the guard made. */
+function sseServed(chunks: string[], pulled: { n: number } = { n: 0 }): typeof fetch {
+  return async () => {
+    const enc = new TextEncoder();
+    let i = 0;
+    const body = new ReadableStream<Uint8Array>({
+      pull(c) {
+        pulled.n++;
+        if (i < chunks.length) c.enqueue(enc.encode(chunks[i++]));
+        else c.close();
+      },
+    });
+    return new Response(body, { status: 200, headers: { 'content-type': 'text/event-stream' } });
+  };
+}
+
+async function readAll(res: Response): Promise<string[]> {
+  const out: string[] = [];
+  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return out;
+    out.push(value);
+  }
+}
+
+test('a streamed body passes through chunk by chunk, not buffered', async () => {
+  const chunks = ['data: {"a": "x"}\n\n', 'data: {"b": "[[[["}\n\n', 'data: [DONE]\n\n'];
+  const res = await guardedFetch(sseServed(chunks), 'm')('http://x');
+  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+  assert.equal((await reader.read()).value, chunks[0], 'the first chunk is readable on its own');
+  await reader.cancel();
+  assert.deepEqual(await readAll(await guardedFetch(sseServed(chunks), 'm')('http://x')), chunks);
+});
+
+test('a streamed body errors, not retryably, once its nesting adds up past the limit across events', async () => {
+  // Tool arguments arrive in pieces: no one event is deep, together they are.
+  const half = Math.ceil(MAX_MODEL_RESPONSE_DEPTH / 2) + 1;
+  const piece = `data: {"delta": {"arguments": "${'['.repeat(half)}"}}\n\n`;
+  const pulled = { n: 0 };
+  const res = await guardedFetch(sseServed([piece, piece, piece, piece], pulled), 'openai:m')('http://x');
+  const reader = res.body!.getReader();
+  assert.ok(!(await reader.read()).done, 'the first event is passed');
+  const deep = await refused(reader.read());
+  assert.equal(deep.type, 'Model.BadResponse');
+  assert.equal(deep.nonRetryable, true);
+  assert.match(deep.message, /openai:m sent a response nested deeper than 1000 levels/);
+  assert.ok(pulled.n <= 3, `the source stops being read (${pulled.n} reads)`);
+});
+
+test('a streamed body errors once its bytes pass the limit', async () => {
+  const enc = new TextEncoder();
+  const src = new ReadableStream<Uint8Array>({
+    start(c) {
+      for (let i = 0; i < 5; i++) c.enqueue(enc.encode('x'.repeat(40)));
+      c.close();
+    },
+  });
+  const reader = guardedStream(src, 'm', { bytes: 100, depth: 10 }).getReader();
+  assert.equal((await reader.read()).value?.byteLength, 40);
+  assert.equal((await reader.read()).value?.byteLength, 40);
+  assert.match((await refused(reader.read())).message, /m sent a response over 100 bytes/);
 });

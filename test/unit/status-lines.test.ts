@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { ActivityInFlight } from '../../client';
 import { statusLines } from '../../cli/status';
+import { formatProgress, progressOf } from '../../common/progress';
 
 const T = Date.parse('2026-12-05T10:00:00Z');
 const retrying = (attempt: number, lastFailure = 'connect ECONNREFUSED 127.0.0.1:1'): ActivityInFlight => ({
@@ -38,4 +39,31 @@ test('long work is told at 5 s, then at each doubling, per attempt', () => {
   assert.deepEqual(statusLines([running(10_500)], seen, T), ['  … tool call still running (11 s)']);
   assert.deepEqual(statusLines([running(6_000, 2)], seen, T), ['  … tool call still running (6 s, attempt 2)'], 'a new attempt starts over');
   assert.deepEqual(statusLines([{ ...running(60_000), activity: 'someNewActivity' }], new Map(), T), ['  … someNewActivity still running (60 s)'], 'unknown names are shown as they are');
+});
+
+test('work that reports progress says how far it is, every 5 s while it moves', () => {
+  const seen = new Map<string, number>();
+  const snap = (ms: number, done: number): ActivityInFlight => ({
+    activityId: '12',
+    activity: 'snapshotSandbox',
+    attempt: 1,
+    running: true,
+    startedAt: new Date(T - ms),
+    progress: { phase: 'uploading', done, total: 500, bytesDone: done * 100_000, bytesTotal: 50_000_000 },
+  });
+  assert.deepEqual(statusLines([snap(3_000, 10)], seen, T), [], 'short work: silent');
+  assert.deepEqual(statusLines([snap(5_100, 120)], seen, T), ['  … snapshot: uploading 120 of 500 files, 11 of 48 MB (5 s)']);
+  assert.deepEqual(statusLines([snap(7_000, 200)], seen, T), [], 'not again within 5 s');
+  assert.deepEqual(statusLines([snap(10_200, 200)], seen, T), ['  … snapshot: uploading 200 of 500 files, 19 of 48 MB (10 s)']);
+  assert.deepEqual(statusLines([snap(16_000, 200)], seen, T), [], 'no news: nothing');
+  const hashing: ActivityInFlight = { ...snap(6_000, 0), activityId: '13', progress: { phase: 'hashing', done: 0, total: 0 } };
+  assert.deepEqual(statusLines([hashing], new Map(), T), ['  … snapshot: hashing (6 s)']);
+});
+
+test('progress read back from heartbeat details is checked, not trusted', () => {
+  assert.deepEqual(progressOf({ requestId: 'r1', progress: { phase: 'restoring', done: 3, total: 9, bytesDone: 10, bytesTotal: 20 } }), { phase: 'restoring', done: 3, total: 9, bytesDone: 10, bytesTotal: 20 });
+  assert.equal(progressOf({ requestId: 'r1' }), undefined);
+  assert.equal(progressOf({ phase: 'x', done: -1, total: 2 }), undefined);
+  assert.equal(progressOf('uploading'), undefined);
+  assert.equal(formatProgress({ phase: 'restoring', done: 1, total: 2, bytesDone: 1_048_576, bytesTotal: 3_145_728 }), 'restoring 1 of 2 files, 1.0 of 3.0 MB');
 });
