@@ -161,6 +161,9 @@ export async function callSandboxTool(
   } catch (err) {
     if (transport.infraError) throw transport.infraError;
     if (err instanceof SandboxMcpError) return { ok: false, error: err.code, output: err.message, restarted: transport.started };
+    if (/request timed out/i.test(errorText(err))) {
+      return { ok: false, error: 'Timeout', output: `MCP server "${tool.server}" of the sandbox: no answer from the executor within ${timeoutMs / 1000} s`, restarted: transport.started };
+    }
     return {
       ok: false,
       error: 'McpError',

@@ -33,7 +33,9 @@ command can do anything to it (read its memory, kill it). It is trusted only as
 far as the sandbox is.
 """
 
+import ctypes
 import json
+import platform
 import os
 import signal
 import subprocess
@@ -182,29 +184,54 @@ class _Server:
             return extra
 
     def stop(self):
+        """Kill the server's process group and wait for it. The reader threads close its pipes when they end
+        (closing a pipe another thread is reading would wait for that read)."""
         if self.proc is None:
             return
         try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except OSError:
+            self.proc.stdin.close()
+        except (OSError, ValueError):
             pass
+        _kill_group(self.proc.pid)
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
         with SPAWN_LOCK:
             CHILDREN.discard(self.proc.pid)
-        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            try:
-                f.close()
-            except OSError:
-                pass
 
     def exit_note(self):
         code = self.proc.poll() if self.proc is not None else None
         if code is None:
             return "its output ended"
         return "exit code %d" % code if code >= 0 else "killed by signal %d" % -code
+
+
+def _kill_group(pgid):
+    """SIGKILL process group `pgid` (a server's: start_new_session). The executor holds no CAP_KILL, so, like
+    privileges.signal_sandbox_user, it signals with the sandbox user's effective uid, from this thread only."""
+    if not privileges.SPLIT or os.geteuid() == privileges.SANDBOX_UID:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except OSError:
+            pass
+        return
+    nr = privileges._SYS_SETRESUID.get(platform.machine())
+    if nr is None:
+        return
+    keep = ctypes.c_long(-1)
+    with privileges._signal_lock:
+        if privileges._libc.syscall(ctypes.c_long(nr), keep, ctypes.c_long(privileges.SANDBOX_UID), keep) != 0:
+            return
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except OSError:
+            pass
+        finally:
+            if privileges._libc.syscall(ctypes.c_long(nr), keep, ctypes.c_long(0), keep) != 0:
+                os.write(2, b"executor: cannot restore the effective uid; exiting\n")
+                os._exit(70)
+            privileges.use_sandbox_fs()
 
 
 class McpServers:
@@ -234,9 +261,9 @@ class McpServers:
         ok = srv.write({"jsonrpc": "2.0", "id": "keel-init", "method": "initialize", "params": init})
         got = srv.wait_for(["keel-init"], time.monotonic() + start_timeout) if ok else "eof"
         if not isinstance(got, list):
+            srv.stop()
             what = "exited (%s)" % srv.exit_note() if got == "eof" else "did not answer initialize within %g s" % start_timeout
             tail = srv.stderr_tail()
-            srv.stop()
             raise ToolError("McpUnavailable", "MCP server \"%s\" did not start (%s): it %s%s" % (
                 name, argv[0], what, "; its stderr: %s" % tail if tail else ""))
         answer = got[0]
@@ -273,9 +300,9 @@ class McpServers:
                 raise ToolError("Timeout", "MCP server \"%s\" did not answer within %g s; it was stopped and starts again "
                                 "on the next call" % (name, timeout))
             if got == "eof":
+                srv.stop()  # waits for it, so its exit code is known
                 tail = srv.stderr_tail()
                 note = srv.exit_note()
-                srv.stop()
                 self.servers.pop(name, None)
                 raise ToolError("McpError", "MCP server \"%s\" exited during the call (%s); it starts again on the next "
                                 "call%s" % (name, note, ". Its stderr: %s" % tail if tail else ""))
