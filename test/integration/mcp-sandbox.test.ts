@@ -148,7 +148,7 @@ test('the reference git server runs in the sandbox: status and log of the worksp
   // The note the server wrote survived the restore (it was in the snapshot).
   const contract = eventsOfType(events, 'session.contract')[0]?.data;
   assert.ok(JSON.stringify(contract).includes('git__git_status'), 'the contract lists the sandbox tools');
-  if (process.env.KEEL_RECORD_HISTORIES) await recordHistory(client.temporal, id, 'mcp-sandbox-session.json');
+  await recordHistory(client.temporal, id, 'mcp-sandbox-session.json');
 });
 
 test('a sandbox server that crashes, hangs or answers malformed gives error results, and the session goes on', { timeout: 240_000 }, async () => {
