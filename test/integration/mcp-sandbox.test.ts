@@ -145,7 +145,6 @@ test('the reference git server runs in the sandbox: status and log of the worksp
   const diff = byName('git__git_diff_unstaged')[0]!;
   assert.equal(diff.ok, true, diff.output);
   assert.match(diff.output, /-hello\n\+changed/, 'the git server works after the restore');
-  // The note the server wrote survived the restore (it was in the snapshot).
   const contract = eventsOfType(events, 'session.contract')[0]?.data;
   assert.ok(JSON.stringify(contract).includes('git__git_status'), 'the contract lists the sandbox tools');
   await recordHistory(client.temporal, id, 'mcp-sandbox-session.json');
