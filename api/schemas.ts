@@ -108,6 +108,20 @@ export const StartSession = z.strictObject({
     .max(16)
     .optional()
     .describe('MCP servers (by the names in the session workers\' KEEL_MCP_CONFIG) whose tools the session is offered as <server>__<tool>'),
+  mcpSandbox: z
+    .record(
+      z.string().regex(/^[A-Za-z0-9][A-Za-z0-9-]{0,31}$/),
+      z
+        .object({
+          command: z.string().min(1),
+          args: z.array(z.string()).optional(),
+          env: z.record(z.string(), z.string()).optional().describe('recorded in history and events: no secrets (names like *KEY*, *TOKEN*, *SECRET* are refused)'),
+          timeoutSec: z.number().int().min(1).max(240).optional(),
+        })
+        .strict(),
+    )
+    .optional()
+    .describe("stdio MCP servers run inside the session's sandbox as the commands' user (uid 1000, in /workspace); tools offered as <name>__<tool>"),
   webhook: WebhookSpec.optional(),
   queue: z.boolean().optional(),
   messages: z.array(z.string()).optional(),

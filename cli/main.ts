@@ -62,6 +62,7 @@ addOperatorRunOptions(program
   .option('--context-tokens <n>', "the model's context window in tokens (default: from the table in the README)")
   .option('--allow-net <host[:ports]>', 'let the sandbox reach this host (example.com, *.example.com; ports 443 unless given: host:80,443) through the egress proxy; repeat for more', (v: string, all: string[]) => [...all, v], [] as string[])
   .option('--mcp <server>', "offer the tools of this MCP server (a name in the workers' KEEL_MCP_CONFIG) as <server>__<tool>; repeat for more", (v: string, all: string[]) => [...all, v], [] as string[])
+  .option('--mcp-sandbox <file>', 'run the stdio MCP servers of this JSON file ({"mcpServers": {"<name>": {"command": "...", "args": [...], "env": {...}}}}) inside the session\'s sandbox, as the commands\' user, and offer their tools as <name>__<tool>; env is recorded: no secrets')
   .option('--image <name>', "the sandbox image: a custom one from `keel image build` (default: the sandbox host's, `keel image`)")
   .option('--id <sessionId>', 'session id (default: generated)')
   .option('--workspace <path>', "what /workspace starts with: a directory, a .tar/.tar.gz file, or a git repository (its tree at --ref, history included)")
@@ -82,6 +83,7 @@ addOperatorRunOptions(program
       contextTokens: o.contextTokens as string | undefined,
       allowNet: o.allowNet as unknown as string[],
       mcp: o.mcp as unknown as string[],
+      mcpSandbox: o.mcpSandbox as string | undefined,
       image: o.image as string | undefined,
     });
     const spec: SessionSpec = { ...base, ...operator, model: { ...base.model, ...(price ? { price } : {}) } };

@@ -9,6 +9,7 @@ import { languageModelFor } from '../activities/model/providers';
 import { KeelClient, parseModel } from '../client';
 import { SessionError } from '../common/errors';
 import type { EventRow } from '../common/events';
+import type { SandboxMcpServer } from '../common/mcp';
 import type { EgressRule, SandboxSpec, ScriptTurn, SessionResult, SessionSpec, SessionStatus } from '../common/types';
 import { follow, stepsOf } from '../inspect';
 import { getEvents, type Sql } from '../store';
@@ -47,6 +48,8 @@ export function runSpec(
     contextTokens?: string;
     allowNet?: string[];
     mcp?: string[];
+    /** A JSON file `{"mcpServers": {...}}` of stdio MCP servers to run inside the sandbox (`SessionSpec.mcpSandbox`). */
+    mcpSandbox?: string;
     /** The sandbox image (a custom one from `keel image build`). @default the sandbox host's */
     image?: string;
   },
@@ -84,7 +87,31 @@ export function runSpec(
     ...(idleTimeoutSec !== undefined ? { idleTimeoutSec } : {}),
     ...(sandbox ? { sandbox } : {}),
     ...(opts.mcp?.length ? { mcp: [...new Set(opts.mcp)] } : {}),
+    ...(opts.mcpSandbox ? { mcpSandbox: readSandboxMcp(opts.mcpSandbox) } : {}),
   };
+}
+
+/**
+ * `--mcp-sandbox file.json`: the shape other MCP clients use, `{"mcpServers": {"<name>": {"command", "args", "env"}}}`
+ * (plus `timeoutSec`), stdio servers only. The client checks the servers themselves (common/mcp.ts).
+ */
+export function readSandboxMcp(file: string): Record<string, SandboxMcpServer> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new SessionError(`--mcp-sandbox ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+  }
+  const servers = (raw as { mcpServers?: unknown } | null)?.mcpServers;
+  if (!servers || typeof servers !== 'object' || Array.isArray(servers)) {
+    throw new SessionError(`--mcp-sandbox ${file}: expected {"mcpServers": {"<name>": {"command": "...", "args": [...]}}}`);
+  }
+  for (const [name, s] of Object.entries(servers as Record<string, unknown>)) {
+    if (s && typeof s === 'object' && ('url' in s || 'headers' in s)) {
+      throw new SessionError(`--mcp-sandbox ${file}: server "${name}": only stdio servers ("command") run inside the sandbox; an HTTP server ("url") goes in the workers' KEEL_MCP_CONFIG (--mcp)`);
+    }
+  }
+  return servers as Record<string, SandboxMcpServer>;
 }
 
 /**

@@ -19,6 +19,7 @@ import { SessionError } from '../common/errors';
 import { progressOf, type Progress } from '../common/progress';
 import { injectionProblems } from '../common/inject';
 import { policyProblems } from '../common/policy';
+import { sandboxMcpProblems } from '../common/mcp';
 import { sandboxLimits, sandboxSpecProblems } from '../common/sandbox-spec';
 import { SEARCH_ATTRIBUTES, startAttributes, startMemo } from '../common/search-attributes';
 import { toolNames } from '../common/tools';
@@ -310,7 +311,7 @@ export function validateSpec(spec: SessionSpec): void {
   }
   if (operator.length) throw new SessionError(operator.join('; '));
   if (spec.rerunOf !== undefined && (typeof spec.rerunOf !== 'string' || !spec.rerunOf.trim())) throw new SessionError('rerunOf must name a session');
-  const problems = sandboxSpecProblems(spec.sandbox);
+  const problems = [...sandboxSpecProblems(spec.sandbox), ...sandboxMcpProblems(spec.mcpSandbox, spec.mcp ?? [])];
   if (problems.length) throw new SessionError(problems.join('; '));
 }
 

@@ -4,7 +4,7 @@
  * depend on types only, never on activity code, and a factory cannot drift from it.
  */
 import type { ChainHead, SessionEvent } from './events';
-import type { McpTool } from './mcp';
+import type { McpTool, SandboxMcpServer } from './mcp';
 import type { WebhookDelivery, WebhookReceipt } from './webhooks';
 import type { ContextWindow, Message, ModelSpec, ModelTurn, NetworkReport, RuntimeContract, SandboxHandle, SandboxSpec, SnapshotInfo, ToolCall, ToolResult } from './types';
 
@@ -30,6 +30,24 @@ export interface SandboxActivities {
    * Removing them all also removes a networked session's proxy, after collecting what it refused since the last call.
    */
   destroySandbox(input: { sessionId: string; belowGeneration?: number }): Promise<{ removed: boolean; network?: NetworkReport }>;
+  /**
+   * Start the session's sandbox MCP servers (`SessionSpec.mcpSandbox`) if they are not running, and list their
+   * tools as `<server>__<tool>` (with `sandbox: true`). A server that cannot start throws `Mcp.SandboxUnavailable`.
+   */
+  listSandboxMcpTools(input: { sessionId: string; handle: ContainerRef; servers: Record<string, SandboxMcpServer> }): Promise<{ tools: McpTool[]; skipped: string[] }>;
+  /**
+   * One call of a sandbox MCP tool: arguments checked against its schema, then sent to its server in the
+   * container (started again first if it is gone). The server's failures are error results. With `snapshot`,
+   * as runTool. Runs on the owning host's queue.
+   */
+  callSandboxMcpTool(input: {
+    sessionId: string;
+    handle: ContainerRef;
+    call: ToolCall;
+    tool: McpTool;
+    server: SandboxMcpServer;
+    snapshot?: { parent?: string };
+  }): Promise<ToolResult>;
 }
 
 /** One model call. Sessions built from the event log send `window` and `turn`; older ones send `system` and `messages`. */

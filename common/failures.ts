@@ -81,6 +81,8 @@ export const McpFailure = {
   NotConfigured: 'Mcp.NotConfigured',
   /** A configured MCP server could not be started or did not list its tools; retried a few times. */
   Unavailable: 'Mcp.Unavailable',
+  /** A server of the session's sandbox (`mcpSandbox`) did not start or list its tools at the session's start; not retried. */
+  SandboxUnavailable: 'Mcp.SandboxUnavailable',
 } as const;
 
 type ValueOf<T> = T[keyof T];
@@ -112,6 +114,7 @@ export const RETRYABLE: Readonly<Record<FailureType, boolean>> = {
   'Model.Auth': false,
   'Mcp.NotConfigured': false,
   'Mcp.Unavailable': true,
+  'Mcp.SandboxUnavailable': false,
   'Model.BadRequest': false,
   'Model.Unavailable': true,
   'Model.NotConfigured': false,

@@ -4,6 +4,7 @@
  * This folder (`common/`) imports nothing from Node: workflow code runs in
  * Temporal's deterministic V8 sandbox and may import it.
  */
+import type { SandboxMcpServer } from './mcp';
 import type { ApprovalPolicy } from './policy';
 import type { WebhookSpec } from './webhooks';
 
@@ -138,6 +139,11 @@ export interface SessionSpec {
    * in the session worker's KEEL_MCP_CONFIG. The servers run beside the worker, never in the sandbox.
    */
   mcp?: string[];
+  /**
+   * Stdio MCP servers run inside this session's sandbox, by name (`<name>__<tool>`): started by the executor as
+   * the commands' user in /workspace, started again after a restore or when they exit. Recorded whole: no secrets.
+   */
+  mcpSandbox?: Record<string, SandboxMcpServer>;
   /** A URL told, by a signed POST, when the session waits, runs out of budget or ends (common/webhooks.ts). @default the tenant's, else none */
   webhook?: WebhookSpec;
   /** With tenant caps: wait for a free slot instead of being refused when the tenant runs its maximum. @default false */

@@ -12,6 +12,7 @@ import { SANDBOX_QUEUE } from '../common/constants';
 import type { EventData, EventType } from '../common/events';
 import { SandboxFailure } from '../common/failures';
 import { sandboxLimits } from '../common/sandbox-spec';
+import { DEFAULT_SANDBOX_MCP_TIMEOUT_SEC, SANDBOX_MCP_START_TIMEOUT_SEC, type McpTool, type SandboxMcpServer } from '../common/mcp';
 import { SNAPSHOT_TOOLS } from '../common/tools';
 import type { NetworkReport, SandboxHandle, SandboxSpec, ToolCall, ToolResult } from '../common/types';
 
@@ -124,16 +125,55 @@ export class SessionSandbox {
    * (an eval's check) leaves the files unsnapshotted whatever the tool.
    */
   async run(call: ToolCall, timeoutSec: number, opts: { snapshot?: boolean } = {}): Promise<ToolResult> {
+    return await this.onLiveContainer(call, timeoutSec, (host, handle) =>
+      host.runTool({
+        sessionId: this.sessionId,
+        handle: { containerId: handle.containerId },
+        call,
+        snapshot: opts.snapshot !== false && SNAPSHOT_TOOLS.has(call.name) ? { parent: this.lastSnapshot } : undefined,
+      }),
+    );
+  }
+
+  /**
+   * Start the session's sandbox MCP servers and list their tools (restoring the sandbox first if it was lost).
+   * Their start and listing take at most the start timeout plus each server's call timeout.
+   */
+  async listMcp(servers: Record<string, SandboxMcpServer>): Promise<{ tools: McpTool[]; skipped: string[] }> {
+    const timeoutSec = Object.values(servers).reduce((sum, s) => sum + SANDBOX_MCP_START_TIMEOUT_SEC + (s.timeoutSec ?? DEFAULT_SANDBOX_MCP_TIMEOUT_SEC), 0);
+    for (let restores = 0; ; restores++) {
+      const handle = this.handle ?? (await this.provision('resume'));
+      try {
+        return await onHost(handle, timeoutSec, this.hostTimeoutSec).listSandboxMcpTools({ sessionId: this.sessionId, handle: { containerId: handle.containerId }, servers });
+      } catch (err) {
+        const loss = sandboxLoss(err);
+        if (!loss || restores >= MAX_RESTORES_PER_CALL) throw err;
+        this.handle = undefined;
+        await this.provision(loss);
+        await this.removeOlderGenerations();
+      }
+    }
+  }
+
+  /** One call of a sandbox MCP tool, as `run` runs a built-in tool: restored if lost, snapshotted after. */
+  async runMcp(call: ToolCall, tool: McpTool, server: SandboxMcpServer): Promise<ToolResult> {
+    const timeoutSec = SANDBOX_MCP_START_TIMEOUT_SEC + (server.timeoutSec ?? DEFAULT_SANDBOX_MCP_TIMEOUT_SEC);
+    return await this.onLiveContainer(call, timeoutSec, (host, handle) =>
+      host.callSandboxMcpTool({ sessionId: this.sessionId, handle: { containerId: handle.containerId }, call, tool, server, snapshot: { parent: this.lastSnapshot } }),
+    );
+  }
+
+  /** Run `fn` on the host holding the container, restoring the sandbox first if it was lost (at most MAX_RESTORES_PER_CALL times). */
+  private async onLiveContainer(
+    call: ToolCall,
+    timeoutSec: number,
+    fn: (host: ReturnType<typeof onHost>, handle: SandboxHandle) => Promise<ToolResult>,
+  ): Promise<ToolResult> {
     for (let restores = 0; ; restores++) {
       const handle = this.handle ?? (await this.provision('resume'));
       try {
         const fast = (handle.toolHeartbeatMs ?? Infinity) <= FAST_HEARTBEAT_MAX_MS && patched(PATCH_FAST_RECOVERY);
-        const result = await onHost(handle, timeoutSec, this.hostTimeoutSec, fast).runTool({
-          sessionId: this.sessionId,
-          handle: { containerId: handle.containerId },
-          call,
-          snapshot: opts.snapshot !== false && SNAPSHOT_TOOLS.has(call.name) ? { parent: this.lastSnapshot } : undefined,
-        });
+        const result = await fn(onHost(handle, timeoutSec, this.hostTimeoutSec, fast), handle);
         if (result.snapshot) this.lastSnapshot = result.snapshot.id;
         return result;
       } catch (err) {

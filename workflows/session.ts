@@ -44,7 +44,7 @@ import {
 import type { SessionEvent } from '../common/events';
 import { failureTypeOf } from '../common/failures';
 import { faultFor, injectedResult } from '../common/inject';
-import type { McpTool } from '../common/mcp';
+import type { McpTool, SandboxMcpServer } from '../common/mcp';
 import { sandboxLimits } from '../common/sandbox-spec';
 import { STATUS_ATTRIBUTE } from '../common/search-attributes';
 import { SESSION_TOOLS, toolTimeoutSec, validateToolCall, type ToolInput } from '../common/tools';
@@ -78,6 +78,8 @@ export const PATCH_NETWORK_EVENTS = 'keel-network-refused-events';
 export const PATCH_SEARCH_ATTRIBUTES = 'keel-search-attributes';
 /** Marks runs that list their MCP servers' tools and offer them (sessions with `spec.mcp`; activities/mcp). */
 export const PATCH_MCP = 'keel-mcp-tools';
+/** Marks runs that start MCP servers inside their sandbox and offer their tools (sessions with `spec.mcpSandbox`). */
+export const PATCH_MCP_SANDBOX = 'keel-mcp-sandbox';
 
 /** What one workflow run hands the next when it continues as new. */
 export interface SessionCarry {
@@ -232,6 +234,9 @@ export async function agentSession(spec: SessionSpec, carry?: SessionCarry): Pro
       if (!carry && spec.workspace && !spec.fork) seedWorkspace(spec.workspace);
       if (!carry) await sandbox.provision('start');
       if (!carry && fromLog && spec.mcp?.length && patched(PATCH_MCP)) mcpTools = (await listMcpTools({ servers: spec.mcp })).tools;
+      if (!carry && fromLog && spec.mcpSandbox && Object.keys(spec.mcpSandbox).length && patched(PATCH_MCP_SANDBOX)) {
+        mcpTools = mcpTools.concat((await sandbox.listMcp(spec.mcpSandbox)).tools);
+      }
       if (!carry && fromLog && patched(PATCH_CONTRACT)) await recordContract();
 
       for (;;) {
@@ -487,7 +492,10 @@ export async function agentSession(spec: SessionSpec, carry?: SessionCarry): Pro
         const fault = refused || !operator ? undefined : faultFor(spec.inject, checked.name, state.toolCalls);
         if (refused) result = refused;
         else if (fault) result = injectedResult(call.id, checked.name, fault);
-        else if (mcpTool) {
+        else if (mcpTool?.sandbox && sandboxServer(mcpTool)) {
+          const run = { id: call.id, name: call.name, input: call.input, ...(call.inputRef ? { inputRef: call.inputRef } : {}) };
+          result = await sandbox.runMcp(run, mcpTool, sandboxServer(mcpTool)!);
+        } else if (mcpTool) {
           const run = { id: call.id, name: call.name, input: call.input, ...(call.inputRef ? { inputRef: call.inputRef } : {}) };
           result = await callMcpTool({ sessionId, call: run, tool: mcpTool });
         } else if (checked.name === 'sleep') result = await sleep(call.id, checked.input as ToolInput<'sleep'>);
@@ -513,6 +521,11 @@ export async function agentSession(spec: SessionSpec, carry?: SessionCarry): Pro
     // The snapshot is for the audit trail, the refusals are events: neither is for the model.
     const { snapshot: _snapshot, ...forModel } = recorded;
     return forModel;
+  }
+
+  /** The spec of a sandbox MCP tool's server. */
+  function sandboxServer(tool: McpTool): SandboxMcpServer | undefined {
+    return spec.mcpSandbox?.[tool.server];
   }
 
   /** What the egress proxy refused, one event per host, port and reason; after call `callId`, or at a release. */

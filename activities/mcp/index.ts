@@ -20,7 +20,7 @@ import type { McpConfig } from './config';
 export { resolveMcpConfig, parseMcpConfig, type McpConfig } from './config';
 
 /** Tool names model providers accept. */
-const PROVIDER_TOOL_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+export const PROVIDER_TOOL_NAME = /^[A-Za-z0-9_-]{1,64}$/;
 const STDERR_TAIL = 2000;
 
 interface Connection {
@@ -127,7 +127,7 @@ export class McpPool {
 }
 
 /** What a tool's result says, as text for the model: text parts, and a note for each other part. */
-function resultText(result: Record<string, unknown>): string {
+export function resultText(result: Record<string, unknown>): string {
   const parts: string[] = [];
   for (const c of (Array.isArray(result.content) ? result.content : []) as Array<Record<string, unknown>>) {
     if (c.type === 'text') parts.push(String(c.text));
@@ -144,21 +144,19 @@ function resultText(result: Record<string, unknown>): string {
   return parts.join('\n');
 }
 
-function errorText(err: unknown): string {
+export function errorText(err: unknown): string {
   return (err instanceof Error ? err.message : String(err)).replace(/\s+/g, ' ').slice(0, 1000);
 }
 
-/** At most this many calls' outcomes are remembered per worker, so a retried activity does not call its server twice. */
-const REMEMBERED_CALLS = 1000;
-
-export function createMcpActivities(deps: { pool: McpPool; blobs: BlobStore }) {
-  const { pool, blobs } = deps;
+/**
+ * Checks a call's arguments against its tool's JSON Schema (Ajv, compiled schemas cached): an
+ * `InvalidArguments` result when they do not fit, undefined when they do (or Ajv cannot compile the schema:
+ * then the server checks its own arguments).
+ */
+export function argumentChecker(): (call: ToolCall, tool: McpTool, input: unknown) => ToolResult | undefined {
   const ajv = new Ajv({ strict: false, allErrors: true });
   const validators = new Map<string, ValidateFunction | null>();
-  const calls = new Map<string, Promise<ToolResult>>();
-  const cache = new ContentCache(8 * 1024 * 1024);
-
-  function validatorFor(tool: McpTool): ValidateFunction | null {
+  const validatorFor = (tool: McpTool): ValidateFunction | null => {
     const key = JSON.stringify(tool.inputSchema);
     let v = validators.get(key);
     if (v === undefined) {
@@ -166,22 +164,35 @@ export function createMcpActivities(deps: { pool: McpPool; blobs: BlobStore }) {
       try {
         v = ajv.compile(schema);
       } catch {
-        v = null; // A schema Ajv cannot compile: the server checks its own arguments.
+        v = null;
       }
       if (validators.size >= 500) validators.delete(validators.keys().next().value as string);
       validators.set(key, v);
     }
     return v;
-  }
+  };
+  return (call, tool, input) => {
+    const validate = validatorFor(tool);
+    if (!validate || validate(input)) return undefined;
+    const issues = (validate.errors ?? []).map((e) => `${e.instancePath || '(arguments)'} ${e.message ?? 'is invalid'}`).join('; ');
+    return { callId: call.id, name: call.name, ok: false, error: 'InvalidArguments', output: `Invalid arguments for ${call.name}: ${issues}` };
+  };
+}
+
+/** At most this many calls' outcomes are remembered per worker, so a retried activity does not call its server twice. */
+const REMEMBERED_CALLS = 1000;
+
+export function createMcpActivities(deps: { pool: McpPool; blobs: BlobStore }) {
+  const { pool, blobs } = deps;
+  const checkArguments = argumentChecker();
+  const calls = new Map<string, Promise<ToolResult>>();
+  const cache = new ContentCache(8 * 1024 * 1024);
 
   async function run(call: ToolCall, tool: McpTool): Promise<ToolResult> {
     const base = { callId: call.id, name: call.name };
     const input: unknown = call.inputRef ? JSON.parse(await cache.text(blobs, call.inputRef)) : call.input;
-    const validate = validatorFor(tool);
-    if (validate && !validate(input)) {
-      const issues = (validate.errors ?? []).map((e) => `${e.instancePath || '(arguments)'} ${e.message ?? 'is invalid'}`).join('; ');
-      return { ...base, ok: false, error: 'InvalidArguments', output: `Invalid arguments for ${call.name}: ${issues}` };
-    }
+    const invalid = checkArguments(call, tool, input);
+    if (invalid) return invalid;
     let conn: Connection;
     try {
       conn = await pool.connect(tool.server);

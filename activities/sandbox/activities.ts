@@ -9,7 +9,7 @@ import { CancelledFailure } from '@temporalio/common';
 import { fitsInline, preview, putContent, readBlob, type BlobStore } from '../../blobs';
 import type { ContainerRef, SandboxActivities } from '../../common/activities';
 import { SANDBOX_DEFAULTS } from '../../common/defaults';
-import { failure, SandboxFailure } from '../../common/failures';
+import { SandboxFailure } from '../../common/failures';
 import { egressRules, networkPolicy, sandboxLimits, sandboxSpecProblems } from '../../common/sandbox-spec';
 import { runsInSandbox, validateToolCall } from '../../common/tools';
 import type { ContentRef, NetworkReport, SandboxHandle, SandboxRuntimeInfo, SandboxSpec, SnapshotInfo, ToolCall, ToolResult } from '../../common/types';
@@ -31,6 +31,10 @@ import { inSpan } from '../../telemetry/spans';
 import { resolveSandboxConfig, type SandboxConfig } from './config';
 import { badRequest, classifyDockerError, classifySandboxError, containerGone, imageMissing, runtimeMissing } from './errors';
 import { toExecutorOp, toToolResult } from './tool-ops';
+import { callSandboxTool, listSandboxTools, SandboxMcpError } from './mcp';
+import { argumentChecker } from '../mcp';
+import { failure, McpFailure } from '../../common/failures';
+import type { McpTool, SandboxMcpServer } from '../../common/mcp';
 
 /** How often a running sandbox activity heartbeats (provision, snapshot, destroy: 10 s or 30 s timeouts). */
 const HEARTBEAT_MS = 2000;
@@ -101,6 +105,7 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
   const egress = new Egress(runtime, config.egress);
 
   const runtimes = new RuntimeCheck(docker);
+  const checkMcpArguments = argumentChecker();
   /** The Docker runtime a session's container runs under. */
   const runtimeOf = (spec: SandboxSpec | undefined): string => spec?.runtime ?? config.defaultRuntime;
 
@@ -390,6 +395,78 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
           if (ctx?.cancellationDetails?.cancelRequested !== false) await client.cancel(id).catch(() => false);
           throw err;
         }
+        throw classifySandboxError(err, handle.containerId, key);
+      } finally {
+        stop();
+      }
+    },
+
+    /** The tools of the session's sandbox MCP servers, starting them if they are not running. */
+    async listSandboxMcpTools({ handle, servers }: { sessionId: string; handle: ContainerRef; servers: Record<string, SandboxMcpServer> }): Promise<{ tools: McpTool[]; skipped: string[] }> {
+      const stop = keepBeating(activityContext());
+      try {
+        return await listSandboxTools(runtime.client(handle.containerId), servers);
+      } catch (err) {
+        if (err instanceof SandboxMcpError) {
+          throw failure(McpFailure.SandboxUnavailable, `${err.message}. Check the server's command and args in the session's mcpSandbox, and that the sandbox image has it (try it with a shell call: \`<command> <args> < /dev/null\`)`);
+        }
+        throw classifySandboxError(err, handle.containerId);
+      } finally {
+        stop();
+      }
+    },
+
+    /**
+     * One call of a sandbox MCP tool: arguments checked against the tool's schema (Ajv), then sent to its
+     * server in the container, keyed like runTool so a retry never calls it twice, then (with `snapshot`)
+     * a snapshot as after any tool. The server's failures (did not start, crashed, hung, malformed answer)
+     * are error results; a lost container is thrown as for runTool, so the session restores it.
+     */
+    async callSandboxMcpTool({
+      sessionId,
+      handle,
+      call,
+      tool,
+      server,
+      snapshot,
+    }: {
+      sessionId: string;
+      handle: ContainerRef;
+      call: ToolCall;
+      tool: McpTool;
+      server: SandboxMcpServer;
+      snapshot?: { parent?: string };
+    }): Promise<ToolResult> {
+      const ctx = activityContext();
+      const wf = ctx?.info.workflowExecution;
+      const key = ctx && wf ? `${wf.workflowId}/${wf.runId}/${ctx.info.activityId}` : `${sessionId}/${call.id}`;
+      const base = { callId: call.id, name: call.name };
+      const stop = keepBeating(ctx, undefined, TOOL_HEARTBEAT_MS);
+      const started = Date.now();
+      try {
+        const input = call.inputRef ? await wholeInput(call.inputRef) : call.input;
+        const invalid = checkMcpArguments(call, tool, input);
+        if (invalid) return invalid;
+        const client = runtime.client(handle.containerId);
+        const outcome = await timed(toolCallSeconds, { tool: 'mcp' }, () =>
+          inSpan(`executor mcp ${tool.name}`, { 'keel.session_id': sessionId, 'keel.tool': call.name, 'keel.call_id': call.id, 'keel.idempotency_key': key }, () =>
+            callSandboxTool(client, call, tool, server, storable(input), key),
+          ),
+          (o) => (o.ok ? 'ok' : 'tool_error'),
+        );
+        const note = outcome.restarted
+          ? `\n[keel: the MCP server "${tool.server}" was started again for this call (a new container, or it had exited or been stopped); what it held in memory is gone]`
+          : '';
+        const text = outcome.output + note;
+        const result: ToolResult = { ...base, ok: outcome.ok, ...(outcome.error ? { error: outcome.error } : {}), output: preview(text), durationMs: Date.now() - started };
+        if (!fitsInline(text)) result.outputRef = await putContent(blobs, text);
+        else result.output = text;
+        if (snapshot) {
+          const info = await measuredSnapshot(client, sessionId, snapshot.parent);
+          if (info) result.snapshot = info;
+        }
+        return result;
+      } catch (err) {
         throw classifySandboxError(err, handle.containerId, key);
       } finally {
         stop();

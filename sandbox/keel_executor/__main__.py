@@ -17,6 +17,7 @@ import threading
 
 from . import privileges, safefs, tools
 from .layout import STATE_DIR
+from .mcp_servers import McpServers
 from .pool import Pool
 from .reaping import limit_processes, reap_forever
 from .server import Server, log
@@ -68,6 +69,7 @@ def main():
     pool = Pool(lease)
     snapshots = Snapshotter()
     shell = Shell()
+    mcp = McpServers()
 
     def ping(rid, args):
         return {"pong": True, "pid": os.getpid(), "restoredFrom": snapshots.restored_from(), "claim": pool.claim,
@@ -94,6 +96,7 @@ def main():
         "write_file": tools.op_write_file,
         "edit_file": tools.op_edit_file,
         "list_files": tools.op_list_files,
+        "mcp": mcp.op_mcp,
     })
     if lease is not None:
         threading.Thread(target=pool.watch_lease, daemon=True).start()

@@ -126,6 +126,12 @@ export function createFakes(turns: Array<Partial<ModelTurn>>, opts: FakeOptions 
         f.destroyed.push(sessionId);
         return { removed: true };
       },
+      async listSandboxMcpTools() {
+        return { tools: [], skipped: [] };
+      },
+      async callSandboxMcpTool({ call }) {
+        return { callId: call.id, name: call.name, ok: false, error: 'UnknownTool', output: 'the fake sandbox runs no MCP servers' };
+      },
     },
   };
   return f;
