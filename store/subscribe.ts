@@ -37,7 +37,7 @@ export interface Subscription {
 
 interface Subscriber {
   cursor: number;
-  /** The seq of the last `model.call` event handed over. */
+  /** The seq of the last `model.call` event handed over (at first, where the subscriber starts): deltas of calls that began before it are not passed on. */
   modelCallSeq: number;
   onEvent: (e: EventRow) => void;
   onDelta: ((d: ModelDelta) => void) | undefined;
@@ -46,7 +46,7 @@ interface Subscriber {
 
 /** Running calls whose text a hub keeps for subscribers that join mid-call, and how much of each. */
 const RUNNING_CALLS = 1000;
-const RUNNING_TEXT_CHARS = 256 * 1024;
+const RUNNING_TEXT_CHARS = 64 * 1024; // at most ~128 MB for RUNNING_CALLS (UTF-16)
 /** A call not heard from for this long is forgotten (it ended, or its worker died). */
 const RUNNING_IDLE_MS = 10 * 60_000;
 
@@ -169,7 +169,7 @@ export class EventHub {
       }
       opts.onEvent(e);
     };
-    const sub: Subscriber = { cursor: opts.afterSeq ?? 0, modelCallSeq: 0, onEvent, onDelta: opts.onDelta, onError: opts.onError ?? (() => undefined) };
+    const sub: Subscriber = { cursor: opts.afterSeq ?? 0, modelCallSeq: opts.afterSeq ?? 0, onEvent, onDelta: opts.onDelta, onError: opts.onError ?? (() => undefined) };
     feed.subscribers.add(sub);
     // Joining mid-call: the text so far, as one delta. Not for a subscriber that has seen events
     // after the call began (they are its end); one that has not gets the model.call event after it.

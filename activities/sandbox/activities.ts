@@ -50,7 +50,8 @@ export const HEARTBEAT_THROTTLE_MS = 300;
 
 /** What a running tool call's heartbeat carries: its executor request, and who ran it (see `forgetDeadSticky`). */
 interface ToolBeat {
-  requestId: string;
+  /** The executor request of a built-in tool's call (MCP calls carry none). */
+  requestId?: string;
   /** The worker process that ran the attempt, when it also runs session workflows (role `all`). */
   sessionWorker?: string;
   /** How far a long snapshot or restore has got, for `keel tail` and the console. */
@@ -254,7 +255,10 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
     const wf = ctx.info.workflowExecution;
     if (!last?.sessionWorker || last.sessionWorker === deps.sessionWorker || !wf) return;
     try {
-      await ctx.client.workflowService.resetStickyTaskQueue({ namespace: ctx.info.workflowNamespace, execution: { workflowId: wf.workflowId, runId: wf.runId } });
+      // At most a second: the retry must not wait on a server that is slow to answer.
+      await ctx.client.withDeadline(Date.now() + 1000, () =>
+        ctx.client.workflowService.resetStickyTaskQueue({ namespace: ctx.info.workflowNamespace, execution: { workflowId: wf.workflowId, runId: wf.runId } }),
+      );
     } catch {
       // Best effort: the workflow task still reaches a live worker after the sticky timeout.
     }
@@ -441,7 +445,10 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
       const wf = ctx?.info.workflowExecution;
       const key = ctx && wf ? `${wf.workflowId}/${wf.runId}/${ctx.info.activityId}` : `${sessionId}/${call.id}`;
       const base = { callId: call.id, name: call.name };
-      const stop = keepBeating(ctx, undefined, TOOL_HEARTBEAT_MS);
+      if (ctx && ctx.info.attempt > 1) await forgetDeadSticky(ctx);
+      let progress: Progress | undefined;
+      const beat = (): ToolBeat => ({ ...(deps.sessionWorker ? { sessionWorker: deps.sessionWorker } : {}), ...(progress ? { progress } : {}) });
+      const stop = keepBeating(ctx, beat, TOOL_HEARTBEAT_MS);
       const started = Date.now();
       try {
         const input = call.inputRef ? await wholeInput(call.inputRef) : call.input;
@@ -449,9 +456,13 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
         if (invalid) return invalid;
         const client = runtime.client(handle.containerId);
         const outcome = await timed(toolCallSeconds, { tool: 'mcp' }, () =>
-          inSpan(`executor mcp ${tool.name}`, { 'keel.session_id': sessionId, 'keel.tool': call.name, 'keel.call_id': call.id, 'keel.idempotency_key': key }, () =>
-            callSandboxTool(client, call, tool, server, storable(input), key),
-          ),
+          inSpan(`executor mcp ${tool.name}`, { 'keel.session_id': sessionId, 'keel.tool': call.name, 'keel.call_id': call.id, 'keel.idempotency_key': key }, () => {
+            const answer = callSandboxTool(client, call, tool, server, storable(input), key);
+            if (!ctx) return answer;
+            // A cancelled session does not wait for the server: the executor ends the call at its own timeout.
+            answer.catch(() => undefined);
+            return Promise.race([answer, ctx.cancelled]);
+          }),
           (o) => (o.ok ? 'ok' : 'tool_error'),
         );
         const note = outcome.restarted
@@ -462,11 +473,12 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
         if (!fitsInline(text)) result.outputRef = await putContent(blobs, text);
         else result.output = text;
         if (snapshot) {
-          const info = await measuredSnapshot(client, sessionId, snapshot.parent);
+          const info = await measuredSnapshot(client, sessionId, snapshot.parent, (p) => (progress = p));
           if (info) result.snapshot = info;
         }
         return result;
       } catch (err) {
+        if (err instanceof CancelledFailure) throw err;
         throw classifySandboxError(err, handle.containerId, key);
       } finally {
         stop();

@@ -290,10 +290,19 @@ class McpServers:
         with self._server_lock(name):
             srv, started = self._ensure(name, argv, env, init, start_timeout)
             srv.take_extra()  # what it said between ops is nobody's answer
-            for m in messages:
-                if not srv.write(m):
-                    break
-            got = srv.wait_for(wait, time.monotonic() + timeout) if wait else []
+            # A server that stops reading its stdin blocks a write once the pipe is full: killing it by the
+            # deadline ends that write (EPIPE). Only the kill here; stop() closes stdin, which would wait for it.
+            stuck = []
+            killer = threading.Timer(timeout, lambda: (stuck.append(True), _kill_group(srv.proc.pid)))
+            killer.daemon = True
+            killer.start()
+            try:
+                for m in messages:
+                    if not srv.write(m):
+                        break
+            finally:
+                killer.cancel()
+            got = "timeout" if stuck else srv.wait_for(wait, time.monotonic() + timeout) if wait else []
             if got == "timeout":
                 srv.stop()
                 self.servers.pop(name, None)

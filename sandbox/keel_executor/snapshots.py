@@ -394,6 +394,7 @@ class Snapshotter:
         self.multi = set()
         self.racy = set()
         self.unwatched = set()
+        self._mapped_before = set()  # files mapped shared and writable at the last snapshot
         self.incomplete = False
         self.new_multi = False
         try:
@@ -471,6 +472,14 @@ class Snapshotter:
         Directories are opened one by one beneath their root (no symlinks), entries read relative to them;
         each is watched (self.watch) before it is listed."""
         walk_ns = time.time_ns()
+        try:
+            # Hashed again, whatever their stat says (see _changed), and checked again at the next snapshot.
+            self._mapped_before = watch.shared_writable_maps(SNAPSHOT_ROOTS)
+        except Exception as e:  # noqa: BLE001 - a missed scan must not fail the snapshot
+            log("snapshot: cannot read process maps: %s" % e)
+            self._mapped_before = set()
+        for p in self._mapped_before:
+            self.cache.pop(p, None)
         listing = {}
         order = []
         roots = []
@@ -638,10 +647,14 @@ class Snapshotter:
         except Exception as e:  # noqa: BLE001 - a missed scan must not fail the snapshot
             log("snapshot: cannot read process maps: %s" % e)
             return None
-        for p in mapped:
-            # A write through a mapping need not even change the mtime (the page was writable already): read it again.
+        # A write through a mapping need not even change the mtime (the page was writable already): read it again.
+        # Files mapped at the last snapshot too: a process may have written through its mapping and unmapped
+        # (or exited) since, which leaves no trace in /proc and no inotify event.
+        recheck = mapped | self._mapped_before
+        self._mapped_before = mapped
+        for p in recheck:
             self.cache.pop(p, None)
-        extra |= mapped
+        extra |= recheck
         for p in extra:
             d, name = p.rsplit("/", 1)
             dirty.setdefault(d, {}).setdefault(name, False)

@@ -23,12 +23,18 @@ What inotify does not say, and what snapshots.py does about it:
   - a restore, or the first snapshot of an executor -> a full walk.
 
 KEEL_SNAPSHOT_WATCH=0 in the executor's environment turns watching off (every snapshot walks).
+Watches are charged to the executor's uid (root) across the whole host, fs.inotify.max_user_watches
+for all sandboxes together: one sandbox takes at most MAX_WATCHES of them, so a command that makes
+hundreds of thousands of directories cannot starve the others; past it, that sandbox walks.
 """
 
 import ctypes
 import errno
 import os
 import struct
+
+# At most this many watched directories per sandbox (see above).
+MAX_WATCHES = 32768
 
 IN_ACCESS = 0x00000001
 IN_MODIFY = 0x00000002
@@ -85,7 +91,10 @@ class Watcher:
             self.fd = -1
 
     def add(self, dfd, path):
-        """Watch the directory open as `dfd`, known as `path`. Raises WatchError (errno ENOSPC: out of watches)."""
+        """Watch the directory open as `dfd`, known as `path`. Raises WatchError (errno ENOSPC: out of watches,
+        the host's or this sandbox's share of them, MAX_WATCHES)."""
+        if len(self.paths) >= MAX_WATCHES and path not in self.wds:
+            raise WatchError(errno.ENOSPC, "inotify_add_watch %s: this sandbox's %d watches are used" % (path, MAX_WATCHES))
         wd = _libc.inotify_add_watch(self.fd, ("/proc/self/fd/%d" % dfd).encode(), MASK)
         if wd < 0:
             err = ctypes.get_errno()

@@ -150,7 +150,7 @@ test('the reference git server runs in the sandbox: status and log of the worksp
   await recordHistory(client.temporal, id, 'mcp-sandbox-session.json');
 });
 
-test('a sandbox server that crashes, hangs or answers malformed gives error results, and the session goes on', { timeout: 240_000 }, async () => {
+test('a sandbox server that crashes, hangs, answers malformed or stops reading gives error results, and the session goes on', { timeout: 240_000 }, async () => {
   const spec: SessionSpec = {
     task: 'faults',
     model: {
@@ -162,6 +162,9 @@ test('a sandbox server that crashes, hangs or answers malformed gives error resu
         call('fx__echo', { text: 'after the crash' }),
         call('fx__hang'),
         call('fx__malformed'),
+        call('fx__deaf'),
+        // More than a pipe holds, to a server that no longer reads: the write itself must time out.
+        call('fx__echo', { text: 'x'.repeat(300_000) }),
         call('shell', { command: 'sleep 30' }),
         call('fx__echo', { text: 'after everything' }),
         { text: 'done' },
@@ -171,7 +174,7 @@ test('a sandbox server that crashes, hangs or answers malformed gives error resu
     mcpSandbox: { fx: servers.fx! },
   };
   // The shell's own timeout kills every process of the sandbox user, the server among them.
-  (spec.model.script![5]!.toolCalls![0]!.input as Record<string, unknown>).timeoutSec = 1;
+  (spec.model.script![7]!.toolCalls![0]!.input as Record<string, unknown>).timeoutSec = 1;
   const id = uniqueId('mcpsb-faults');
   await client.start(spec, { sessionId: id });
   const result = await client.result(id);
@@ -186,9 +189,12 @@ test('a sandbox server that crashes, hangs or answers malformed gives error resu
   assert.match(out[3]!.output, /did not answer within 5 s/);
   assert.equal(out[4]!.error, 'McpError', out[4]!.output);
   assert.match(out[4]!.output, /malformed/);
-  assert.equal(out[5]!.error, 'Timeout', out[5]!.output);
-  assert.equal(out[6]!.ok, true, out[6]!.output);
-  assert.match(out[6]!.output, /^after everything\n\[keel: the MCP server "fx" was started again/);
+  assert.equal(out[5]!.ok, true, out[5]!.output);
+  assert.equal(out[6]!.error, 'Timeout', out[6]!.output);
+  assert.match(out[6]!.output, /did not answer within 5 s/);
+  assert.equal(out[7]!.error, 'Timeout', out[7]!.output);
+  assert.equal(out[8]!.ok, true, out[8]!.output);
+  assert.match(out[8]!.output, /^after everything\n\[keel: the MCP server "fx" was started again/);
 });
 
 test('a sandbox server that does not start fails the session at start, naming it', { timeout: 120_000 }, async () => {
