@@ -8,8 +8,7 @@ import type Docker from 'dockerode';
 
 /** The runtimes this dockerd has registered (`docker info` → Runtimes), sorted. */
 export async function knownRuntimes(docker: Docker): Promise<string[]> {
-  const info = (await docker.info()) as { Runtimes?: Record<string, unknown> };
-  return Object.keys(info.Runtimes ?? {}).sort();
+  return Object.keys(await runtimeArgs(docker)).sort();
 }
 
 /**

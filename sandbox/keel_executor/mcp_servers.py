@@ -33,9 +33,7 @@ command can do anything to it (read its memory, kill it). It is trusted only as
 far as the sandbox is.
 """
 
-import ctypes
 import json
-import platform
 import os
 import signal
 import subprocess
@@ -208,30 +206,18 @@ class _Server:
 
 
 def _kill_group(pgid):
-    """SIGKILL process group `pgid` (a server's: start_new_session). The executor holds no CAP_KILL, so, like
-    privileges.signal_sandbox_user, it signals with the sandbox user's effective uid, from this thread only."""
-    if not privileges.SPLIT or os.geteuid() == privileges.SANDBOX_UID:
+    """SIGKILL process group `pgid` (a server's: start_new_session), as the sandbox user (see privileges)."""
+
+    def kill():
         try:
             os.killpg(pgid, signal.SIGKILL)
         except OSError:
             pass
-        return
-    nr = privileges._SYS_SETRESUID.get(platform.machine())
-    if nr is None:
-        return
-    keep = ctypes.c_long(-1)
-    with privileges._signal_lock:
-        if privileges._libc.syscall(ctypes.c_long(nr), keep, ctypes.c_long(privileges.SANDBOX_UID), keep) != 0:
-            return
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except OSError:
-            pass
-        finally:
-            if privileges._libc.syscall(ctypes.c_long(nr), keep, ctypes.c_long(0), keep) != 0:
-                os.write(2, b"executor: cannot restore the effective uid; exiting\n")
-                os._exit(70)
-            privileges.use_sandbox_fs()
+
+    try:
+        privileges.as_sandbox_user_signals(kill)
+    except OSError:
+        pass  # no way to signal here: the server is left to the next timeout's kill of every process
 
 
 class McpServers:

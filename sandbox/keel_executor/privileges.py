@@ -237,22 +237,32 @@ def signal_sandbox_user(sig):
     docstring). Every process of the sandbox user gets it; we, PID 1, do not. Returns whether any did."""
     if not can_signal_all():
         raise OSError("cannot signal every process of the sandbox user here")
-    with _signal_lock:
-        if not SPLIT:
-            try:
-                os.kill(-1, sig)
-                return True
-            except ProcessLookupError:
-                return False
-        nr = _SYS_SETRESUID[platform.machine()]
-        keep = ctypes.c_long(-1)
-        if _libc.syscall(ctypes.c_long(nr), keep, ctypes.c_long(SANDBOX_UID), keep) != 0:
-            _errno_fail("setresuid(-1, %d, -1)" % SANDBOX_UID)
+
+    def kill_all():
         try:
             os.kill(-1, sig)
             return True
         except ProcessLookupError:
             return False
+
+    return as_sandbox_user_signals(kill_all)
+
+
+def as_sandbox_user_signals(fn):
+    """fn() with this thread's effective uid the sandbox user's, so the signals it sends are that user's (the
+    executor holds no CAP_KILL): they reach that user's processes only. One thread at a time; the effective
+    uid is root's again afterwards, or the executor exits."""
+    with _signal_lock:
+        if not SPLIT or os.geteuid() == SANDBOX_UID:
+            return fn()
+        nr = _SYS_SETRESUID.get(platform.machine())
+        if nr is None:
+            raise OSError("no setresuid syscall number for %s" % platform.machine())
+        keep = ctypes.c_long(-1)
+        if _libc.syscall(ctypes.c_long(nr), keep, ctypes.c_long(SANDBOX_UID), keep) != 0:
+            _errno_fail("setresuid(-1, %d, -1)" % SANDBOX_UID)
+        try:
+            return fn()
         finally:
             if _libc.syscall(ctypes.c_long(nr), keep, ctypes.c_long(0), keep) != 0:
                 # Cannot happen (the real uid is 0); if it did, this thread must not go on as uid 1000.
