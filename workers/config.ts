@@ -178,6 +178,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   const temporal = resolveConnectionOptions({}, env);
   const stateDir = env.KEEL_STATE_DIR || join(projectDir, '.keel');
+  const poolSize = numberFrom(env.KEEL_POOL_SIZE, 0, 'KEEL_POOL_SIZE', 0);
   return {
     temporalAddress: temporal.address,
     temporalNamespace: temporal.namespace,
@@ -195,8 +196,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     devServerArgs: (env.KEEL_DEV_SERVER_ARGS ?? '').split(/\s+/).filter(Boolean),
     blobDir: env.KEEL_BLOB_DIR || join(stateDir, 'blobs'),
     ...(env.KEEL_BLOB_S3_BUCKET ? { blobS3: s3Options(env, env.KEEL_BLOB_S3_BUCKET) } : {}),
-    poolSize: numberFrom(env.KEEL_POOL_SIZE, 0, 'KEEL_POOL_SIZE', 0),
-    poolImages: poolImagesFrom(env.KEEL_POOL_IMAGES, numberFrom(env.KEEL_POOL_SIZE, 0, 'KEEL_POOL_SIZE', 0)),
+    poolSize,
+    poolImages: poolImagesFrom(env.KEEL_POOL_IMAGES, poolSize),
     reapIntervalSec: numberFrom(env.KEEL_REAP_INTERVAL_SEC, 60, 'KEEL_REAP_INTERVAL_SEC', 0, true),
     gcIntervalSec: numberFrom(env.KEEL_GC_INTERVAL_SEC, 21_600, 'KEEL_GC_INTERVAL_SEC', 0, true),
     ...(env.KEEL_WEBHOOK_SECRET ? { webhookSecret: env.KEEL_WEBHOOK_SECRET } : {}),
