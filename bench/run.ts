@@ -342,7 +342,7 @@ async function warmStarts(docker: Docker): Promise<{ pooled: boolean; samples: n
   const pooled = POOL_SIZE > 0;
   const runtime = new SandboxRuntime(docker);
   const pool = pooled ? new WarmPool(runtime, { hostId: 'bench-pool', image: defaultImageTag(), size: POOL_SIZE }) : undefined;
-  const acts = createSandboxActivities({ runtime, blobs: scratchBlobs(), config: { hostId: 'bench-pool', hostQueue: 'bench-pool' }, ...(pool ? { pool } : {}) });
+  const acts = createSandboxActivities({ runtime, blobs: scratchBlobs(), config: { hostId: 'bench-pool', hostQueue: 'bench-pool' }, ...(pool ? { pools: [pool] } : {}) });
   const samples: number[] = [];
   try {
     for (let i = 0; i < SANDBOXES; i++) {

@@ -4,9 +4,10 @@
 import { connectTemporal } from '../client/connection';
 import { ServiceError } from '../common/errors';
 import type Docker from 'dockerode';
-import { listCustomImages } from '../host/custom-image';
+import { listCustomImages, poolImageProblems } from '../host/custom-image';
 import { defaultImageTag, imageExists } from '../host/image';
 import { GVISOR_NET_RUNTIME } from '../host/lockdown';
+import { describePools, planPools } from '../host/pool-images';
 import { GVISOR_RUNTIMES, runtimeArgs, runtimeFix } from '../host/runtimes';
 import type { KeelConfig } from '../workers/config';
 import { resolveTemporalCli } from '../workers/dev-server';
@@ -95,6 +96,7 @@ export async function runDoctor(config: KeelConfig): Promise<Check[]> {
     checks.push(await runtimeCheck(docker, config.sandboxRuntime));
     const custom = await customImagesCheck(docker, tag);
     if (custom) checks.push(custom);
+    checks.push(await poolsCheck(docker, config));
   } else {
     checks.push({ name: 'Sandbox image', ok: false, level: 'error', detail: 'cannot check without Docker', fix: 'fix Docker first' });
   }
@@ -142,5 +144,24 @@ async function customImagesCheck(docker: Docker, base: string): Promise<Check | 
     level: 'warn',
     detail: `${stale.length} of ${images.length} built on another sandbox image than ${base}: ${stale.map((i) => `${name(i)} (on ${i.base})`).join(', ')}`,
     fix: 'rebuild them: npx keel image build --from <their Dockerfile> --tag <their name>',
+  };
+}
+
+/**
+ * The warm pools a sandbox worker with this config keeps (`KEEL_POOL_SIZE`, `KEEL_POOL_IMAGES`), and the
+ * check the worker runs at start on each named image: an error for each that would stop it.
+ */
+export async function poolsCheck(docker: Docker, config: KeelConfig): Promise<Check> {
+  const defaultImage = config.sandboxImage ?? defaultImageTag();
+  const plan = planPools(defaultImage, config.poolSize, config.poolImages);
+  const detail = describePools(plan, defaultImage);
+  const problems = await poolImageProblems(docker, plan.filter((p) => p.named).map((p) => p.image));
+  if (!problems.length) return { name: 'Warm pools', ok: true, level: 'ok', detail };
+  return {
+    name: 'Warm pools',
+    ok: false,
+    level: 'error',
+    detail: `${detail}; a sandbox worker would refuse to start:\n${problems.map((p) => `- ${p}`).join('\n')}`,
+    fix: 'as given for each image',
   };
 }

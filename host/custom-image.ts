@@ -224,3 +224,29 @@ export async function listCustomImages(docker: Docker): Promise<Array<{ tags: st
   const images = await docker.listImages({ filters: JSON.stringify({ label: [LABEL_BASE] }) });
   return images.map((i) => ({ tags: i.RepoTags ?? [], id: i.Id, base: i.Labels?.[LABEL_BASE] ?? '' }));
 }
+
+/**
+ * Check the images of `KEEL_POOL_IMAGES` on this Docker host: present, and keeping the sandbox contract (one
+ * locked-down container each, removed afterwards). Returns one line per image that fails, naming the
+ * image, what is wrong and the fix; empty when all pass.
+ */
+export async function poolImageProblems(docker: Docker, images: readonly string[]): Promise<string[]> {
+  const problems: string[] = [];
+  for (const image of images) {
+    const drop = `or remove ${image} from KEEL_POOL_IMAGES`;
+    try {
+      if (!(await imageExists(docker, image))) {
+        problems.push(`${image} is not on this Docker host. Fix: build it here (npx keel image build --from <its Dockerfile> --tag ${image}) or docker pull it, ${drop}`);
+        continue;
+      }
+      await checkImageContract(docker, image);
+    } catch (err) {
+      if (!(err instanceof ImageContractError)) {
+        problems.push(`${image} could not be checked (${(err as Error).message}). Fix: see that Docker can run it, ${drop}`);
+        continue;
+      }
+      problems.push(`${err.message}\n  Fix: change its Dockerfile as listed and rebuild it with npx keel image build (which runs the same check), ${drop}`);
+    }
+  }
+  return problems;
+}

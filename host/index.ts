@@ -15,6 +15,8 @@ export { createOptions, dockerRuntime, EGRESS_PROXY_HOST, EGRESS_PROXY_PORT, EXE
 export { DEFAULT_DISK_DIR, diskPaths, DiskError, ensureDisk, LABEL_DISK, listDisks, removeDisk } from './disks';
 export { keelRoot, sandboxDir } from './paths';
 export { LEASE_SEC, WarmPool, type WarmPoolOptions } from './pool';
+export { describePools, imageKey, planPools, type PlannedPool, type PoolImage } from './pool-images';
+export { poolImageProblems } from './custom-image';
 export { reapDisks, reapOrphans, reapStoppedPool, type ReapOptions } from './reap';
 export { GVISOR_RUNTIMES, knownRuntimes, RuntimeCheck, runtimeArgs, runtimeFix } from './runtimes';
 export { SandboxRuntime } from './runtime';

@@ -113,7 +113,7 @@ export class WarmPool {
           throw err;
         }
         // Dead (lease ran out, killed) or Docker hiccup: drop it and try the next one.
-        this.log(`pool: claiming ${next.id.slice(0, 12)} failed (${(err as Error).message}); removing it`);
+        this.log(`pool ${this.options.image}: claiming ${next.id.slice(0, 12)} failed (${(err as Error).message}); removing it`);
         await this.discard(next.id, next.volume, true);
       }
     }
@@ -131,7 +131,7 @@ export class WarmPool {
       await removeContainer(this.docker, { id, poolVolume: volume });
       if (withClaim) await this.docker.getVolume(claimVolumeName(id)).remove().catch(() => undefined);
     } catch (err) {
-      this.log(`pool: removing ${id.slice(0, 12)}: ${(err as Error).message}`);
+      this.log(`pool ${this.options.image}: removing ${id.slice(0, 12)}: ${(err as Error).message}`);
     }
   }
 
@@ -163,7 +163,7 @@ export class WarmPool {
         }
       } catch (err) {
         failed = true;
-        this.log(`pool: could not start a container (${(err as Error).message}); retrying in ${RETRY_MS / 1000}s`);
+        this.log(`pool ${this.options.image}: could not start a container (${(err as Error).message}); retrying in ${RETRY_MS / 1000}s`);
       } finally {
         this.filling = false;
       }
@@ -200,7 +200,7 @@ export class WarmPool {
         const at = this.idle.indexOf(c);
         if (at < 0) continue; // claimed meanwhile
         this.idle.splice(at, 1);
-        this.log(`pool: ${c.id.slice(0, 12)} did not renew its lease (${(err as Error).message}); replacing it`);
+        this.log(`pool ${this.options.image}: ${c.id.slice(0, 12)} did not renew its lease (${(err as Error).message}); replacing it`);
         await this.discard(c.id, c.volume, false);
         this.fill();
       }

@@ -13,6 +13,7 @@ import { sandboxSpecProblems } from '../common/sandbox-spec';
 import { DEFAULT_DISK_DIR } from '../host/disks';
 import type { EgressSettings } from '../host/egress';
 import { keelRoot } from '../host/paths';
+import { imageKey, imageNameProblem, type PoolImage } from '../host/pool-images';
 
 export interface KeelConfig {
   /** Temporal frontend, `host:port`. Env `TEMPORAL_ADDRESS`. @default 'localhost:7233' */
@@ -70,6 +71,13 @@ export interface KeelConfig {
    * 2 is a good value on a sandbox host. Env `KEEL_POOL_SIZE`. @default 0 (off)
    */
   poolSize: number;
+  /**
+   * Images besides the default that a sandbox-host worker keeps warm, one pool each: `image` (a pool of
+   * `poolSize`) or `image=N` (a pool of N), separated by commas, e.g. `my-tools:1=2,keel-custom:ab12cd34ef56`.
+   * Each is checked against the sandbox contract at worker start; one that is missing or fails stops the worker.
+   * Naming the default image sets its pool's size. Env `KEEL_POOL_IMAGES`. @default none
+   */
+  poolImages: PoolImage[];
   /**
    * How often a sandbox-host worker removes containers of ended sessions, and a session worker reconciles
    * live sessions with Temporal; 0 turns both off. Env `KEEL_REAP_INTERVAL_SEC`. @default 60
@@ -170,6 +178,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   const temporal = resolveConnectionOptions({}, env);
   const stateDir = env.KEEL_STATE_DIR || join(projectDir, '.keel');
+  const poolSize = numberFrom(env.KEEL_POOL_SIZE, 0, 'KEEL_POOL_SIZE', 0);
   return {
     temporalAddress: temporal.address,
     temporalNamespace: temporal.namespace,
@@ -187,7 +196,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     devServerArgs: (env.KEEL_DEV_SERVER_ARGS ?? '').split(/\s+/).filter(Boolean),
     blobDir: env.KEEL_BLOB_DIR || join(stateDir, 'blobs'),
     ...(env.KEEL_BLOB_S3_BUCKET ? { blobS3: s3Options(env, env.KEEL_BLOB_S3_BUCKET) } : {}),
-    poolSize: numberFrom(env.KEEL_POOL_SIZE, 0, 'KEEL_POOL_SIZE', 0),
+    poolSize,
+    poolImages: poolImagesFrom(env.KEEL_POOL_IMAGES, poolSize),
     reapIntervalSec: numberFrom(env.KEEL_REAP_INTERVAL_SEC, 60, 'KEEL_REAP_INTERVAL_SEC', 0, true),
     gcIntervalSec: numberFrom(env.KEEL_GC_INTERVAL_SEC, 21_600, 'KEEL_GC_INTERVAL_SEC', 0, true),
     ...(env.KEEL_WEBHOOK_SECRET ? { webhookSecret: env.KEEL_WEBHOOK_SECRET } : {}),
@@ -318,6 +328,29 @@ function egressResolve(value: string | undefined): EgressSettings['resolve'] {
       throw new Error(`KEEL_EGRESS_RESOLVE must be name=address pairs separated by commas, such as api.test=172.17.0.1, not "${pair}"`);
     }
     out[name] = address;
+  }
+  return out;
+}
+
+/** `KEEL_POOL_IMAGES`: `image` or `image=N`, separated by commas; an image without a size gets `poolSize`. */
+function poolImagesFrom(value: string | undefined, poolSize: number): PoolImage[] {
+  const out: PoolImage[] = [];
+  for (const entry of (value ?? '').split(',').map((e) => e.trim()).filter(Boolean)) {
+    const at = entry.indexOf('=');
+    const image = (at < 0 ? entry : entry.slice(0, at)).trim();
+    const sizeText = at < 0 ? undefined : entry.slice(at + 1).trim();
+    const bad = imageNameProblem(image);
+    if (bad) throw new Error(`KEEL_POOL_IMAGES: ${bad}; write image or image=N separated by commas, such as my-tools:1=2,keel-custom:ab12cd34ef56`);
+    let size = poolSize;
+    if (sizeText !== undefined) {
+      size = Number(sizeText);
+      if (!/^\d+$/.test(sizeText) || size < 1) throw new Error(`KEEL_POOL_IMAGES: the size of ${image} must be a whole number >= 1, not "${sizeText}" (leave an image out to pool none of it)`);
+    } else if (size < 1) {
+      throw new Error(`KEEL_POOL_IMAGES: ${image} has no size and KEEL_POOL_SIZE is 0; write ${image}=N, or set KEEL_POOL_SIZE`);
+    }
+    const twice = out.find((p) => imageKey(p.image) === imageKey(image));
+    if (twice) throw new Error(`KEEL_POOL_IMAGES names ${image} twice${twice.image !== image ? ` (as ${twice.image})` : ''}; name each image once`);
+    out.push({ image, size });
   }
   return out;
 }

@@ -6,6 +6,7 @@ import { NativeConnection } from '@temporalio/worker';
 import Docker from 'dockerode';
 import { DirBlobStore, S3BlobStore, type BlobStore } from '../blobs';
 import { reasonOf, ServiceError } from '../common/errors';
+import { poolImageProblems } from '../host/custom-image';
 import { knownRuntimes, runtimeFix } from '../host/runtimes';
 import { connect, migrate, SchemaOutdatedError, type Sql } from '../store';
 import { TEMPORAL_FIX } from '../client/connection';
@@ -60,6 +61,21 @@ export async function checkSandboxRuntime(docker: Docker, runtime: string): Prom
   const known = await knownRuntimes(docker);
   if (!known.includes(runtime)) {
     throw new ServiceError('Docker', `dockerd has no runtime "${runtime}" (KEEL_SANDBOX_RUNTIME); it has ${known.join(', ')}`, runtimeFix(runtime));
+  }
+}
+
+/**
+ * Refuse to pool images (`KEEL_POOL_IMAGES`) that are missing on this Docker host or break the sandbox
+ * contract: every one is checked, and the error lists each that failed, with its fix.
+ */
+export async function checkPoolImages(docker: Docker, images: readonly string[]): Promise<void> {
+  const problems = await poolImageProblems(docker, images);
+  if (problems.length) {
+    throw new ServiceError(
+      'Sandbox image',
+      `KEEL_POOL_IMAGES names ${problems.length === 1 ? 'an image' : `${problems.length} images`} this host cannot pool:\n- ${problems.join('\n- ')}`,
+      'each image\'s fix is given above (`npx keel doctor` runs the same check without starting a worker)',
+    );
   }
 }
 

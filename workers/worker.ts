@@ -18,6 +18,7 @@ import { hostQueueFor, SANDBOX_QUEUE, SESSION_QUEUE } from '../common/constants'
 import { defaultImageTag } from '../host/image';
 import { listManagedContainers } from '../host/inventory';
 import { WarmPool } from '../host/pool';
+import { describePools, planPools } from '../host/pool-images';
 import { SandboxRuntime } from '../host/runtime';
 import { countSessionsByStatus, type Sql } from '../store';
 import type { Logger } from '../telemetry/log';
@@ -27,7 +28,7 @@ import { collectGarbage } from '../audit/gc';
 import { reconcileLive } from '../inspect/reconcile';
 import { every } from './periodic';
 import { startReaper } from './reaper';
-import { checkSandboxRuntime, connectDatabase, connectDocker, connectTemporalWorker, openBlobStore } from './services';
+import { checkPoolImages, checkSandboxRuntime, connectDatabase, connectDocker, connectTemporalWorker, openBlobStore } from './services';
 import { watchSandboxes, watchSessions } from '../telemetry/metrics';
 import { startTracing } from '../telemetry/tracing';
 import { serveMetrics, tracingSinks, withTracing, WORKFLOW_TRACING_MODULE } from '../telemetry/worker';
@@ -69,6 +70,16 @@ function lineLogger(logger: Logger | undefined): (msg: string, fields?: Record<s
 
 export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}): Promise<KeelWorkers> {
   const role = opts.role ?? config.workerRole;
+  // A sandbox host's checks come first: a runtime dockerd lacks or a pool image that cannot serve stops the
+  // worker before it connects to anything else.
+  let docker: Docker | undefined;
+  const defaultImage = config.sandboxImage ?? defaultImageTag();
+  const pools = planPools(defaultImage, config.poolSize, config.poolImages);
+  if (role === 'all' || role === 'sandbox') {
+    docker = await connectDocker(config);
+    await checkSandboxRuntime(docker, config.sandboxRuntime);
+    await checkPoolImages(docker, pools.filter((p) => p.named).map((p) => p.image));
+  }
   const connection: NativeConnection = await connectTemporalWorker(config);
   const workers: Worker[] = [];
   let sql: Sql | undefined;
@@ -156,22 +167,24 @@ export async function createWorkers(config: KeelConfig, opts: WorkerOptions = {}
     }
   }
 
-  if (role === 'all' || role === 'sandbox') {
-    const docker: Docker = await connectDocker(config);
-    await checkSandboxRuntime(docker, config.sandboxRuntime);
+  if (docker) {
+    const dockerd = docker;
     hostQueue = hostQueueFor(config.hostId);
-    runtime = new SandboxRuntime(docker);
+    const sandboxes = new SandboxRuntime(dockerd);
+    runtime = sandboxes;
     watchSandboxes(async () =>
-      (await listManagedContainers(docker)).filter((c) => c.hostId === config.hostId).map((c) => ({ state: c.state, kind: c.sessionId ? 'session' : 'pool' })),
+      (await listManagedContainers(dockerd)).filter((c) => c.hostId === config.hostId).map((c) => ({ state: c.state, kind: c.sessionId ? 'session' : 'pool' })),
     );
-    const defaultImage = config.sandboxImage ?? defaultImageTag();
-    // The pool registers with the runtime, which removes its idle containers at shutdown.
-    const pool = config.poolSize > 0 ? new WarmPool(runtime, { hostId: config.hostId, image: defaultImage, runtime: config.sandboxRuntime, size: config.poolSize, ...(config.diskDir ? { diskDir: config.diskDir } : {}) }) : undefined;
+    // Each pool registers with the runtime, which removes its idle containers at shutdown.
+    const warm = pools.map(
+      (p) => new WarmPool(sandboxes, { hostId: config.hostId, image: p.image, runtime: config.sandboxRuntime, size: p.size, ...(config.diskDir ? { diskDir: config.diskDir } : {}) }),
+    );
+    if (pools.length) lineLogger(opts.log)(`sandbox host ${config.hostId}: warm pools: ${describePools(pools, defaultImage)}`, { pools });
     const activities = createSandboxActivities({
       runtime,
       blobs: store.blobs,
       config: { hostId: config.hostId, hostQueue, defaultImage, defaultRuntime: config.sandboxRuntime, diskDir: config.diskDir, egress: config.egress },
-      ...(pool ? { pool } : {}),
+      pools: warm,
       ...(role === 'all' ? { sessionWorker: `${config.hostId}/${process.pid}/${randomUUID()}` } : {}),
     });
     // The shared queue takes provisioning; the host's own queue takes everything after (host affinity).

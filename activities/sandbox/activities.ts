@@ -21,6 +21,7 @@ import { imageExists } from '../../host/image';
 import { ensureVolume, ownerOf, remountWorkspace, removeSession, sessionContainers, type DiskOptions } from '../../host/inventory';
 import { createOptions, dockerRuntime } from '../../host/lockdown';
 import type { WarmPool } from '../../host/pool';
+import { imageKey } from '../../host/pool-images';
 import type { SandboxRuntime } from '../../host/runtime';
 import { RuntimeCheck } from '../../host/runtimes';
 import type { Progress } from '../../common/progress';
@@ -65,8 +66,12 @@ export interface SandboxActivityDeps {
   blobs: BlobStore;
   /** Resolved with {@link resolveSandboxConfig}; unset fields take their defaults. */
   config?: Partial<SandboxConfig>;
-  /** Pre-started containers to claim for sessions with the default image and limits, and no network. @default none */
-  pool?: WarmPool;
+  /**
+   * Warm pools, at most one per image (`KEEL_POOL_SIZE`, `KEEL_POOL_IMAGES`): a session whose image is a
+   * pool's (compared with {@link imageKey}), with that pool's runtime and disks, the default limits and no
+   * network, claims one of its containers. @default none
+   */
+  pools?: readonly WarmPool[];
   /**
    * Set when this process also runs the session worker (role `all`): a name unique to the process. A tool
    * call's heartbeat carries it, so that the retry of a call whose process died can send the session's next
@@ -100,7 +105,8 @@ function keepBeating(ctx: Context | undefined, details?: unknown, everyMs = HEAR
 
 /** Build the sandbox activities of one sandbox host. */
 export function createSandboxActivities(deps: SandboxActivityDeps) {
-  const { runtime, blobs, pool } = deps;
+  const { runtime, blobs } = deps;
+  const pools = deps.pools ?? [];
   const { docker } = runtime;
   const config = resolveSandboxConfig(deps.config);
   const egress = new Egress(runtime, config.egress);
@@ -110,17 +116,22 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
   /** The Docker runtime a session's container runs under. */
   const runtimeOf = (spec: SandboxSpec | undefined): string => spec?.runtime ?? config.defaultRuntime;
 
-  /** The pool serves sessions whose spec is the pool's: its image, runtime and disks, the default limits, and no network. */
-  const poolFits = (spec: SandboxSpec | undefined): boolean =>
-    pool !== undefined &&
+  /** A pool container fits a spec with the pool's runtime and disks, the default limits, and no network. */
+  const poolFits = (pool: WarmPool, spec: SandboxSpec | undefined): boolean =>
     spec?.network === undefined &&
-    (spec?.image ?? config.defaultImage) === pool.options.image &&
     runtimeOf(spec) === pool.ociRuntime &&
     (pool.options.diskDir ?? null) === config.diskDir &&
     (config.diskDir === null || (spec?.diskMb ?? SANDBOX_DEFAULTS.diskMb) === SANDBOX_DEFAULTS.diskMb) &&
     (spec?.memoryMb ?? SANDBOX_DEFAULTS.memoryMb) === SANDBOX_DEFAULTS.memoryMb &&
     (spec?.cpus ?? SANDBOX_DEFAULTS.cpus) === SANDBOX_DEFAULTS.cpus &&
     (spec?.pidsLimit ?? SANDBOX_DEFAULTS.pidsLimit) === SANDBOX_DEFAULTS.pidsLimit;
+
+  /** The pool that serves this spec: the one of its image, when its containers fit the spec. */
+  const poolFor = (spec: SandboxSpec | undefined): WarmPool | undefined => {
+    const image = imageKey(spec?.image ?? config.defaultImage);
+    const pool = pools.find((p) => imageKey(p.options.image) === image);
+    return pool && poolFits(pool, spec) ? pool : undefined;
+  };
 
   const images = new Map<string, Promise<Pick<SandboxRuntimeInfo, 'imageId' | 'imageDigests' | 'executor'>>>();
   /** The image's id, digests and executor version (its recipe label), read once per image. */
@@ -180,7 +191,8 @@ export function createSandboxActivities(deps: SandboxActivityDeps) {
     const image = spec?.image ?? config.defaultImage;
     const found = await existing(sessionId, generation, spec);
     if (found) return found;
-    if (pool && poolFits(spec)) {
+    const pool = poolFor(spec);
+    if (pool) {
       try {
         const claimed = await pool.claim(sessionId, generation);
         if (claimed) return { id: claimed.id, image, ping: claimed.ping };

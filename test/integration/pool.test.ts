@@ -50,7 +50,7 @@ before(
     await ensureImage(docker, tag, (line) => console.error(`[image] ${line}`));
     runtime = new SandboxRuntime(docker);
     pool = new WarmPool(runtime, { hostId, image: tag, size: 2, diskDir: DEFAULT_DISK_DIR });
-    acts = createSandboxActivities({ runtime, blobs: new DirBlobStore(blobDir), config: { hostId, defaultImage: tag }, pool });
+    acts = createSandboxActivities({ runtime, blobs: new DirBlobStore(blobDir), config: { hostId, defaultImage: tag }, pools: [pool] });
     await pool.ready();
   },
   { timeout: 900_000 },

@@ -380,7 +380,7 @@ except Exception as e: print(e)"`),
   test('the warm pool never serves a networked session', async () => {
     const poolRuntime = new SandboxRuntime(docker);
     const pool = new WarmPool(poolRuntime, { hostId, image: tag, size: 1, runtime: testRuntime() });
-    const pooled = createSandboxActivities({ runtime: poolRuntime, blobs: new DirBlobStore(blobDir), config: { hostId, defaultImage: tag, defaultRuntime: testRuntime() }, pool });
+    const pooled = createSandboxActivities({ runtime: poolRuntime, blobs: new DirBlobStore(blobDir), config: { hostId, defaultImage: tag, defaultRuntime: testRuntime() }, pools: [pool] });
     const id = uniqueId('egress-pool');
     sessions.push(id);
     try {
